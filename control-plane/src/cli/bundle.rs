@@ -1,0 +1,10 @@
+//! `warden bundle`.
+
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {}
+
+pub(crate) fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`warden bundle` is not built yet")
+}

@@ -1,0 +1,1 @@
+//! Config-as-code: loading and validating a config directory.

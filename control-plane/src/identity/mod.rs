@@ -1,0 +1,1 @@
+//! SPIFFE identity core: IDs, trust domains, the CA, SVIDs and trust bundles.
