@@ -30,6 +30,7 @@ lint:
 demo *ARGS: build
     @echo "demo: not built yet; meanwhile try: ./target/debug/warden validate examples/mesh"
 
-# Every benchmark, one table.
-bench:
-    cargo bench -p warden --bench mint
+# Every benchmark (mint, xDS streams, filter overhead); writes bench-results/report.md.
+bench: build
+    cargo build --release -p warden
+    scripts/bench.sh
