@@ -5,3 +5,4 @@ pub mod attest;
 pub mod cli;
 pub mod config;
 pub mod identity;
+pub mod policy;
