@@ -23,6 +23,9 @@ macro_rules! named {
             fn full_name() -> String {
                 format!("{}.{}", $package, $name)
             }
+            fn type_url() -> String {
+                format!("type.googleapis.com/{}.{}", $package, $name)
+            }
         }
     };
 }

@@ -53,12 +53,13 @@ fn nack_gets_no_reply_and_is_recorded() {
 
 #[test]
 fn stale_nonce_is_recorded_but_subscription_changes_still_apply() {
-    let snap = sample(&[("a", "1"), ("b", "1")], 1);
     let mut st = DeltaState::new();
-    st.on_request(&req(SDS, &["a"], &[], "", None), &snap);
-    st.on_request(&req(CDS, &[], &[], "", None), &snap);
+    st.on_request(&req(SDS, &["a"], &[], "", None), &sample(&[("a", "1"), ("b", "1")], 1));
+    let snap = sample(&[("a", "2"), ("b", "1")], 1);
+    let (_, pushed) = st.on_snapshot(&snap);
+    assert_eq!(pushed[0].nonce, "2");
     let (events, r) = st.on_request(&req(SDS, &["b"], &[], "1", None), &snap);
-    assert!(matches!(events[0], Event::StaleNonce { .. }));
+    assert!(matches!(events[0], Event::StaleNonce { .. }), "{events:?}");
     assert_eq!(names(&r.unwrap()), vec!["b"]);
 }
 

@@ -45,7 +45,13 @@ fn sotw(id: &str, names: &[&str], version: &str, nonce: &str, nack: Option<&str>
         type_url: SDS.type_url().into(),
         response_nonce: nonce.into(),
         error_detail: nack.map(|m| RpcStatus { code: 3, message: m.into(), details: vec![] }),
+        ..Default::default()
     }
+}
+
+async fn client(url: String) -> AggregatedDiscoveryServiceClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Channel::from_shared(url).unwrap().connect().await.unwrap();
+    AggregatedDiscoveryServiceClient::new(channel)
 }
 
 async fn next<T>(s: &mut tonic::Streaming<T>) -> Result<T, tonic::Status> {
@@ -63,7 +69,7 @@ async fn silent<T: std::fmt::Debug>(s: &mut tonic::Streaming<T>) {
 #[tokio::test]
 async fn unknown_node_is_refused_with_permission_denied() {
     let (url, shared) = start().await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(url).await.unwrap();
+    let mut client = client(url).await;
     let (tx, rx) = mpsc::channel(4);
     tx.send(sotw("intruder", &["a"], "", "", None)).await.unwrap();
     let mut resp = client.stream_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
@@ -76,7 +82,7 @@ async fn unknown_node_is_refused_with_permission_denied() {
 #[tokio::test]
 async fn sotw_serves_requested_secrets_ignores_acks_and_pushes_rotations() {
     let (url, shared) = start().await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(url).await.unwrap();
+    let mut client = client(url).await;
     let (tx, rx) = mpsc::channel(4);
     tx.send(sotw("n1", &["a"], "", "", None)).await.unwrap();
     let mut resp = client.stream_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
@@ -98,7 +104,7 @@ async fn sotw_serves_requested_secrets_ignores_acks_and_pushes_rotations() {
 #[tokio::test]
 async fn sotw_nack_is_recorded_with_its_error_detail() {
     let (url, shared) = start().await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(url).await.unwrap();
+    let mut client = client(url).await;
     let (tx, rx) = mpsc::channel(4);
     tx.send(sotw("n1", &["a"], "", "", None)).await.unwrap();
     let mut resp = client.stream_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
@@ -115,7 +121,7 @@ async fn sotw_nack_is_recorded_with_its_error_detail() {
 #[tokio::test]
 async fn delta_stream_sends_changes_only_and_removed_names() {
     let (url, shared) = start().await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(url).await.unwrap();
+    let mut client = client(url).await;
     let (tx, rx) = mpsc::channel(4);
     let req = |sub: &[&str], nonce: &str| DeltaDiscoveryRequest {
         node: node("n1"),
@@ -140,7 +146,7 @@ async fn delta_stream_sends_changes_only_and_removed_names() {
 #[tokio::test]
 async fn removing_a_node_ends_its_stream() {
     let (url, shared) = start().await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(url).await.unwrap();
+    let mut client = client(url).await;
     let (tx, rx) = mpsc::channel(4);
     tx.send(sotw("n1", &["a"], "", "", None)).await.unwrap();
     let mut resp = client.stream_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
