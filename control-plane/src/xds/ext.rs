@@ -51,6 +51,13 @@ pub struct DownstreamTlsContext {
     /// Reject clients without a certificate.
     #[prost(message, optional, tag = "2")]
     pub require_client_certificate: Option<BoolValue>,
+    /// No TLS session tickets. Member of the `session_ticket_keys_type` oneof; mirrored
+    /// as a plain field (same wire format; Warden only ever sets it to `true`).
+    #[prost(bool, tag = "7")]
+    pub disable_stateless_session_resumption: bool,
+    /// No session-id resumption.
+    #[prost(bool, tag = "10")]
+    pub disable_stateful_session_resumption: bool,
 }
 named!(DownstreamTlsContext, TLS_PACKAGE, "DownstreamTlsContext");
 

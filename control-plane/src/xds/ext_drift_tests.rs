@@ -141,6 +141,8 @@ fn hand_written_structs_match_the_proto_files() {
         fields_of(&[DownstreamTlsContext {
             common_tls_context: Some(full_ctx[0].clone()),
             require_client_certificate: Some(BoolValue { value: true }),
+            disable_stateless_session_resumption: true,
+            disable_stateful_session_resumption: true,
         }]),
         fields_of(&full_ctx),
         fields_of(&[combined]),

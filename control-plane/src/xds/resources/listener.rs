@@ -97,6 +97,11 @@ pub(super) fn inbound(w: &Workload, own_svid: &str, bundle: &str) -> Listener {
             validation_context_type: Some(ValidationContextType::ValidationContextSdsSecretConfig(sds(bundle))),
         }),
         require_client_certificate: Some(BoolValue { value: true }),
+        // A resumed TLS session skips certificate validation, and Envoy then reports
+        // `connection.peer_certificate_valid` false: the filter would deny every request
+        // on a resumed connection (seen with Envoy 1.40). Full handshakes only.
+        disable_stateless_session_resumption: true,
+        disable_stateful_session_resumption: true,
     };
     let chain = FilterChain {
         filters: vec![hcm_filter(&hcm)],

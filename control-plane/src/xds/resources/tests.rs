@@ -103,6 +103,7 @@ fn the_inbound_listener_requires_a_client_certificate_and_uses_the_authz_filter(
     };
     let tls: DownstreamTlsContext = unpack(any);
     assert!(tls.require_client_certificate.unwrap().value);
+    assert!(tls.disable_stateless_session_resumption && tls.disable_stateful_session_resumption);
     let common = tls.common_tls_context.unwrap();
     assert_eq!(common.tls_certificate_sds_secret_configs[0].name, "spiffe://example.org/ns/demo/sa/backend");
     assert_eq!(
