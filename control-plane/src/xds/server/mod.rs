@@ -68,7 +68,10 @@ impl AdsServer {
 type BoxStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 fn caller_of<T>(req: &Request<T>) -> Caller {
-    Caller { remote_addr: req.remote_addr(), metadata: req.metadata().clone() }
+    Caller {
+        remote_addr: req.remote_addr(),
+        metadata: req.metadata().clone(),
+    }
 }
 
 #[tonic::async_trait]
@@ -83,7 +86,12 @@ impl AggregatedDiscoveryService for AdsServer {
         let caller = caller_of(&request);
         let (tx, rx) = mpsc::channel(16);
         let shared = self.shared.clone();
-        tokio::spawn(stream::run::<SotwState>(shared, caller, request.into_inner(), tx));
+        tokio::spawn(stream::run::<SotwState>(
+            shared,
+            caller,
+            request.into_inner(),
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -94,7 +102,12 @@ impl AggregatedDiscoveryService for AdsServer {
         let caller = caller_of(&request);
         let (tx, rx) = mpsc::channel(16);
         let shared = self.shared.clone();
-        tokio::spawn(stream::run::<DeltaState>(shared, caller, request.into_inner(), tx));
+        tokio::spawn(stream::run::<DeltaState>(
+            shared,
+            caller,
+            request.into_inner(),
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
