@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::{self, AdminState, ConfigInfo};
 use crate::config::{self, Config};
@@ -20,7 +19,7 @@ use crate::identity::SystemClock;
 use crate::xds::cache::Cache;
 use crate::xds::control::ControlPlane;
 use crate::xds::metrics::Metrics;
-use crate::xds::server::{AdsServer, AllowAnyCaller, Shared};
+use crate::xds::server::{AllowAnyCaller, Shared};
 use crate::xds::status::StatusRegistry;
 
 /// Default module path, relative to the working directory (what `just build-filter`
@@ -73,9 +72,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let xds_listener = bind(xds_addr, "xds_listen").await?;
     let admin_listener = bind(admin_addr, "admin_listen").await?;
     tracing::warn!(addr = %xds_addr, "ADS is served as plaintext gRPC without caller authentication; keep it on loopback");
-    let ads = tonic::transport::Server::builder()
-        .add_service(AdsServer::new(shared.clone()).into_service())
-        .serve_with_incoming(TcpListenerStream::new(xds_listener));
+    let ads = crate::xds::server::serve(xds_listener, shared.clone());
     let ready = Arc::new(AtomicBool::new(false));
     let admin_state = AdminState {
         xds: shared.clone(),

@@ -65,6 +65,24 @@ impl AdsServer {
     }
 }
 
+/// Serves ADS on `listener` until the future is dropped or the listener fails, with the
+/// transport settings Warden uses everywhere (`warden serve`, tests, benchmarks): no
+/// per-connection stream cap (a benchmark multiplexes thousands of node streams on few
+/// connections), TCP_NODELAY, HTTP/2 keepalive to notice dead proxies.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Shared,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(1 << 20))
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .add_service(AdsServer::new(shared).into_service())
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .await
+}
+
 type BoxStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 fn caller_of<T>(req: &Request<T>) -> Caller {

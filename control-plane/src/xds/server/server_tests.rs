@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use xds_api::pb::envoy::config::core::v3::Node;
 use xds_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use xds_api::pb::google::rpc::Status as RpcStatus;
@@ -26,12 +26,7 @@ async fn start() -> (String, Shared) {
         .set(&NodeId::new("n1"), sample(&[("a", "1"), ("b", "1")], 1));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let svc = AdsServer::new(shared.clone()).into_service();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
+    tokio::spawn(serve(listener, shared.clone()));
     (format!("http://{addr}"), shared)
 }
 
