@@ -10,9 +10,8 @@ use xds_api::pb::google::protobuf::StringValue;
 
 use super::common::any;
 use super::NodeInputs;
-use crate::config::{Config, PolicyMode, Workload};
+use crate::config::{Config, Workload};
 use crate::xds::ext::{PluginConfig, VmConfig, Wasm, FAIL_CLOSED};
-use crate::xds::types::Version;
 
 /// Name of the filter in the HCM and of its ECDS resource.
 pub const AUTHZ_FILTER_NAME: &str = "warden-authz";
@@ -20,41 +19,10 @@ pub const AUTHZ_FILTER_NAME: &str = "warden-authz";
 /// The Wasm runtime (the only one compiled into stock Envoy, see REFERENCE.md).
 const RUNTIME: &str = "envoy.wasm.runtime.v8";
 
-/// The JSON the filter receives in `on_configure` for `workload`.
-///
-/// TODO(filter merge): replace the body with `crate::policy::plugin_config(cfg, workload)`
-/// once the filter work lands on main; the field names below follow
-/// `warden_filter::PluginConfig` (which denies unknown fields).
+/// The JSON the filter receives in `on_configure` for `workload`: the
+/// `warden_filter::PluginConfig` built by [`crate::policy::plugin_config`].
 pub fn filter_configuration(cfg: &Config, workload: &Workload) -> String {
-    let modules: Vec<serde_json::Value> = cfg
-        .policies
-        .modules
-        .iter()
-        .map(|m| serde_json::json!({ "name": m.name, "source": m.source }))
-        .collect();
-    let data = cfg.policies.data.to_string();
-    let policy_version = Version::of_bytes(
-        cfg.policies
-            .modules
-            .iter()
-            .flat_map(|m| [m.name.as_bytes(), m.source.as_bytes()])
-            .chain([data.as_bytes()]),
-    );
-    let mode = match cfg.policy.mode {
-        PolicyMode::Enforce => "enforce",
-        PolicyMode::DryRun => "dry_run",
-    };
-    serde_json::json!({
-        "policy_version": policy_version.as_str(),
-        "entrypoint": cfg.policy.entrypoint,
-        "mode": mode,
-        "deny_status": cfg.policy.deny_status,
-        "expose_reason": cfg.policy.expose_reason,
-        "destination_principal": workload.spiffe_id.to_string(),
-        "modules": modules,
-        "data": cfg.policies.data,
-    })
-    .to_string()
+    crate::policy::plugin_config(cfg, workload).to_json()
 }
 
 /// The `warden-authz` ECDS resource for one node.
