@@ -79,8 +79,13 @@ def tls_context(d, kind):
         "validation_context": {"custom_validator_config": validator},
     }
     if kind == "server":
+        # No TLS session resumption: on a resumed session Envoy does not re-validate the
+        # peer certificate, so `connection.peer_certificate_valid` is false and the Warden
+        # filter (rightly) sees no identity. Sidecar listeners must set the same.
         return {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                "require_client_certificate": True, "common_tls_context": common}
+                "require_client_certificate": True, "common_tls_context": common,
+                "disable_stateless_session_resumption": True,
+                "disable_stateful_session_resumption": True}
     return {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
             "common_tls_context": common}
 
@@ -177,7 +182,7 @@ def start_envoy(d, name, bootstrap, base_id):
         json.dump(bootstrap, f)
     log = open(os.path.join(d, f"{name}.log"), "w")
     return subprocess.Popen([envoy_bin(), "-c", path, "--concurrency", "1", "--base-id", str(base_id),
-                             "-l", "warning", "--disable-hot-restart"], stdout=log, stderr=log)
+                             "-l", os.environ.get("BENCH_LOG", "warning"), "--disable-hot-restart"], stdout=log, stderr=log)
 
 
 def stop(proc):

@@ -12,7 +12,10 @@ fn main() -> anyhow::Result<()> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| cases::workspace_root().join("filter/tests/cases"));
     for file in cases::case_files(&dir)? {
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         for case in cases::load(&file)? {
             let line = match case.run() {
                 Ok(outcome) => serde_json::json!({

@@ -431,3 +431,43 @@ mod tests {
         assert!(!InputNeeds::scan(["my_input := 1"]).headers);
     }
 }
+
+#[cfg(test)]
+mod reuse_tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_vm_gives_the_same_answer_every_time() {
+        let source = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/mesh/policies/authz.rego"
+        ))
+        .unwrap();
+        let policy = CompiledPolicy::compile(&PluginConfig::new(vec![PolicyModule {
+            name: "authz.rego".into(),
+            source,
+        }]))
+        .unwrap();
+        let deny = Value::from_json_str(
+            r#"{"attributes": {"source": {"principal": "spiffe://example.org/ns/demo/sa/frontend"},
+                "destination": {"principal": "spiffe://example.org/ns/demo/sa/database"},
+                "request": {"http": {"method": "GET", "path": "/api/items", "headers": {}}}}}"#,
+        )
+        .unwrap();
+        for i in 0..2000 {
+            let varied = Value::from_json_str(&format!(
+                r#"{{"attributes": {{"source": {{"principal": "spiffe://example.org/ns/demo/sa/frontend"}},
+                    "destination": {{"principal": "spiffe://example.org/ns/demo/sa/backend"}},
+                    "request": {{"http": {{"method": "GET", "path": "/api/items", "headers": {{"x-request-id": "{i}"}}}}}}}}}}"#
+            ))
+            .unwrap();
+            let got = policy.evaluate(varied).unwrap();
+            assert_eq!(got, Value::Bool(true), "evaluation {i}");
+            assert_eq!(
+                policy.evaluate(deny.clone()).unwrap(),
+                Value::Bool(false),
+                "evaluation {i}"
+            );
+        }
+    }
+}
