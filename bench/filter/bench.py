@@ -259,6 +259,7 @@ def main():
     rate = int(os.environ.get("BENCH_RATE", "1000"))
     warden_wasm = sys.argv[1]
     empty_wasm = sys.argv[2]
+    slim_wasm = sys.argv[3] if len(sys.argv) > 3 else None
     d = tempfile.mkdtemp(prefix="warden-bench-")
     client = None
     try:
@@ -274,9 +275,11 @@ def main():
             ("empty Wasm", [wasm_filter(empty_wasm, "")]),
             ("Warden", [wasm_filter(warden_wasm, warden_config())]),
         ]
+        if slim_wasm:
+            variants.append(("Warden slim", [wasm_filter(slim_wasm, warden_config())]))
         results = {}
         for name, filters in variants:
-            results[name] = run_variant(d, name.split()[0].lower(), filters, seconds, rate)
+            results[name] = run_variant(d, name.replace(" ", "-").lower(), filters, seconds, rate)
             print(f"# {name}: done", file=sys.stderr)
         base = results["no authz"]
         print(f"\nServer Envoy, 1 worker, mTLS; fixed rate {rate} rps and max rate (16 conns), {seconds} s each; "
@@ -292,7 +295,8 @@ def main():
                   f"{m['cpu_us_per_req'] - base['max']['cpu_us_per_req']:+.1f} | {m['rps']:.0f} | "
                   f"{m['p50_ms']:.2f} / {m['p99_ms']:.2f} | {bad} |")
         print(f"\nWarden .wasm: {os.path.getsize(warden_wasm) / 1e6:.2f} MB; empty .wasm: "
-              f"{os.path.getsize(empty_wasm) / 1e6:.2f} MB")
+              f"{os.path.getsize(empty_wasm) / 1e6:.2f} MB"
+              + (f"; Warden slim (no opa-builtins) .wasm: {os.path.getsize(slim_wasm) / 1e6:.2f} MB" if slim_wasm else ""))
     finally:
         stop(client)
         if os.environ.get("BENCH_KEEP"):

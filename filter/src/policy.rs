@@ -152,6 +152,7 @@ impl InputNeeds {
             scheme: false,
         };
         for source in sources {
+            let source = &strip_comments(source);
             if uses_input_dynamically(source) {
                 return Self::ALL;
             }
@@ -161,6 +162,37 @@ impl InputNeeds {
         }
         needs
     }
+}
+
+/// Removes `#` comments (outside string literals), so a comment that mentions `headers`
+/// does not make every request read all headers.
+fn strip_comments(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut chars = source.chars();
+    let (mut in_string, mut in_raw, mut escaped) = (false, false, false);
+    while let Some(c) = chars.next() {
+        if in_string {
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+        } else if in_raw {
+            in_raw = c != '`';
+        } else if c == '"' {
+            in_string = true;
+        } else if c == '`' {
+            in_raw = true;
+        } else if c == '#' {
+            // Skip to the end of the line, keep the newline.
+            for rest in chars.by_ref() {
+                if rest == '\n' {
+                    out.push('\n');
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn uses_input_dynamically(source: &str) -> bool {
@@ -429,6 +461,10 @@ mod tests {
         assert_eq!(InputNeeds::scan(["x := input"]), InputNeeds::ALL);
         assert_eq!(InputNeeds::scan(["x := input[k]"]), InputNeeds::ALL);
         assert!(!InputNeeds::scan(["my_input := 1"]).headers);
+        let commented = "# reads input.attributes.request.http.headers\nallow if input.a == \"#x\"\n";
+        assert!(!InputNeeds::scan([commented]).headers);
+        let in_string = "allow if input.a == \"x#\"\nallow if input.attributes.request.http.headers.b\n";
+        assert!(InputNeeds::scan([in_string]).headers);
     }
 }
 
