@@ -4,10 +4,15 @@
 
 use std::time::Instant;
 
-use warden_filter::{authorize, CompiledPolicy, DecisionIds, Peer, PluginConfig, PolicyModule, RequestAttributes};
+use warden_filter::{
+    authorize, CompiledPolicy, DecisionIds, Peer, PluginConfig, PolicyModule, RequestAttributes,
+};
 
 fn main() -> anyhow::Result<()> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/mesh/policies/authz.rego");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/mesh/policies/authz.rego"
+    );
     let mut config = PluginConfig::new(vec![PolicyModule {
         name: "authz.rego".into(),
         source: std::fs::read_to_string(path)?,
@@ -15,7 +20,12 @@ fn main() -> anyhow::Result<()> {
     config.destination_principal = "spiffe://example.org/ns/demo/sa/backend".into();
     let started = Instant::now();
     let policy = CompiledPolicy::compile(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("compile: {:?} ({:?} engine, needs {:?})", started.elapsed(), policy.engine_kind(), policy.needs());
+    println!(
+        "compile: {:?} ({:?} engine, needs {:?})",
+        started.elapsed(),
+        policy.engine_kind(),
+        policy.needs()
+    );
     let headers: Vec<(String, String)> = [
         (":method", "GET"),
         (":path", "/api/items"),

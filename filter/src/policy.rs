@@ -215,8 +215,10 @@ fn is_ident_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
-/// How a compiled policy evaluates.
+/// How a compiled policy evaluates. One per policy, so the size difference between the
+/// variants does not matter.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Evaluator {
     /// RVM program; a spare VM (program and data loaded) is kept for reuse.
     Rvm {
@@ -461,9 +463,11 @@ mod tests {
         assert_eq!(InputNeeds::scan(["x := input"]), InputNeeds::ALL);
         assert_eq!(InputNeeds::scan(["x := input[k]"]), InputNeeds::ALL);
         assert!(!InputNeeds::scan(["my_input := 1"]).headers);
-        let commented = "# reads input.attributes.request.http.headers\nallow if input.a == \"#x\"\n";
+        let commented =
+            "# reads input.attributes.request.http.headers\nallow if input.a == \"#x\"\n";
         assert!(!InputNeeds::scan([commented]).headers);
-        let in_string = "allow if input.a == \"x#\"\nallow if input.attributes.request.http.headers.b\n";
+        let in_string =
+            "allow if input.a == \"x#\"\nallow if input.attributes.request.http.headers.b\n";
         assert!(InputNeeds::scan([in_string]).headers);
     }
 }
