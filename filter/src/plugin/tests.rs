@@ -5,13 +5,16 @@ use std::collections::BTreeMap;
 
 use super::*;
 
+/// A local response: status, headers, body.
+type Sent = (u16, Vec<(String, String)>, String);
+
 #[derive(Default)]
 struct FakeHost {
     properties: BTreeMap<String, Vec<u8>>,
     headers: Vec<(String, String)>,
     fail_properties: bool,
     set: RefCell<Vec<(String, Option<String>)>>,
-    sent: RefCell<Option<(u16, Vec<(String, String)>, String)>>,
+    sent: RefCell<Option<Sent>>,
     logs: RefCell<Vec<String>>,
     counters: RefCell<Vec<Counter>>,
     header_reads: RefCell<usize>,
