@@ -19,6 +19,7 @@ test: build lint
     cargo test --workspace
     ./target/debug/warden validate examples/mesh
     ./target/debug/warden policy test examples/mesh
+    WARDEN_BIN=target/debug/warden python filter/tests/opa_differential.py
 
 # Formatting and clippy (native and wasm32-wasip1), warnings are errors.
 lint:
