@@ -12,6 +12,7 @@ mod mint;
 mod policy;
 mod serve;
 mod validate;
+mod workload_api;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,8 @@ enum Command {
     /// Test and evaluate Rego policies with the same engine the Envoy filter runs.
     #[command(subcommand)]
     Policy(policy::Command),
+    /// Serve the SPIFFE Workload API on a Unix socket (settings in workload-api.yaml).
+    WorkloadApi(workload_api::Args),
 }
 
 /// Entry point used by `main.rs`.
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Bootstrap(args) => bootstrap::run(args),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::WorkloadApi(args) => workload_api::run(args),
     };
     match result {
         Ok(code) => code,
