@@ -18,8 +18,14 @@ fn parse(text: &str) -> Result<Settings, String> {
 #[test]
 fn a_known_workload_takes_its_spiffe_id_from_the_config() {
     let s = parse("socket: run/wl.sock\nworkloads:\n  - name: backend\n    selectors: [unix:uid:1000, unix:path:/usr/bin/backend]\n").unwrap();
-    assert_eq!(s.entries[0].spiffe_id.as_str(), "spiffe://example.org/ns/demo/sa/backend");
-    assert_eq!(s.entries[0].selectors[1], Selector::Path("/usr/bin/backend".into()));
+    assert_eq!(
+        s.entries[0].spiffe_id.as_str(),
+        "spiffe://example.org/ns/demo/sa/backend"
+    );
+    assert_eq!(
+        s.entries[0].selectors[1],
+        Selector::Path("/usr/bin/backend".into())
+    );
     assert!(s.socket.is_absolute() && s.socket.ends_with("run/wl.sock"));
     assert_eq!(s.jwt_ttl, Duration::from_secs(300));
     assert_eq!(s.x509_ttl, mesh().ca.svid_ttl);
@@ -29,7 +35,10 @@ fn a_known_workload_takes_its_spiffe_id_from_the_config() {
 #[test]
 fn a_workload_without_a_sidecar_gives_its_own_spiffe_id() {
     let s = parse("socket: /tmp/x.sock\njwt_ttl: 2m\nworkloads:\n  - name: job\n    spiffe_id: spiffe://example.org/jobs/nightly\n    selectors: [unix:gid:2000]\n").unwrap();
-    assert_eq!(s.entries[0].spiffe_id.as_str(), "spiffe://example.org/jobs/nightly");
+    assert_eq!(
+        s.entries[0].spiffe_id.as_str(),
+        "spiffe://example.org/jobs/nightly"
+    );
     assert_eq!(s.jwt_ttl, Duration::from_secs(120));
 }
 

@@ -56,7 +56,12 @@ def check(name: str, ok: bool, detail: str = "") -> None:
 
 
 def run_checks(socket: Path) -> None:
-    client = WorkloadApiClient(f"unix:{socket}", default_timeout=10)
+    # grpc-core sends the %-encoded socket path as `:authority` for an absolute
+    # `unix:/path`, which the Rust h2 server rejects (PROTOCOL_ERROR; grpc/grpc#38142,
+    # hyperium/h2#487). A relative socket path gives a valid authority, so connect from
+    # the socket's directory.
+    os.chdir(socket.parent)
+    client = WorkloadApiClient(f"unix:{socket.name}", default_timeout=10)
     td = TrustDomain("example.org")
 
     svid = client.fetch_x509_svid()
@@ -92,7 +97,7 @@ def run_checks(socket: Path) -> None:
     check("jwt_svid_validates_offline_against_the_jwt_bundle", str(offline.spiffe_id) == BACKEND)
     client.close()
 
-    with grpc.insecure_channel(f"unix:{socket}") as channel:
+    with grpc.insecure_channel(f"unix:{socket.name}") as channel:
         call = channel.unary_unary("/SpiffeWorkloadAPI/FetchJWTSVID")
         try:
             call(b"", timeout=10)  # empty request, no `workload.spiffe.io` metadata
