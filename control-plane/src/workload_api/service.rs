@@ -29,6 +29,7 @@ pub(crate) struct WorkloadApi {
 
 impl WorkloadApi {
     /// Header check and attestation: the entries this caller may use (never empty).
+    #[allow(clippy::result_large_err)] // tonic::Status is what handlers return anyway
     fn authorize<T>(&self, req: &Request<T>) -> Result<Vec<Entry>, Status> {
         let flag = req
             .metadata()
