@@ -8,3 +8,4 @@ pub mod config;
 pub mod identity;
 pub mod policy;
 pub mod xds;
+pub mod workload_api;
