@@ -20,6 +20,7 @@ test: build lint
     ./target/debug/warden validate examples/mesh
     ./target/debug/warden policy test examples/mesh
     WARDEN_BIN=target/debug/warden python filter/tests/opa_differential.py
+    python tests/python/test_workload_api.py target/debug/warden
 
 # Formatting and clippy (native and wasm32-wasip1), warnings are errors.
 lint:

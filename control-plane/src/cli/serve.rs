@@ -79,6 +79,20 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         ready: ready.clone(),
         config: info.clone(),
     };
+    // The SPIFFE Workload API for workloads without a sidecar (only with workload-api.yaml).
+    let (wl_stop, wl_stopped) = tokio::sync::oneshot::channel::<()>();
+    let wl_cfg = cp.config();
+    let wl_task = tokio::spawn({
+        let ca = cp.ca();
+        async move {
+            let shutdown = async {
+                let _ = wl_stopped.await;
+            };
+            if let Err(e) = crate::workload_api::run_workload_api(&wl_cfg, ca, shutdown).await {
+                tracing::error!("Workload API stopped: {e}");
+            }
+        }
+    });
     let mut ads_task = tokio::spawn(ads);
     let mut admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
     ready.store(true, Ordering::Relaxed);
@@ -116,6 +130,8 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     tracing::info!("shutting down");
+    let _ = wl_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), wl_task).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -61,7 +61,7 @@ struct State {
 #[derive(Debug)]
 pub struct ControlPlane {
     shared: Shared,
-    ca: Ca,
+    ca: Arc<Ca>,
     clock: Arc<dyn Clock>,
     filter_module: PathBuf,
     state: Mutex<State>,
@@ -75,7 +75,7 @@ impl ControlPlane {
         clock: Arc<dyn Clock>,
         shared: Shared,
     ) -> Result<(Self, Applied), ControlError> {
-        let ca = Ca::load_or_init(&config.ca_params(), clock.as_ref())?;
+        let ca = Arc::new(Ca::load_or_init(&config.ca_params(), clock.as_ref())?);
         let state = State {
             config: Arc::new(config),
             svids: BTreeMap::new(),
@@ -90,6 +90,11 @@ impl ControlPlane {
         let config = cp.config();
         let applied = cp.apply_locked(config, |_, _| false)?;
         Ok((cp, applied))
+    }
+
+    /// The CA that signs every SVID (shared with the Workload API).
+    pub fn ca(&self) -> Arc<Ca> {
+        self.ca.clone()
     }
 
     /// The config currently served.
