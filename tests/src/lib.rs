@@ -21,3 +21,27 @@ pub mod wait;
 pub mod warden;
 
 pub use mesh::{Mesh, MeshSpec, WorkloadSpec, XdsMode};
+
+/// Declares each scenario `fn name(mode: XdsMode) -> anyhow::Result<()>` as two tests,
+/// `sotw::name` and `delta::name`.
+#[macro_export]
+macro_rules! scenarios_for_both_xds_modes {
+    ($($name:ident),* $(,)?) => {
+        mod sotw {
+            $(
+                #[test]
+                fn $name() -> ::anyhow::Result<()> {
+                    super::$name($crate::XdsMode::Sotw)
+                }
+            )*
+        }
+        mod delta {
+            $(
+                #[test]
+                fn $name() -> ::anyhow::Result<()> {
+                    super::$name($crate::XdsMode::Delta)
+                }
+            )*
+        }
+    };
+}
