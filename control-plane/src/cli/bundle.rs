@@ -1,10 +1,35 @@
-//! `warden bundle`.
+//! `warden bundle`: print the trust bundle, as PEM or in the SPIFFE bundle format (JWKS).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+use super::common::{load_config, open_ca};
 
-pub(crate) fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`warden bundle` is not built yet")
+/// Output format of `warden bundle`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// Concatenated PEM certificates (for Envoy, openssl, curl --cacert).
+    Pem,
+    /// SPIFFE bundle format: JWKS with `use: x509-svid` keys.
+    Jwks,
+}
+
+/// Arguments of `warden bundle`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The config directory.
+    #[arg(long, value_name = "DIR")]
+    config: PathBuf,
+    #[arg(long, value_enum, default_value = "pem")]
+    format: Format,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(&args.config)?;
+    let bundle = open_ca(&cfg)?.bundle();
+    match args.format {
+        Format::Pem => print!("{}", bundle.to_pem()),
+        Format::Jwks => println!("{}", bundle.to_jwks_json()),
+    }
+    Ok(ExitCode::SUCCESS)
 }

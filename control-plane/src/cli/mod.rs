@@ -7,6 +7,7 @@
 
 mod bootstrap;
 mod bundle;
+mod common;
 mod mint;
 mod policy;
 mod serve;

@@ -1,10 +1,189 @@
-//! `warden serve` (owned by the xDS work; placeholder until it lands).
+//! `warden serve`: loads the config, starts the CA, the ADS server and the admin
+//! endpoint, and reloads on file change (mtime poll every second) or SIGHUP. An invalid
+//! config at start exits 1 with the same diagnostics as `warden validate`; an invalid
+//! config on reload is logged with those diagnostics and the last good keeps serving.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::admin::{self, AdminState, ConfigInfo};
+use crate::config::{self, Config};
+use crate::identity::SystemClock;
+use crate::xds::control::ControlPlane;
+use crate::xds::metrics::Metrics;
+use crate::xds::server::{AdsServer, AllowAnyCaller, Shared};
+use crate::xds::status::StatusRegistry;
+use crate::xds::cache::Cache;
+
+/// Default module path, relative to the working directory (what `just build-filter`
+/// produces in the workspace).
+const DEFAULT_FILTER_MODULE: &str = "target/wasm32-wasip1/wasm/warden_filter.wasm";
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// Config directory (warden.yaml, workloads/, policies/).
+    #[arg(long, env = "WARDEN_CONFIG", default_value = ".")]
+    config: PathBuf,
+    /// The filter's .wasm module as Envoy should load it (made absolute). Default:
+    /// target/wasm32-wasip1/wasm/warden_filter.wasm under the working directory.
+    #[arg(long, env = "WARDEN_FILTER_MODULE")]
+    filter_module: Option<PathBuf>,
+}
 
-pub(crate) fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`warden serve` is not built yet")
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<ExitCode> {
+    let cfg = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(diags) => {
+            eprintln!("{diags}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let module = filter_module_path(args.filter_module.as_deref())?;
+    if !module.is_file() {
+        tracing::warn!(path = %module.display(), "filter module not found; Envoy will reject the warden-authz config until it exists (build it or pass --filter-module)");
+    }
+    let shared = Shared {
+        cache: Arc::new(Cache::new()),
+        metrics: Arc::new(Metrics::default()),
+        status: Arc::new(StatusRegistry::default()),
+        authorizer: Arc::new(AllowAnyCaller),
+    };
+    let (xds_addr, admin_addr) = (cfg.server.xds_listen, cfg.server.admin_listen);
+    let info = Arc::new(Mutex::new(config_info(&cfg, None)));
+    let (cp, applied) = ControlPlane::start(cfg, module.clone(), Arc::new(SystemClock), shared.clone())
+        .context("starting the control plane")?;
+    tracing::info!(nodes = applied.changed.len(), svids = applied.minted, module = %module.display(), "snapshots published");
+
+    let xds_listener = bind(xds_addr, "xds_listen").await?;
+    let admin_listener = bind(admin_addr, "admin_listen").await?;
+    tracing::warn!(addr = %xds_addr, "ADS is served as plaintext gRPC without caller authentication; keep it on loopback");
+    let ads = tonic::transport::Server::builder()
+        .add_service(AdsServer::new(shared.clone()).into_service())
+        .serve_with_incoming(TcpListenerStream::new(xds_listener));
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_state = AdminState { xds: shared.clone(), ready: ready.clone(), config: info.clone() };
+    let mut ads_task = tokio::spawn(ads);
+    let mut admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(xds = %xds_addr, admin = %admin_addr, "warden serving");
+
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut seen = fingerprint(&args.config);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            r = &mut ads_task => anyhow::bail!("ADS server stopped: {:?}", r),
+            r = &mut admin_task => anyhow::bail!("admin endpoint stopped: {:?}", r),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading config");
+                seen = fingerprint(&args.config);
+                reload(&cp, &args.config, &shared, &info);
+            }
+            _ = tick.tick() => {
+                let now = fingerprint(&args.config);
+                if now != seen {
+                    seen = now;
+                    tracing::info!("config files changed: reloading");
+                    reload(&cp, &args.config, &shared, &info);
+                }
+                if cp.next_renewal().is_some_and(|t| t <= SystemTime::now()) {
+                    match cp.renew_due() {
+                        Ok(a) => tracing::info!(renewed = a.minted, pushed = a.changed.len(), "SVIDs renewed"),
+                        Err(e) => tracing::error!("SVID renewal failed (current SVIDs kept): {e}"),
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (server.{what} in warden.yaml)"))
+}
+
+fn filter_module_path(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let p = arg.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_FILTER_MODULE));
+    if p.is_absolute() {
+        return Ok(p);
+    }
+    Ok(std::env::current_dir()?.join(p))
+}
+
+fn config_info(cfg: &Config, error: Option<String>) -> ConfigInfo {
+    ConfigInfo {
+        dir: cfg.dir.display().to_string(),
+        trust_domain: cfg.trust_domain.to_string(),
+        workloads: cfg.workloads.iter().map(|w| (w.name.clone(), w.node_id.clone())).collect(),
+        last_reload_error: error,
+    }
+}
+
+fn reload(cp: &ControlPlane, dir: &Path, shared: &Shared, info: &Mutex<ConfigInfo>) {
+    let result = config::load(dir)
+        .map_err(|d| format!("config reload rejected; the last good config keeps serving:\n{d}"))
+        .and_then(|cfg| {
+            let new_info = config_info(&cfg, None);
+            cp.reload(cfg)
+                .map(|a| (a, new_info))
+                .map_err(|e| format!("config reload rejected; the last good config keeps serving: {e}"))
+        });
+    let mut info = info.lock().unwrap_or_else(|p| p.into_inner());
+    match result {
+        Ok((applied, new_info)) => {
+            shared.metrics.config_reloaded();
+            *info = new_info;
+            tracing::info!(changed = ?applied.changed, removed = ?applied.removed, svids = applied.minted, "config reloaded");
+        }
+        Err(msg) => {
+            shared.metrics.config_reload_failed();
+            tracing::error!("{msg}");
+            info.last_reload_error = Some(msg);
+        }
+    }
+}
+
+/// (path, modified, len) of every config file, skipping hidden entries (the CA state
+/// dir `.warden` lives inside the config dir and must not trigger reloads).
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name.to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                if depth < 3 {
+                    stack.push((e.path(), depth + 1));
+                }
+            } else {
+                out.push((e.path(), meta.modified().ok(), meta.len()));
+            }
+        }
+    }
+    out.sort();
+    out
 }

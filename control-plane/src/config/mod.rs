@@ -1,1 +1,166 @@
-//! Config-as-code: loading and validating a config directory.
+//! Config-as-code: a directory in the user's git repo describes the trust domain, the CA,
+//! the server, the workloads and the Rego policies (layout in ARCHITECTURE.md).
+//!
+//! [`load`] reads and checks everything at once and returns either a typed, validated
+//! [`Config`] or every problem as a [`Diagnostic`] at `file:line:col` with a hint. It does
+//! no network I/O and never writes; the CA state directory is only named here.
+
+mod diag;
+pub mod duration;
+mod files;
+mod policy_check;
+mod raw;
+mod spans;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use diag::{Diagnostic, Diagnostics, Pos};
+
+use crate::identity::{CaParams, KeyType, SpiffeId, TrustDomain, UpstreamCa};
+
+/// The main file of a config directory.
+pub const MAIN_FILE: &str = "warden.yaml";
+/// Folder with one YAML file per workload.
+pub const WORKLOADS_DIR: &str = "workloads";
+/// Folder with the Rego policies, their tests and optional data.
+pub const POLICIES_DIR: &str = "policies";
+
+/// A validated config directory.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config directory (as given).
+    pub dir: PathBuf,
+    pub trust_domain: TrustDomain,
+    pub ca: CaSettings,
+    pub server: ServerSettings,
+    pub policy: PolicySettings,
+    /// Sorted by name.
+    pub workloads: Vec<Workload>,
+    pub policies: PolicySources,
+}
+
+/// CA settings (`ca:` in warden.yaml).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaSettings {
+    pub key_type: KeyType,
+    /// Lifetime of the CA certificate (default 24h).
+    pub ttl: Duration,
+    /// Lifetime of X.509-SVIDs (default 1h; at least 1m, at most the CA's).
+    pub svid_ttl: Duration,
+    /// Where the CA key lives; relative paths are resolved against the config dir.
+    pub state_dir: PathBuf,
+    pub upstream: Option<UpstreamCa>,
+}
+
+/// Listen addresses (`server:` in warden.yaml).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// ADS gRPC endpoint for Envoy sidecars (default 127.0.0.1:18000).
+    pub xds_listen: SocketAddr,
+    /// Admin HTTP endpoint: health, metrics, config dump (default 127.0.0.1:18001).
+    pub admin_listen: SocketAddr,
+}
+
+/// How the filter enforces policy (`policy:` in warden.yaml).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// The Rego rule that decides (default `data.envoy.authz.allow`).
+    pub entrypoint: String,
+    pub mode: PolicyMode,
+    /// HTTP status of a deny (default 403).
+    pub deny_status: u16,
+    /// Whether the deny reason goes into the response body (default false: log only).
+    pub expose_reason: bool,
+}
+
+/// Enforce decisions, or only log would-be denies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyMode {
+    Enforce,
+    DryRun,
+}
+
+/// The Rego sources of the config directory.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySources {
+    /// Policy modules (`policies/**/*.rego`, not `_test`), sorted by name.
+    pub modules: Vec<RegoFile>,
+    /// Test modules (`policies/**/*_test.rego`), sorted by name.
+    pub tests: Vec<RegoFile>,
+    /// The data document (`policies/data.json` or `data.yaml`), `{}` if absent.
+    pub data: serde_json::Value,
+}
+
+/// One Rego file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegoFile {
+    pub path: PathBuf,
+    /// Path relative to the config dir with `/` separators, e.g. `policies/authz.rego`.
+    pub name: String,
+    pub source: String,
+}
+
+/// One workload and its sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub name: String,
+    pub spiffe_id: SpiffeId,
+    /// The Envoy node id of its sidecar (defaults to the name).
+    pub node_id: String,
+    /// Admin address of the sidecar Envoy.
+    pub sidecar_admin: SocketAddr,
+    pub inbound: Inbound,
+    pub upstreams: Vec<Upstream>,
+    /// The file this workload came from.
+    pub file: PathBuf,
+}
+
+/// The sidecar's mTLS listener and the local app behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    pub listen: SocketAddr,
+    pub app: SocketAddr,
+}
+
+/// A service this workload calls: its app talks plain HTTP to `listen`, the sidecar
+/// carries it over mTLS to the upstream's inbound listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub workload: String,
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    /// The workload with this name.
+    pub fn workload(&self, name: &str) -> Option<&Workload> {
+        self.workloads.iter().find(|w| w.name == name)
+    }
+
+    /// The workload whose sidecar uses this Envoy node id.
+    pub fn workload_for_node(&self, node_id: &str) -> Option<&Workload> {
+        self.workloads.iter().find(|w| w.node_id == node_id)
+    }
+
+    /// Parameters for [`crate::identity::Ca::load_or_init`].
+    pub fn ca_params(&self) -> CaParams {
+        CaParams {
+            trust_domain: self.trust_domain.clone(),
+            key_type: self.ca.key_type,
+            ttl: self.ca.ttl,
+            state_dir: self.ca.state_dir.clone(),
+            upstream: self.ca.upstream.clone(),
+        }
+    }
+}
+
+/// Load and validate a config directory; every problem is reported, not only the first.
+pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
+    let files = files::read_dir(dir)?;
+    validate::validate(dir, files)
+}
+
+#[cfg(test)]
+mod tests;

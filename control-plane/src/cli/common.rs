@@ -1,0 +1,22 @@
+//! Helpers shared by CLI verbs: loading the config (diagnostics become one error) and
+//! opening the CA it names.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::config::{self, Config};
+use crate::identity::{Ca, SystemClock};
+
+/// Load and validate a config directory; invalid config is an error listing every problem.
+pub(crate) fn load_config(dir: &Path) -> anyhow::Result<Config> {
+    config::load(dir).map_err(|diags| {
+        anyhow::anyhow!("{diags}\n{}: invalid config ({} problem(s)); run `warden validate {}`", dir.display(), diags.0.len(), dir.display())
+    })
+}
+
+/// Open (or create) the CA the config names.
+pub(crate) fn open_ca(cfg: &Config) -> anyhow::Result<Ca> {
+    Ca::load_or_init(&cfg.ca_params(), &SystemClock)
+        .with_context(|| format!("cannot open the CA in {}", cfg.ca.state_dir.display()))
+}

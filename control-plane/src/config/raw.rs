@@ -1,0 +1,84 @@
+//! The config files as written: serde types that mirror the YAML one to one and reject
+//! unknown keys. Values stay strings here so `validate.rs` can report each bad value at
+//! its own line with a hint, instead of serde's generic type errors.
+
+use serde::Deserialize;
+
+/// `warden.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWarden {
+    pub(crate) trust_domain: String,
+    #[serde(default)]
+    pub(crate) ca: RawCa,
+    #[serde(default)]
+    pub(crate) server: RawServer,
+    #[serde(default)]
+    pub(crate) policy: RawPolicy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCa {
+    pub(crate) key_type: Option<String>,
+    pub(crate) ttl: Option<String>,
+    pub(crate) svid_ttl: Option<String>,
+    pub(crate) state_dir: Option<String>,
+    pub(crate) upstream: Option<RawUpstreamCa>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamCa {
+    pub(crate) cert: String,
+    pub(crate) key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub(crate) xds_listen: Option<String>,
+    pub(crate) admin_listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub(crate) entrypoint: Option<String>,
+    pub(crate) mode: Option<String>,
+    pub(crate) deny_status: Option<u16>,
+    pub(crate) expose_reason: Option<bool>,
+}
+
+/// `workloads/<name>.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorkload {
+    pub(crate) name: String,
+    pub(crate) spiffe_id: String,
+    pub(crate) node_id: Option<String>,
+    pub(crate) sidecar: RawSidecar,
+    pub(crate) inbound: RawInbound,
+    #[serde(default)]
+    pub(crate) upstreams: Vec<RawUpstream>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSidecar {
+    pub(crate) admin: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInbound {
+    pub(crate) listen: String,
+    pub(crate) app: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub(crate) workload: String,
+    pub(crate) listen: String,
+}

@@ -1,0 +1,185 @@
+//! The CA's state directory: one JSON file (`ca.json`, mode 0600) holding the CA key and
+//! certificate, written atomically (temp file in the same directory, fsync, rename, fsync
+//! of the directory) so a crash never leaves a half-written CA behind.
+//!
+//! Loading never "repairs" anything: a corrupt file is an error for a person to look at,
+//! because silently minting a new CA would break every workload's trust.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the CA state inside the state directory.
+pub(crate) const STATE_FILE: &str = "ca.json";
+const FORMAT_VERSION: u32 = 1;
+
+/// Reading or writing the state directory failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid Warden CA state file ({reason}); it was left untouched — restore it from backup, or move it away to start a new CA (every workload must then trust the new bundle)")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// One CA generation: its private key and certificate.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct CaSlot {
+    /// PKCS#8 PEM private key.
+    pub(crate) key_pem: String,
+    /// PEM certificate of this CA (self-signed root, or intermediate signed upstream).
+    pub(crate) cert_pem: String,
+}
+
+impl std::fmt::Debug for CaSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaSlot").field("key_pem", &"<redacted>").finish()
+    }
+}
+
+/// Everything persisted about the CA.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CaState {
+    pub(crate) format: u32,
+    pub(crate) trust_domain: String,
+    pub(crate) current: CaSlot,
+}
+
+impl CaState {
+    pub(crate) fn new(trust_domain: String, current: CaSlot) -> Self {
+        CaState {
+            format: FORMAT_VERSION,
+            trust_domain,
+            current,
+        }
+    }
+}
+
+/// Load the state, `Ok(None)` when the directory holds none yet.
+pub(crate) fn load(dir: &Path) -> Result<Option<CaState>, StateError> {
+    let path = dir.join(STATE_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StateError::Read { path, source }),
+    };
+    let state: CaState = serde_json::from_str(&text).map_err(|e| StateError::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    if state.format != FORMAT_VERSION {
+        return Err(StateError::Corrupt {
+            path,
+            reason: format!(
+                "format {} is not the supported {FORMAT_VERSION}",
+                state.format
+            ),
+        });
+    }
+    Ok(Some(state))
+}
+
+/// Persist the state atomically with mode 0600 (directory 0700).
+pub(crate) fn save(dir: &Path, state: &CaState) -> Result<(), StateError> {
+    let werr = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StateError::Write { path, source }
+    };
+    create_private_dir(dir).map_err(werr(dir))?;
+    let path = dir.join(STATE_FILE);
+    let tmp = dir.join(format!(".{STATE_FILE}.tmp-{}", std::process::id()));
+    let json = serde_json::to_vec_pretty(state).map_err(|e| StateError::Write {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    let write = || -> std::io::Result<()> {
+        let mut file = open_private(&tmp)?;
+        file.write_all(&json)?;
+        file.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        StateError::Write {
+            path: path.clone(),
+            source: e,
+        }
+    })
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(unix)]
+fn open_private(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> CaState {
+        CaState::new(
+            "example.org".into(),
+            CaSlot {
+                key_pem: "KEY".into(),
+                cert_pem: "CERT".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn saved_state_loads_back_and_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("state");
+        save(&sub, &sample()).unwrap();
+        let back = load(&sub).unwrap().unwrap();
+        assert_eq!(back.current.cert_pem, "CERT");
+        let mode = fs::metadata(sub.join(STATE_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let leftovers: Vec<_> = fs::read_dir(&sub).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file is left behind");
+    }
+
+    #[test]
+    fn missing_state_is_none_and_corrupt_state_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(dir.path()).unwrap().is_none());
+        fs::write(dir.path().join(STATE_FILE), "{not json").unwrap();
+        let err = load(dir.path()).unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+        assert_eq!(
+            fs::read_to_string(dir.path().join(STATE_FILE)).unwrap(),
+            "{not json",
+            "a corrupt file is never replaced"
+        );
+    }
+}

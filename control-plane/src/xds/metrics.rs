@@ -1,0 +1,146 @@
+//! Process-wide counters of the control plane (lock-free atomics), rendered as
+//! Prometheus text by the admin endpoint. No I/O here.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::types::ResourceType;
+
+/// Counters per resource type, indexed in [`ResourceType::PUSH_ORDER`] order.
+#[derive(Debug, Default)]
+struct PerType([AtomicU64; 4]);
+
+impl PerType {
+    fn inc(&self, t: ResourceType) {
+        self.0[index(t)].fetch_add(1, Relaxed);
+    }
+    fn get(&self, t: ResourceType) -> u64 {
+        self.0[index(t)].load(Relaxed)
+    }
+}
+
+fn index(t: ResourceType) -> usize {
+    ResourceType::PUSH_ORDER.iter().position(|x| *x == t).unwrap_or(0)
+}
+
+/// The control plane's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    connected_proxies: AtomicU64,
+    streams_total: AtomicU64,
+    streams_refused: AtomicU64,
+    pushes: PerType,
+    acks: PerType,
+    nacks: PerType,
+    stale_nonces: AtomicU64,
+    svids_issued: AtomicU64,
+    config_reloads: AtomicU64,
+    config_reload_failures: AtomicU64,
+    snapshots_published: AtomicU64,
+}
+
+impl Metrics {
+    /// A stream became active.
+    pub fn stream_opened(&self) {
+        self.connected_proxies.fetch_add(1, Relaxed);
+        self.streams_total.fetch_add(1, Relaxed);
+    }
+    /// A stream ended.
+    pub fn stream_closed(&self) {
+        self.connected_proxies.fetch_sub(1, Relaxed);
+    }
+    /// A stream was refused (unknown node, failed authorization).
+    pub fn stream_refused(&self) {
+        self.streams_refused.fetch_add(1, Relaxed);
+    }
+    /// A response was sent.
+    pub fn push(&self, t: ResourceType) {
+        self.pushes.inc(t);
+    }
+    /// Envoy accepted a response.
+    pub fn ack(&self, t: ResourceType) {
+        self.acks.inc(t);
+    }
+    /// Envoy rejected a response.
+    pub fn nack(&self, t: ResourceType) {
+        self.nacks.inc(t);
+    }
+    /// A request carried a nonce that is not the latest one.
+    pub fn stale_nonce(&self) {
+        self.stale_nonces.fetch_add(1, Relaxed);
+    }
+    /// An SVID was minted.
+    pub fn svid_issued(&self) {
+        self.svids_issued.fetch_add(1, Relaxed);
+    }
+    /// A config reload was applied.
+    pub fn config_reloaded(&self) {
+        self.config_reloads.fetch_add(1, Relaxed);
+    }
+    /// A config reload was rejected.
+    pub fn config_reload_failed(&self) {
+        self.config_reload_failures.fetch_add(1, Relaxed);
+    }
+    /// A node snapshot was published.
+    pub fn snapshot_published(&self) {
+        self.snapshots_published.fetch_add(1, Relaxed);
+    }
+    /// Currently connected proxies (open ADS streams).
+    pub fn connected(&self) -> u64 {
+        self.connected_proxies.load(Relaxed)
+    }
+    /// NACKs received for one type.
+    pub fn nacks(&self, t: ResourceType) -> u64 {
+        self.nacks.get(t)
+    }
+    /// ACKs received for one type.
+    pub fn acks(&self, t: ResourceType) -> u64 {
+        self.acks.get(t)
+    }
+
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
+            let v = v.load(Relaxed);
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        let per_type = |out: &mut String, name: &str, help: &str, v: &PerType| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for t in ResourceType::PUSH_ORDER {
+                let _ = writeln!(out, "{name}{{type=\"{}\"}} {}", t.short_name(), v.get(t));
+            }
+        };
+        gauge(&mut out, "warden_xds_connected_proxies", "Open ADS streams.", self.connected());
+        counter(&mut out, "warden_xds_streams_total", "ADS streams accepted.", &self.streams_total);
+        counter(&mut out, "warden_xds_streams_refused_total", "ADS streams refused (unknown or unauthorized node).", &self.streams_refused);
+        per_type(&mut out, "warden_xds_pushes_total", "Discovery responses sent.", &self.pushes);
+        per_type(&mut out, "warden_xds_acks_total", "Responses accepted by Envoy.", &self.acks);
+        per_type(&mut out, "warden_xds_nacks_total", "Responses rejected by Envoy.", &self.nacks);
+        counter(&mut out, "warden_xds_stale_nonces_total", "Requests ignored for a stale nonce.", &self.stale_nonces);
+        counter(&mut out, "warden_xds_snapshots_published_total", "Node snapshots published.", &self.snapshots_published);
+        counter(&mut out, "warden_svids_issued_total", "X.509-SVIDs minted.", &self.svids_issued);
+        counter(&mut out, "warden_config_reloads_total", "Config reloads applied.", &self.config_reloads);
+        counter(&mut out, "warden_config_reload_failures_total", "Config reloads rejected (last good config kept).", &self.config_reload_failures);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nacks_are_rendered_per_type() {
+        let m = Metrics::default();
+        m.nack(ResourceType::Listener);
+        m.stream_opened();
+        let text = m.render();
+        assert!(text.contains("warden_xds_nacks_total{type=\"lds\"} 1"), "{text}");
+        assert!(text.contains("warden_xds_nacks_total{type=\"cds\"} 0"), "{text}");
+        assert!(text.contains("warden_xds_connected_proxies 1"), "{text}");
+    }
+}

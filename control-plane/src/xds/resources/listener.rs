@@ -1,0 +1,121 @@
+//! LDS listeners: the inbound mTLS listener (client certificate required, SPIFFE
+//! validation, `warden-authz` filter from ECDS, caller identity forwarded to the app in
+//! `x-forwarded-client-cert`) and plain-HTTP outbound listeners, one per upstream.
+//! Every listener sets `enable_reuse_port: false` (REFERENCE.md: SO_REUSEPORT trap).
+
+use std::net::SocketAddr;
+
+use xds_api::pb::envoy::config::core::v3::ExtensionConfigSource;
+use xds_api::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use xds_api::pb::envoy::config::route::v3::{
+    route, route_action, route_match, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+};
+use xds_api::pb::envoy::extensions::filters::http::router::v3::Router;
+use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::{self, ForwardClientCertDetails, SetCurrentClientCertDetails},
+    http_filter, HttpConnectionManager, HttpFilter,
+};
+use xds_api::pb::google::protobuf::BoolValue;
+
+use super::common::{address, ads, any, sds, tls_socket};
+use crate::config::Workload;
+use crate::xds::ext::{CommonTlsContext, DownstreamTlsContext, ValidationContextType, Wasm};
+
+fn route_to(cluster: &str) -> RouteConfiguration {
+    RouteConfiguration {
+        name: format!("to-{cluster}"),
+        virtual_hosts: vec![VirtualHost {
+            name: cluster.to_string(),
+            domains: vec!["*".to_string()],
+            routes: vec![Route {
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_string())),
+                    ..Default::default()
+                }),
+                action: Some(route::Action::Route(RouteAction {
+                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn router() -> HttpFilter {
+    HttpFilter {
+        name: "envoy.filters.http.router".to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(any(&Router::default()))),
+        ..Default::default()
+    }
+}
+
+fn hcm_filter(hcm: &HttpConnectionManager) -> Filter {
+    Filter {
+        name: "envoy.filters.network.http_connection_manager".to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(hcm))),
+    }
+}
+
+fn listener(name: &str, at: SocketAddr, chain: FilterChain) -> Listener {
+    Listener {
+        name: name.to_string(),
+        address: Some(address(at)),
+        filter_chains: vec![chain],
+        enable_reuse_port: Some(BoolValue { value: false }),
+        ..Default::default()
+    }
+}
+
+/// The inbound listener on `inbound.listen`.
+pub(super) fn inbound(w: &Workload, own_svid: &str, bundle: &str) -> Listener {
+    let authz = HttpFilter {
+        name: super::AUTHZ_FILTER_NAME.to_string(),
+        config_type: Some(http_filter::ConfigType::ConfigDiscovery(ExtensionConfigSource {
+            config_source: Some(ads()),
+            type_urls: vec![<Wasm as prost::Name>::type_url()],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let hcm = HttpConnectionManager {
+        stat_prefix: "inbound".to_string(),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(route_to(
+            super::names::LOCAL_APP_CLUSTER,
+        ))),
+        http_filters: vec![authz, router()],
+        forward_client_cert_details: ForwardClientCertDetails::SanitizeSet as i32,
+        set_current_client_cert_details: Some(SetCurrentClientCertDetails { uri: true, ..Default::default() }),
+        ..Default::default()
+    };
+    let tls = DownstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            alpn_protocols: Vec::new(),
+            tls_certificate_sds_secret_configs: vec![sds(own_svid)],
+            validation_context_type: Some(ValidationContextType::ValidationContextSdsSecretConfig(sds(bundle))),
+        }),
+        require_client_certificate: Some(BoolValue { value: true }),
+    };
+    let chain = FilterChain {
+        filters: vec![hcm_filter(&hcm)],
+        transport_socket: Some(tls_socket(&tls)),
+        ..Default::default()
+    };
+    listener(super::names::INBOUND_LISTENER, w.inbound.listen, chain)
+}
+
+/// A plain-HTTP listener on `at` for the local app, routing to `cluster` (mTLS onward).
+/// The default `forward_client_cert_details` (SANITIZE) drops any XFCC the app sends.
+pub(super) fn outbound(name: &str, at: SocketAddr, cluster: &str) -> Listener {
+    let hcm = HttpConnectionManager {
+        stat_prefix: name.to_string(),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(route_to(cluster))),
+        http_filters: vec![router()],
+        ..Default::default()
+    };
+    let chain = FilterChain { filters: vec![hcm_filter(&hcm)], ..Default::default() };
+    listener(name, at, chain)
+}
+

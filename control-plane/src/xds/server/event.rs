@@ -1,0 +1,59 @@
+//! What a protocol state machine observed while handling a request or a snapshot: data
+//! the stream task logs, counts and records (ACK/NACK state for the config dump).
+
+use crate::xds::types::ResourceType;
+
+/// One observation of a stream's state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Envoy accepted the response with `nonce`, now running `version`.
+    Ack {
+        /// Resource type.
+        t: ResourceType,
+        /// Version Envoy reports running.
+        version: String,
+        /// Nonce of the accepted response.
+        nonce: String,
+    },
+    /// Envoy rejected the response with `nonce` and keeps running its last good config.
+    Nack {
+        /// Resource type.
+        t: ResourceType,
+        /// The rejected version (the one sent with `nonce`).
+        version: String,
+        /// Nonce of the rejected response.
+        nonce: String,
+        /// Envoy's error message.
+        detail: String,
+    },
+    /// A request answered an older response; ignored (the xDS protocol's stale nonce).
+    StaleNonce {
+        /// Resource type.
+        t: ResourceType,
+        /// The stale nonce.
+        nonce: String,
+    },
+    /// A request for a type Warden does not serve.
+    UnsupportedType {
+        /// The type URL.
+        type_url: String,
+    },
+    /// Envoy asked for resources this node's snapshot does not have.
+    Missing {
+        /// Resource type.
+        t: ResourceType,
+        /// Names not found.
+        names: Vec<String>,
+    },
+    /// A response was produced.
+    Sent {
+        /// Resource type.
+        t: ResourceType,
+        /// Its version.
+        version: String,
+        /// Its nonce.
+        nonce: String,
+        /// How many resources it carries.
+        resources: usize,
+    },
+}

@@ -1,0 +1,104 @@
+//! The ADS gRPC service: `StreamAggregatedResources` (SotW) and
+//! `DeltaAggregatedResources` (delta). One task per stream `select!`s over the client's
+//! requests and its node's snapshot updates (`watch`); the protocol logic lives in the
+//! pure state machines [`sotw`] and [`delta`], this module only does the I/O and records
+//! their [`Event`]s in metrics, logs and the status registry.
+
+mod auth;
+mod delta;
+mod event;
+mod sotw;
+mod stream;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use xds_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use xds_api::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+
+pub use auth::{AllowAnyCaller, Caller, NodeAuthorizer};
+pub use delta::DeltaState;
+pub use event::Event;
+pub use sotw::SotwState;
+
+use super::cache::Cache;
+use super::metrics::Metrics;
+use super::status::StatusRegistry;
+
+/// Shared state every stream task needs.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Snapshots per node.
+    pub cache: Arc<Cache>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// ACK/NACK state per node for the config dump.
+    pub status: Arc<StatusRegistry>,
+    /// Who may stream which node.
+    pub authorizer: Arc<dyn NodeAuthorizer>,
+}
+
+/// The ADS service.
+#[derive(Debug, Clone)]
+pub struct AdsServer {
+    shared: Shared,
+}
+
+impl AdsServer {
+    /// A service over `shared`.
+    pub fn new(shared: Shared) -> Self {
+        Self { shared }
+    }
+
+    /// The tonic service to mount on a `tonic::transport::Server`.
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
+        AggregatedDiscoveryServiceServer::new(self)
+            .max_decoding_message_size(16 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn caller_of<T>(req: &Request<T>) -> Caller {
+    Caller { remote_addr: req.remote_addr(), metadata: req.metadata().clone() }
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsServer {
+    type StreamAggregatedResourcesStream = BoxStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = BoxStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let caller = caller_of(&request);
+        let (tx, rx) = mpsc::channel(16);
+        let shared = self.shared.clone();
+        tokio::spawn(stream::run::<SotwState>(shared, caller, request.into_inner(), tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let caller = caller_of(&request);
+        let (tx, rx) = mpsc::channel(16);
+        let shared = self.shared.clone();
+        tokio::spawn(stream::run::<DeltaState>(shared, caller, request.into_inner(), tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

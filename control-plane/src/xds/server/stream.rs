@@ -1,0 +1,194 @@
+//! The per-stream task shared by SotW and delta: identify and authorize the node from
+//! the first request, then `select!` over requests and snapshot updates, feeding the
+//! protocol state machine and recording what it reports.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+use xds_api::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+
+use super::{Caller, DeltaState, Event, Shared, SotwState};
+use crate::xds::cache::SnapshotWatch;
+use crate::xds::snapshot::Snapshot;
+use crate::xds::status::{unix_seconds, Rejection};
+use crate::xds::types::NodeId;
+
+/// One xDS protocol variant as seen by the stream task.
+pub(super) trait Protocol: Default + Send + 'static {
+    type Req: Send + 'static;
+    type Resp: Send + 'static;
+    /// `sotw` or `delta`.
+    const NAME: &'static str;
+    fn node_id(req: &Self::Req) -> Option<&str>;
+    fn on_request(&mut self, req: &Self::Req, snap: &Snapshot) -> (Vec<Event>, Option<Self::Resp>);
+    fn on_snapshot(&mut self, snap: &Snapshot) -> (Vec<Event>, Vec<Self::Resp>);
+}
+
+impl Protocol for SotwState {
+    type Req = DiscoveryRequest;
+    type Resp = DiscoveryResponse;
+    const NAME: &'static str = "sotw";
+    fn node_id(req: &DiscoveryRequest) -> Option<&str> {
+        req.node.as_ref().map(|n| n.id.as_str())
+    }
+    fn on_request(&mut self, req: &DiscoveryRequest, snap: &Snapshot) -> (Vec<Event>, Option<DiscoveryResponse>) {
+        SotwState::on_request(self, req, snap)
+    }
+    fn on_snapshot(&mut self, snap: &Snapshot) -> (Vec<Event>, Vec<DiscoveryResponse>) {
+        SotwState::on_snapshot(self, snap)
+    }
+}
+
+impl Protocol for DeltaState {
+    type Req = DeltaDiscoveryRequest;
+    type Resp = DeltaDiscoveryResponse;
+    const NAME: &'static str = "delta";
+    fn node_id(req: &DeltaDiscoveryRequest) -> Option<&str> {
+        req.node.as_ref().map(|n| n.id.as_str())
+    }
+    fn on_request(&mut self, req: &DeltaDiscoveryRequest, snap: &Snapshot) -> (Vec<Event>, Option<DeltaDiscoveryResponse>) {
+        DeltaState::on_request(self, req, snap)
+    }
+    fn on_snapshot(&mut self, snap: &Snapshot) -> (Vec<Event>, Vec<DeltaDiscoveryResponse>) {
+        DeltaState::on_snapshot(self, snap)
+    }
+}
+
+type Tx<R> = mpsc::Sender<Result<R, Status>>;
+
+/// Runs one stream to completion.
+pub(super) async fn run<P: Protocol>(shared: Shared, caller: Caller, mut requests: Streaming<P::Req>, tx: Tx<P::Resp>) {
+    let first = match requests.message().await {
+        Ok(Some(r)) => r,
+        Ok(None) | Err(_) => return,
+    };
+    let (node, watch) = match admit::<P>(&shared, &caller, &first) {
+        Ok(v) => v,
+        Err(status) => {
+            shared.metrics.stream_refused();
+            tracing::warn!(remote = ?caller.remote_addr, "refused ADS stream: {}", status.message());
+            let _ = tx.send(Err(status)).await;
+            return;
+        }
+    };
+    tracing::info!(%node, protocol = P::NAME, remote = ?caller.remote_addr, "ADS stream opened");
+    shared.metrics.stream_opened();
+    shared.status.connected(&node, P::NAME);
+    let end = drive::<P>(&shared, &node, first, requests, watch, &tx).await;
+    if let Err(status) = end {
+        let _ = tx.send(Err(status)).await;
+    }
+    shared.metrics.stream_closed();
+    shared.status.disconnected(&node);
+    tracing::info!(%node, protocol = P::NAME, "ADS stream closed");
+}
+
+fn admit<P: Protocol>(shared: &Shared, caller: &Caller, first: &P::Req) -> Result<(NodeId, SnapshotWatch), Status> {
+    let node = match P::node_id(first) {
+        Some(id) if !id.is_empty() => NodeId::new(id),
+        _ => return Err(Status::invalid_argument("the first discovery request must carry node.id")),
+    };
+    shared.authorizer.authorize(caller, &node)?;
+    let watch = shared.cache.watch(&node).ok_or_else(|| {
+        Status::permission_denied(format!(
+            "node id `{node}` is not a workload in the Warden config; \
+             start Envoy with the bootstrap from `warden bootstrap --workload NAME`"
+        ))
+    })?;
+    Ok((node, watch))
+}
+
+async fn drive<P: Protocol>(
+    shared: &Shared,
+    node: &NodeId,
+    first: P::Req,
+    mut requests: Streaming<P::Req>,
+    mut watch: SnapshotWatch,
+    tx: &Tx<P::Resp>,
+) -> Result<(), Status> {
+    let removed = || Status::not_found(format!("node id `{node}` was removed from the Warden config"));
+    let mut snap: Arc<Snapshot> = watch.borrow_and_update().clone().ok_or_else(removed)?;
+    let mut proto = P::default();
+    let (events, resp) = proto.on_request(&first, &snap);
+    record(shared, node, events);
+    send(tx, resp).await?;
+    loop {
+        tokio::select! {
+            msg = requests.message() => {
+                let req = match msg {
+                    Ok(Some(req)) => req,
+                    Ok(None) => return Ok(()),
+                    Err(status) => {
+                        tracing::debug!(%node, "ADS stream error: {status}");
+                        return Ok(());
+                    }
+                };
+                if let Some(id) = P::node_id(&req) {
+                    if !id.is_empty() && id != node.as_str() {
+                        return Err(Status::invalid_argument("node.id changed within a stream"));
+                    }
+                }
+                let (events, resp) = proto.on_request(&req, &snap);
+                record(shared, node, events);
+                send(tx, resp).await?;
+            }
+            changed = watch.changed() => {
+                if changed.is_err() {
+                    return Err(removed());
+                }
+                let next = watch.borrow_and_update().clone();
+                snap = next.ok_or_else(removed)?;
+                let (events, resps) = proto.on_snapshot(&snap);
+                record(shared, node, events);
+                for r in resps {
+                    send(tx, Some(r)).await?;
+                }
+            }
+        }
+    }
+}
+
+async fn send<R>(tx: &Tx<R>, resp: Option<R>) -> Result<(), Status> {
+    if let Some(r) = resp {
+        // The receiver is gone only when the client went away: end quietly.
+        tx.send(Ok(r)).await.map_err(|_| Status::cancelled("client went away"))?;
+    }
+    Ok(())
+}
+
+fn record(shared: &Shared, node: &NodeId, events: Vec<Event>) {
+    for e in events {
+        match e {
+            Event::Ack { t, version, nonce } => {
+                shared.metrics.ack(t);
+                shared.status.acked(node, t, &version);
+                tracing::debug!(%node, %t, %version, %nonce, "ACK");
+            }
+            Event::Nack { t, version, nonce, detail } => {
+                shared.metrics.nack(t);
+                tracing::warn!(%node, %t, rejected_version = %version, %nonce, "NACK: {detail}");
+                let at_unix = unix_seconds(SystemTime::now());
+                shared.status.nacked(node, t, Rejection { rejected_version: version, nonce, error_detail: detail, at_unix });
+            }
+            Event::StaleNonce { t, nonce } => {
+                shared.metrics.stale_nonce();
+                tracing::debug!(%node, %t, %nonce, "stale nonce ignored");
+            }
+            Event::UnsupportedType { type_url } => {
+                tracing::debug!(%node, %type_url, "request for a type Warden does not serve");
+            }
+            Event::Missing { t, names } => {
+                tracing::warn!(%node, %t, ?names, "Envoy asked for resources this node does not have");
+            }
+            Event::Sent { t, version, nonce, resources } => {
+                shared.metrics.push(t);
+                shared.status.sent(node, t, &version, &nonce);
+                tracing::debug!(%node, %t, %version, %nonce, resources, "pushed");
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! What each node was last sent, what it ACKed and its last NACK: the data behind the
+//! admin `/config_dump`. Written by the stream tasks, read by the admin endpoint.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::types::{NodeId, ResourceType};
+
+/// A rejected response, as Envoy reported it. NACKs are data: logged, counted, shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// The version Envoy rejected.
+    pub rejected_version: String,
+    /// The nonce of the rejected response.
+    pub nonce: String,
+    /// Envoy's `error_detail.message`.
+    pub error_detail: String,
+    /// Seconds since the Unix epoch.
+    pub at_unix: u64,
+}
+
+/// One type's state on one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TypeStatus {
+    /// Version of the last response sent.
+    pub version_sent: Option<String>,
+    /// Nonce of the last response sent.
+    pub nonce_sent: Option<String>,
+    /// Last version Envoy ACKed.
+    pub version_acked: Option<String>,
+    /// Last NACK (kept after later ACKs, for the record).
+    pub last_nack: Option<Rejection>,
+    /// Whether the latest response is NACKed (cleared by the next ACK).
+    pub rejected: bool,
+}
+
+/// One node's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeStatus {
+    /// Open streams for this node id.
+    pub streams: u32,
+    /// `sotw` or `delta` for the latest stream.
+    pub protocol: Option<&'static str>,
+    /// Per type, by short name (`cds`, `lds`, `sds`, `ecds`).
+    pub types: BTreeMap<&'static str, TypeStatus>,
+}
+
+/// Status of every node that has connected since start.
+#[derive(Debug, Default)]
+pub struct StatusRegistry {
+    nodes: Mutex<BTreeMap<NodeId, NodeStatus>>,
+}
+
+impl StatusRegistry {
+    fn with<R>(&self, node: &NodeId, f: impl FnOnce(&mut NodeStatus) -> R) -> R {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        f(nodes.entry(node.clone()).or_default())
+    }
+
+    /// A stream for `node` opened.
+    pub fn connected(&self, node: &NodeId, protocol: &'static str) {
+        self.with(node, |n| {
+            n.streams += 1;
+            n.protocol = Some(protocol);
+        });
+    }
+    /// A stream for `node` closed.
+    pub fn disconnected(&self, node: &NodeId) {
+        self.with(node, |n| n.streams = n.streams.saturating_sub(1));
+    }
+    /// A response was sent.
+    pub fn sent(&self, node: &NodeId, t: ResourceType, version: &str, nonce: &str) {
+        self.with(node, |n| {
+            let s = n.types.entry(t.short_name()).or_default();
+            s.version_sent = Some(version.to_string());
+            s.nonce_sent = Some(nonce.to_string());
+        });
+    }
+    /// Envoy ACKed `version`.
+    pub fn acked(&self, node: &NodeId, t: ResourceType, version: &str) {
+        self.with(node, |n| {
+            let s = n.types.entry(t.short_name()).or_default();
+            s.version_acked = Some(version.to_string());
+            s.rejected = false;
+        });
+    }
+    /// Envoy NACKed a response.
+    pub fn nacked(&self, node: &NodeId, t: ResourceType, rejection: Rejection) {
+        self.with(node, |n| {
+            let s = n.types.entry(t.short_name()).or_default();
+            s.last_nack = Some(rejection);
+            s.rejected = true;
+        });
+    }
+    /// A copy of everything, for the config dump.
+    pub fn dump(&self) -> BTreeMap<String, NodeStatus> {
+        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        nodes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+}
+
+/// Seconds since the Unix epoch for `t` (0 before the epoch).
+pub fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
