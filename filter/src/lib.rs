@@ -1,3 +1,27 @@
 //! Warden's authorization core: builds OPA-Envoy-shaped input from a request and the
 //! verified peer identity, evaluates Rego with regorus, and returns a decision.
-//! Compiled natively (used by the `warden` CLI) and to `wasm32-wasip1` (the Envoy filter).
+//! Compiled natively (used by the `warden` CLI) and to `wasm32-wasip1` (the Envoy filter,
+//! in `wasm/`, a thin proxy-wasm adapter over this core).
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod authorize;
+pub mod config;
+pub mod decision;
+pub mod input;
+pub mod plugin;
+pub mod policy;
+pub mod testing;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+pub use authorize::{authorize, Action, Counter, DecisionId, DecisionIds, Verdict};
+pub use config::{ConfigError, Mode, PluginConfig, PolicyModule, DEFAULT_ENTRYPOINT};
+pub use decision::{Decision, DenyReason};
+pub use input::{Peer, RequestAttributes};
+pub use plugin::{Flow, Host, HostError, Level, Plugin};
+pub use policy::{CompiledPolicy, EngineKind, InputNeeds, PolicyError};
