@@ -31,7 +31,7 @@ macro_rules! scenarios_for_both_xds_modes {
             $(
                 #[test]
                 fn $name() -> ::anyhow::Result<()> {
-                    super::$name($crate::XdsMode::Sotw)
+                    $crate::process::report_failure(super::$name($crate::XdsMode::Sotw))
                 }
             )*
         }
@@ -39,7 +39,7 @@ macro_rules! scenarios_for_both_xds_modes {
             $(
                 #[test]
                 fn $name() -> ::anyhow::Result<()> {
-                    super::$name($crate::XdsMode::Delta)
+                    $crate::process::report_failure(super::$name($crate::XdsMode::Delta))
                 }
             )*
         }

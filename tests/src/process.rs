@@ -170,18 +170,39 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "----- {} (pid {}), log {} -----\n{}\n----- end {} -----",
-                self.name,
-                self.pid(),
-                self.log.display(),
-                self.log_tail(6000),
-                self.name
-            );
-        }
         self.stop();
+        let report = format!(
+            "----- {} (pid {}), log {} -----\n{}\n----- end {} -----",
+            self.name,
+            self.pid(),
+            self.log.display(),
+            self.log_tail(6000),
+            self.name
+        );
+        if std::thread::panicking() {
+            eprintln!("{report}");
+        } else {
+            // Kept for `report_failure`: a scenario returning `Err` drops its processes
+            // (and their log directory) before the harness sees the error.
+            LOG_TAILS.with(|tails| tails.borrow_mut().push(report));
+        }
     }
+}
+
+thread_local! {
+    static LOG_TAILS: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Passes `result` through; on `Err` first prints the log tails of every process this
+/// thread (one test) started. Used by the scenario macro.
+pub fn report_failure<T>(result: Result<T>) -> Result<T> {
+    let tails = LOG_TAILS.with(|tails| std::mem::take(&mut *tails.borrow_mut()));
+    if result.is_err() {
+        for tail in tails {
+            eprintln!("{tail}");
+        }
+    }
+    result
 }
 
 /// The last `max_bytes` of a file, lossily decoded.

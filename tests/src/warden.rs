@@ -40,7 +40,8 @@ impl Warden {
             .env(
                 "WARDEN_LOG",
                 std::env::var("WARDEN_E2E_LOG").unwrap_or_else(|_| "info,warden=debug".to_owned()),
-            );
+            )
+            .env("NO_COLOR", "1");
         spec.env.extend(env.iter().cloned());
         Ok(Self {
             process: Process::spawn(&spec, log_dir)?,
