@@ -15,7 +15,7 @@ use crate::{locate, wait};
 
 /// How long an Envoy may take to report ready (V8 compiling the filter takes seconds
 /// on a loaded 2-core machine).
-pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A running Envoy.
 #[derive(Debug)]

@@ -170,7 +170,7 @@ impl Mesh {
                 envoy.wait_ready(envoy::READY_TIMEOUT)?;
             }
         }
-        mesh.wait_routes(Duration::from_secs(20))?;
+        mesh.wait_routes(Duration::from_secs(60))?;
         Ok(mesh)
     }
 

@@ -5,12 +5,11 @@
 use anyhow::{ensure, Result};
 use warden_e2e::mesh::spiffe_id;
 use warden_e2e::tls::{self, TlsOutcome};
-use warden_e2e::{Mesh, MeshSpec, XdsMode};
+use warden_e2e::{warden, Mesh, MeshSpec, XdsMode};
 
 warden_e2e::scenarios_for_both_xds_modes!(
     frontend_reaches_backend_over_mtls_and_backend_sees_the_frontend_identity,
-    client_without_a_certificate_is_refused_at_the_handshake,
-    client_with_a_certificate_from_another_ca_is_refused_at_the_handshake,
+    clients_without_a_certificate_or_with_one_from_another_ca_are_refused_at_the_handshake,
 );
 
 /// Sum of the inbound listener's TLS stats ending in `suffix` on `workload`'s sidecar.
@@ -68,51 +67,64 @@ fn frontend_reaches_backend_over_mtls_and_backend_sees_the_frontend_identity(
     Ok(())
 }
 
-fn client_without_a_certificate_is_refused_at_the_handshake(mode: XdsMode) -> Result<()> {
-    let mesh = Mesh::start(MeshSpec::new(mode))?;
-    let inbound = mesh.workload("backend")?.inbound;
-    let served_before = mesh.app("backend")?.served();
-    let outcome = tls::attempt(inbound, None, "/no-cert")?;
-    let TlsOutcome::Refused(reason) = outcome else {
-        anyhow::bail!("backend inbound answered a client without a certificate: {outcome:?}");
-    };
-    ensure!(
-        mesh.app("backend")?.served() == served_before,
-        "the request reached the backend app"
-    );
-    let refused = inbound_ssl_stat(&mesh, "backend", "fail_verify_no_cert")?
-        + inbound_ssl_stat(&mesh, "backend", "connection_error")?;
-    ensure!(
-        refused >= 1,
-        "Envoy counted no refused handshake (client saw: {reason})"
-    );
-    // The mesh itself still works: the refusal is about the client, not a dead listener.
-    ensure!(mesh.call("frontend", "backend", "/", &[])?.status == 200);
-    Ok(())
-}
-
-fn client_with_a_certificate_from_another_ca_is_refused_at_the_handshake(
+fn clients_without_a_certificate_or_with_one_from_another_ca_are_refused_at_the_handshake(
     mode: XdsMode,
 ) -> Result<()> {
     let mesh = Mesh::start(MeshSpec::new(mode))?;
     let inbound = mesh.workload("backend")?.inbound;
+
+    // Positive control: a real SVID from the mesh CA gets through the handshake.
+    let out = mesh.dir().join("svid");
+    let config = mesh.config_dir();
+    let frontend = spiffe_id("frontend");
+    warden::cli(
+        &[
+            "mint",
+            "--config",
+            config.to_str().unwrap_or_default(),
+            "--id",
+            &frontend,
+            "--out",
+            out.to_str().unwrap_or_default(),
+        ],
+        &[],
+    )?;
+    let svid = tls::PemIdentity {
+        cert_chain_pem: std::fs::read_to_string(out.join("svid.pem"))?,
+        key_pem: std::fs::read_to_string(out.join("svid.key"))?,
+    };
+    let outcome = tls::attempt(inbound, Some(&svid), "/with-svid")?;
+    ensure!(
+        matches!(outcome, TlsOutcome::Answered(_)),
+        "a valid SVID was refused: {outcome:?}"
+    );
     let served_before = mesh.app("backend")?.served();
+
+    let no_cert = tls::attempt(inbound, None, "/no-cert")?;
+    let TlsOutcome::Refused(no_cert_reason) = no_cert else {
+        anyhow::bail!("backend inbound answered a client without a certificate: {no_cert:?}");
+    };
     // Same SPIFFE ID as the real frontend, signed by a CA the mesh does not trust.
-    let forged = tls::foreign_ca_identity(&spiffe_id("frontend"))?;
-    let outcome = tls::attempt(inbound, Some(&forged), "/forged")?;
-    let TlsOutcome::Refused(reason) = outcome else {
-        anyhow::bail!("backend inbound answered a foreign-CA client: {outcome:?}");
+    let forged = tls::foreign_ca_identity(&frontend)?;
+    let foreign = tls::attempt(inbound, Some(&forged), "/forged")?;
+    let TlsOutcome::Refused(foreign_reason) = foreign else {
+        anyhow::bail!("backend inbound answered a foreign-CA client: {foreign:?}");
     };
     ensure!(
         mesh.app("backend")?.served() == served_before,
-        "the request reached the backend app"
+        "a refused request reached the backend app"
     );
-    let refused = inbound_ssl_stat(&mesh, "backend", "fail_verify_error")?
-        + inbound_ssl_stat(&mesh, "backend", "connection_error")?;
+    let no_cert_count = inbound_ssl_stat(&mesh, "backend", "fail_verify_no_cert")?;
+    let foreign_count = inbound_ssl_stat(&mesh, "backend", "fail_verify_error")?;
     ensure!(
-        refused >= 1,
-        "Envoy counted no refused handshake (client saw: {reason})"
+        no_cert_count >= 1,
+        "Envoy counted no missing-certificate refusal (client saw: {no_cert_reason})"
     );
+    ensure!(
+        foreign_count >= 1,
+        "Envoy counted no verification failure (client saw: {foreign_reason})"
+    );
+    // The mesh itself still works: the refusals are about the clients, not a dead listener.
     ensure!(mesh.call("frontend", "backend", "/", &[])?.status == 200);
     Ok(())
 }
