@@ -76,10 +76,10 @@ fn new_upstream_reaches_envoy_live_and_is_acked(mode: XdsMode) -> Result<()> {
     let (_, lds_acked_before, _) = server_type_status(&mesh, "frontend-sidecar", "lds")?;
 
     mesh.add_workload("database", &[])?;
-    mesh.start_app("database")?;
-    mesh.start_sidecar("database")?;
     let route = mesh.set_upstream("frontend", "database")?;
     mesh.apply()?;
+    mesh.start_app("database")?;
+    mesh.start_sidecar("database")?;
 
     let response = wait::until(
         "frontend → database over the new listener",
