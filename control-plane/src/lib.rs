@@ -1,8 +1,8 @@
 //! Warden control plane library: SPIFFE identity core and CA, config-as-code loading and
 //! validation, and (in later modules) the xDS server. `main.rs` only wires these together.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod identity;
-pub mod admin;
 pub mod xds;

@@ -130,17 +130,30 @@ pub fn dump(s: &AdminState) -> serde_json::Value {
                 let (version_current, resources) = match &snap {
                     Some(sn) => (
                         sn.version(t).to_string(),
-                        sn.get(t).map(|ts| ts.resources.keys().cloned().collect()).unwrap_or_default(),
+                        sn.get(t)
+                            .map(|ts| ts.resources.keys().cloned().collect())
+                            .unwrap_or_default(),
                     ),
                     None => (String::new(), Vec::new()),
                 };
                 let status = st.types.get(t.short_name()).cloned().unwrap_or_default();
-                (t.short_name(), TypeDump { version_current, resources, status })
+                (
+                    t.short_name(),
+                    TypeDump {
+                        version_current,
+                        resources,
+                        status,
+                    },
+                )
             })
             .collect();
         nodes.insert(
             id.to_string(),
-            NodeDump { connected_streams: st.streams, protocol: st.protocol, types },
+            NodeDump {
+                connected_streams: st.streams,
+                protocol: st.protocol,
+                types,
+            },
         );
     }
     let config = s.config.lock().map(|c| c.clone()).unwrap_or_default();
@@ -150,3 +163,7 @@ pub fn dump(s: &AdminState) -> serde_json::Value {
 async fn config_dump(State(s): State<AdminState>) -> impl IntoResponse {
     axum::Json(dump(&s))
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -30,10 +30,19 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let Some(workload) = cfg.workload(&args.workload) else {
         let known: Vec<&str> = cfg.workloads.iter().map(|w| w.name.as_str()).collect();
-        eprintln!("error: no workload named `{}` in {} (known: {})", args.workload, args.config.display(), known.join(", "));
+        eprintln!(
+            "error: no workload named `{}` in {} (known: {})",
+            args.workload,
+            args.config.display(),
+            known.join(", ")
+        );
         return Ok(ExitCode::from(1));
     };
-    let flavor = if args.delta { AdsFlavor::Delta } else { AdsFlavor::Sotw };
+    let flavor = if args.delta {
+        AdsFlavor::Delta
+    } else {
+        AdsFlavor::Sotw
+    };
     print!("{}", render(&cfg, workload, flavor));
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,12 @@ use crate::identity::{Ca, SystemClock};
 /// Load and validate a config directory; invalid config is an error listing every problem.
 pub(crate) fn load_config(dir: &Path) -> anyhow::Result<Config> {
     config::load(dir).map_err(|diags| {
-        anyhow::anyhow!("{diags}\n{}: invalid config ({} problem(s)); run `warden validate {}`", dir.display(), diags.0.len(), dir.display())
+        anyhow::anyhow!(
+            "{diags}\n{}: invalid config ({} problem(s)); run `warden validate {}`",
+            dir.display(),
+            diags.0.len(),
+            dir.display()
+        )
     })
 }
 

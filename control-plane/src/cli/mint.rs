@@ -41,21 +41,40 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(id) => id,
         Err(e) => {
             eprintln!("error: cannot mint for `{}`: {e}", args.id);
-            eprintln!("  hint: IDs look like {}/ns/<namespace>/sa/<name>", cfg.trust_domain.to_spiffe_id_string());
+            eprintln!(
+                "  hint: IDs look like {}/ns/<namespace>/sa/<name>",
+                cfg.trust_domain.to_spiffe_id_string()
+            );
             return Ok(ExitCode::from(1));
         }
     };
     let ttl = args.ttl.unwrap_or(cfg.ca.svid_ttl);
     if ttl < Duration::from_secs(60) {
-        eprintln!("error: --ttl {} is shorter than the minimum 1m", duration::format(ttl));
+        eprintln!(
+            "error: --ttl {} is shorter than the minimum 1m",
+            duration::format(ttl)
+        );
         return Ok(ExitCode::from(1));
     }
     let ca = open_ca(&cfg)?;
     let svid = ca.mint(&SvidParams { id, ttl }, &SystemClock)?;
-    fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    write_file(&args.out.join("svid.pem"), svid.cert_chain_pem.as_bytes(), 0o644)?;
-    write_file(&args.out.join("svid.key"), svid.private_key_pem.as_bytes(), 0o600)?;
-    write_file(&args.out.join("bundle.pem"), ca.bundle().to_pem().as_bytes(), 0o644)?;
+    fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    write_file(
+        &args.out.join("svid.pem"),
+        svid.cert_chain_pem.as_bytes(),
+        0o644,
+    )?;
+    write_file(
+        &args.out.join("svid.key"),
+        svid.private_key_pem.as_bytes(),
+        0o600,
+    )?;
+    write_file(
+        &args.out.join("bundle.pem"),
+        ca.bundle().to_pem().as_bytes(),
+        0o644,
+    )?;
     let expires = time::OffsetDateTime::from(svid.not_after);
     println!(
         "minted {} (serial {}, expires {expires}) into {}",

@@ -12,16 +12,15 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::admin::{self, AdminState, ConfigInfo};
 use crate::config::{self, Config};
 use crate::identity::SystemClock;
+use crate::xds::cache::Cache;
 use crate::xds::control::ControlPlane;
 use crate::xds::metrics::Metrics;
-use crate::xds::server::{AdsServer, AllowAnyCaller, Shared};
+use crate::xds::server::{AllowAnyCaller, Shared};
 use crate::xds::status::StatusRegistry;
-use crate::xds::cache::Cache;
 
 /// Default module path, relative to the working directory (what `just build-filter`
 /// produces in the workspace).
@@ -39,7 +38,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(serve(args))
 }
 
@@ -63,18 +64,21 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     };
     let (xds_addr, admin_addr) = (cfg.server.xds_listen, cfg.server.admin_listen);
     let info = Arc::new(Mutex::new(config_info(&cfg, None)));
-    let (cp, applied) = ControlPlane::start(cfg, module.clone(), Arc::new(SystemClock), shared.clone())
-        .context("starting the control plane")?;
+    let (cp, applied) =
+        ControlPlane::start(cfg, module.clone(), Arc::new(SystemClock), shared.clone())
+            .context("starting the control plane")?;
     tracing::info!(nodes = applied.changed.len(), svids = applied.minted, module = %module.display(), "snapshots published");
 
     let xds_listener = bind(xds_addr, "xds_listen").await?;
     let admin_listener = bind(admin_addr, "admin_listen").await?;
     tracing::warn!(addr = %xds_addr, "ADS is served as plaintext gRPC without caller authentication; keep it on loopback");
-    let ads = tonic::transport::Server::builder()
-        .add_service(AdsServer::new(shared.clone()).into_service())
-        .serve_with_incoming(TcpListenerStream::new(xds_listener));
+    let ads = crate::xds::server::serve(xds_listener, shared.clone());
     let ready = Arc::new(AtomicBool::new(false));
-    let admin_state = AdminState { xds: shared.clone(), ready: ready.clone(), config: info.clone() };
+    let admin_state = AdminState {
+        xds: shared.clone(),
+        ready: ready.clone(),
+        config: info.clone(),
+    };
     let mut ads_task = tokio::spawn(ads);
     let mut admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
     ready.store(true, Ordering::Relaxed);
@@ -122,7 +126,9 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 fn filter_module_path(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let p = arg.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_FILTER_MODULE));
+    let p = arg
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_FILTER_MODULE));
     if p.is_absolute() {
         return Ok(p);
     }
@@ -133,7 +139,11 @@ fn config_info(cfg: &Config, error: Option<String>) -> ConfigInfo {
     ConfigInfo {
         dir: cfg.dir.display().to_string(),
         trust_domain: cfg.trust_domain.to_string(),
-        workloads: cfg.workloads.iter().map(|w| (w.name.clone(), w.node_id.clone())).collect(),
+        workloads: cfg
+            .workloads
+            .iter()
+            .map(|w| (w.name.clone(), w.node_id.clone()))
+            .collect(),
         last_reload_error: error,
     }
 }
@@ -143,9 +153,9 @@ fn reload(cp: &ControlPlane, dir: &Path, shared: &Shared, info: &Mutex<ConfigInf
         .map_err(|d| format!("config reload rejected; the last good config keeps serving:\n{d}"))
         .and_then(|cfg| {
             let new_info = config_info(&cfg, None);
-            cp.reload(cfg)
-                .map(|a| (a, new_info))
-                .map_err(|e| format!("config reload rejected; the last good config keeps serving: {e}"))
+            cp.reload(cfg).map(|a| (a, new_info)).map_err(|e| {
+                format!("config reload rejected; the last good config keeps serving: {e}")
+            })
         });
     let mut info = info.lock().unwrap_or_else(|p| p.into_inner());
     match result {
@@ -168,7 +178,9 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
     let mut out = Vec::new();
     let mut stack = vec![(dir.to_path_buf(), 0)];
     while let Some((d, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let name = e.file_name();
             if name.to_string_lossy().starts_with('.') {

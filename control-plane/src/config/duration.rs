@@ -32,7 +32,9 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
         digits.clear();
     }
     if !digits.is_empty() {
-        return Err(format!("`{text}` needs a unit (s, m, h or d), e.g. `{digits}s`"));
+        return Err(format!(
+            "`{text}` needs a unit (s, m, h or d), e.g. `{digits}s`"
+        ));
     }
     Ok(Duration::from_secs(total))
 }

@@ -36,7 +36,9 @@ pub(crate) struct Files {
 pub(crate) fn read_dir(dir: &Path) -> Result<Files, Diagnostics> {
     if !dir.is_dir() {
         return Err(Diagnostics(vec![Diagnostic::file(dir, "not a directory")
-            .hint("pass the config directory, the one that holds warden.yaml")]));
+            .hint(
+                "pass the config directory, the one that holds warden.yaml",
+            )]));
     }
     let mut diags = Vec::new();
     let main_path = dir.join(MAIN_FILE);
@@ -120,7 +122,10 @@ fn parse_file<T: DeserializeOwned>(path: &Path, diags: &mut Vec<Diagnostic>) -> 
 }
 
 /// Deserialize one YAML text, turning serde errors into located diagnostics.
-pub(crate) fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<Parsed<T>, Diagnostic> {
+pub(crate) fn parse_yaml<T: DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<Parsed<T>, Diagnostic> {
     match serde_yaml::from_str::<T>(text) {
         Ok(value) => Ok(Parsed {
             path: path.to_path_buf(),
@@ -168,14 +173,20 @@ fn read_policies(dir: &Path, diags: &mut Vec<Diagnostic>) -> PolicyFiles {
     let mut modules = Vec::new();
     let mut tests = Vec::new();
     for path in list(&pdir, &["rego"], diags) {
-        let Some(source) = read(&path, diags) else { continue };
+        let Some(source) = read(&path, diags) else {
+            continue;
+        };
         let rel = path.strip_prefix(dir).unwrap_or(&path);
         let name = rel
             .components()
             .map(|c| c.as_os_str().to_string_lossy())
             .collect::<Vec<_>>()
             .join("/");
-        let file = RegoFile { path: path.clone(), name, source };
+        let file = RegoFile {
+            path: path.clone(),
+            name,
+            source,
+        };
         if path.to_string_lossy().ends_with("_test.rego") {
             tests.push(file);
         } else {
@@ -190,11 +201,16 @@ fn read_data(pdir: &Path, diags: &mut Vec<Diagnostic>) -> serde_json::Value {
     let empty = serde_json::Value::Object(Default::default());
     let json = pdir.join("data.json");
     if json.exists() {
-        let Some(text) = read(&json, diags) else { return empty };
+        let Some(text) = read(&json, diags) else {
+            return empty;
+        };
         return match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => {
-                let pos = Pos { line: e.line(), column: e.column() };
+                let pos = Pos {
+                    line: e.line(),
+                    column: e.column(),
+                };
                 diags.push(Diagnostic::at(&json, pos, format!("invalid JSON: {e}")));
                 empty
             }
@@ -202,7 +218,9 @@ fn read_data(pdir: &Path, diags: &mut Vec<Diagnostic>) -> serde_json::Value {
     }
     let yaml = pdir.join("data.yaml");
     if yaml.exists() {
-        let Some(text) = read(&yaml, diags) else { return empty };
+        let Some(text) = read(&yaml, diags) else {
+            return empty;
+        };
         return match parse_yaml::<serde_json::Value>(&yaml, &text) {
             Ok(p) => p.value,
             Err(d) => {

@@ -130,7 +130,13 @@ mod tests {
         let spans = Spans::index(text);
         assert_eq!(spans.value("a"), Pos { line: 1, column: 4 });
         assert_eq!(spans.value("ca.ttl"), Pos { line: 3, column: 8 });
-        assert_eq!(spans.value("list[1].name"), Pos { line: 6, column: 11 });
+        assert_eq!(
+            spans.value("list[1].name"),
+            Pos {
+                line: 6,
+                column: 11
+            }
+        );
     }
 
     #[test]

@@ -39,7 +39,12 @@ fn errors(dir: &Path) -> Vec<Diagnostic> {
 }
 
 fn line_of(file: &Path, needle: &str) -> usize {
-    fs::read_to_string(file).unwrap().lines().position(|l| l.contains(needle)).unwrap() + 1
+    fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap()
+        + 1
 }
 
 #[test]
@@ -60,57 +65,106 @@ fn sample_mesh_is_valid() {
 #[test]
 fn bad_spiffe_id_is_reported_at_its_line_with_a_hint() {
     let dir = sample();
-    let f = edit(dir.path(), "workloads/backend.yaml", "spiffe://example.org/ns/demo/sa/backend", "spiffe://example.org/ns//backend");
+    let f = edit(
+        dir.path(),
+        "workloads/backend.yaml",
+        "spiffe://example.org/ns/demo/sa/backend",
+        "spiffe://example.org/ns//backend",
+    );
     let errs = errors(dir.path());
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].file, f);
     assert_eq!(errs[0].line, line_of(&f, "spiffe_id"));
     assert_eq!(errs[0].column, 12);
     assert!(errs[0].message.contains("empty segment"), "{}", errs[0]);
-    assert!(errs[0].hint.as_deref().unwrap().contains("spiffe://example.org/ns/"));
+    assert!(errs[0]
+        .hint
+        .as_deref()
+        .unwrap()
+        .contains("spiffe://example.org/ns/"));
 }
 
 #[test]
 fn id_outside_the_trust_domain_is_rejected() {
     let dir = sample();
-    edit(dir.path(), "workloads/backend.yaml", "spiffe://example.org/ns", "spiffe://other.org/ns");
+    edit(
+        dir.path(),
+        "workloads/backend.yaml",
+        "spiffe://example.org/ns",
+        "spiffe://other.org/ns",
+    );
     let errs = errors(dir.path());
-    assert!(errs[0].message.contains("not in trust domain example.org"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("not in trust domain example.org"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
 fn duplicate_workload_and_node_id_are_rejected() {
     let dir = sample();
-    let f = edit(dir.path(), "workloads/database.yaml", "node_id: database-sidecar", "node_id: backend-sidecar");
+    let f = edit(
+        dir.path(),
+        "workloads/database.yaml",
+        "node_id: database-sidecar",
+        "node_id: backend-sidecar",
+    );
     let errs = errors(dir.path());
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].message.contains("duplicate node id `backend-sidecar`"));
+    assert!(errs[0]
+        .message
+        .contains("duplicate node id `backend-sidecar`"));
     assert_eq!(errs[0].line, line_of(&f, "node_id"));
     assert!(errs[0].hint.as_deref().unwrap().contains("backend.yaml"));
-    fs::copy(dir.path().join("workloads/backend.yaml"), dir.path().join("workloads/backend2.yaml")).unwrap();
+    fs::copy(
+        dir.path().join("workloads/backend.yaml"),
+        dir.path().join("workloads/backend2.yaml"),
+    )
+    .unwrap();
     let errs = errors(dir.path());
-    assert!(errs.iter().any(|e| e.message.contains("duplicate workload name `backend`")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("duplicate workload name `backend`")),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn unknown_upstream_gets_a_did_you_mean() {
     let dir = sample();
-    let f = edit(dir.path(), "workloads/backend.yaml", "workload: database", "workload: databse");
+    let f = edit(
+        dir.path(),
+        "workloads/backend.yaml",
+        "workload: database",
+        "workload: databse",
+    );
     let errs = errors(dir.path());
     assert_eq!(errs[0].line, line_of(&f, "databse"));
-    assert!(errs[0].message.contains("unknown upstream workload `databse`"));
+    assert!(errs[0]
+        .message
+        .contains("unknown upstream workload `databse`"));
     assert_eq!(errs[0].hint.as_deref(), Some("did you mean `database`?"));
 }
 
 #[test]
 fn port_clash_names_both_users() {
     let dir = sample();
-    let f = edit(dir.path(), "workloads/database.yaml", "listen: 127.0.0.1:15003", "listen: 0.0.0.0:15002");
+    let f = edit(
+        dir.path(),
+        "workloads/database.yaml",
+        "listen: 127.0.0.1:15003",
+        "listen: 0.0.0.0:15002",
+    );
     let errs = errors(dir.path());
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].file, f);
     assert!(errs[0].message.contains("port clash"), "{}", errs[0]);
-    assert!(errs[0].message.contains("backend: inbound.listen"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("backend: inbound.listen"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
@@ -120,18 +174,40 @@ fn unknown_key_is_rejected_with_did_you_mean() {
     let errs = errors(dir.path());
     assert_eq!(errs[0].file, f);
     assert_eq!(errs[0].line, line_of(&f, "svid_tll"));
-    assert!(errs[0].message.contains("unknown field `svid_tll`"), "{}", errs[0]);
-    assert_eq!(errs[0].hint.as_deref(), Some("did you mean `svid_ttl`?"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("unknown field `svid_tll`"),
+        "{}",
+        errs[0]
+    );
+    assert_eq!(
+        errs[0].hint.as_deref(),
+        Some("did you mean `svid_ttl`?"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
 fn malformed_yaml_is_reported_with_position_and_other_files_still_checked() {
     let dir = sample();
-    let f = edit(dir.path(), "workloads/frontend.yaml", "sidecar:\n", "sidecar: [\n");
-    edit(dir.path(), "workloads/backend.yaml", "workload: database", "workload: nowhere");
+    let f = edit(
+        dir.path(),
+        "workloads/frontend.yaml",
+        "sidecar:\n",
+        "sidecar: [\n",
+    );
+    edit(
+        dir.path(),
+        "workloads/backend.yaml",
+        "workload: database",
+        "workload: nowhere",
+    );
     let errs = errors(dir.path());
     assert!(errs.iter().any(|e| e.file == f && e.line > 0), "{errs:?}");
-    assert!(errs.iter().any(|e| e.message.contains("nowhere")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.message.contains("nowhere")),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -140,30 +216,70 @@ fn svid_ttl_longer_than_the_ca_allows_is_rejected() {
     let f = edit(dir.path(), "warden.yaml", "svid_ttl: 1h", "svid_ttl: 48h");
     let errs = errors(dir.path());
     assert_eq!(errs[0].line, line_of(&f, "svid_ttl"));
-    assert!(errs[0].message.contains("longer than the CA's ttl 1d"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("longer than the CA's ttl 1d"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
 fn unreadable_or_wrong_type_upstream_files_are_reported() {
     let dir = sample();
-    fs::write(dir.path().join("up.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
-    fs::write(dir.path().join("up.key"), "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n").unwrap();
-    let f = edit(dir.path(), "warden.yaml", "  state_dir: .warden", "  state_dir: .warden\n  upstream: { cert: up.pem, key: up.key }");
+    fs::write(
+        dir.path().join("up.pem"),
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("up.key"),
+        "-----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let f = edit(
+        dir.path(),
+        "warden.yaml",
+        "  state_dir: .warden",
+        "  state_dir: .warden\n  upstream: { cert: up.pem, key: up.key }",
+    );
     let errs = errors(dir.path());
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].message.contains("is not a PKCS#8 PEM key"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("is not a PKCS#8 PEM key"),
+        "{}",
+        errs[0]
+    );
     assert_eq!(errs[0].line, line_of(&f, "upstream"));
-    edit(dir.path(), "warden.yaml", "cert: up.pem", "cert: missing.pem");
+    edit(
+        dir.path(),
+        "warden.yaml",
+        "cert: up.pem",
+        "cert: missing.pem",
+    );
     let errs = errors(dir.path());
-    assert!(errs.iter().any(|e| e.message.contains("cannot read") && e.message.contains("missing.pem")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("cannot read") && e.message.contains("missing.pem")),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn every_problem_is_reported_at_once() {
     let dir = sample();
-    edit(dir.path(), "warden.yaml", "trust_domain: example.org", "trust_domain: Example.org");
+    edit(
+        dir.path(),
+        "warden.yaml",
+        "trust_domain: example.org",
+        "trust_domain: Example.org",
+    );
     edit(dir.path(), "warden.yaml", "mode: enforce", "mode: strict");
-    edit(dir.path(), "workloads/database.yaml", "app: 127.0.0.1:18083", "app: localhost");
+    edit(
+        dir.path(),
+        "workloads/database.yaml",
+        "app: 127.0.0.1:18083",
+        "app: localhost",
+    );
     let errs = errors(dir.path());
     let text = Diagnostics(errs.clone()).to_string();
     assert!(text.contains("invalid trust domain"), "{text}");

@@ -12,8 +12,8 @@ use super::diag::{did_you_mean, Diagnostic, Diagnostics};
 use super::files::{Files, Parsed};
 use super::raw::{RawCa, RawWarden, RawWorkload};
 use super::{
-    duration, policy_check, CaSettings, Config, Inbound, PolicyMode, PolicySettings,
-    PolicySources, ServerSettings, Upstream, Workload,
+    duration, policy_check, CaSettings, Config, Inbound, PolicyMode, PolicySettings, PolicySources,
+    ServerSettings, Upstream, Workload,
 };
 use crate::identity::{KeyType, TrustDomain, UpstreamCa};
 
@@ -52,7 +52,11 @@ impl<T> Ctx<'_, T> {
             None => default,
             Some(Ok(d)) => d,
             Some(Err(e)) => {
-                self.error(path, format!("invalid duration: {e}"), Some("examples: 90s, 10m, 1h, 7d".into()));
+                self.error(
+                    path,
+                    format!("invalid duration: {e}"),
+                    Some("examples: 90s, 10m, 1h, 7d".into()),
+                );
                 default
             }
         }
@@ -61,7 +65,10 @@ impl<T> Ctx<'_, T> {
 
 pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnostics> {
     let mut diags = std::mem::take(&mut files.diagnostics);
-    let mut ctx = Ctx { file: &files.main, diags: &mut diags };
+    let mut ctx = Ctx {
+        file: &files.main,
+        diags: &mut diags,
+    };
     let raw = &files.main.value;
     let trust_domain = match raw.trust_domain.parse::<TrustDomain>() {
         Ok(td) => Some(td),
@@ -77,7 +84,10 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
 
     let mut workloads = Vec::new();
     for file in &files.workloads {
-        let mut ctx = Ctx { file, diags: &mut diags };
+        let mut ctx = Ctx {
+            file,
+            diags: &mut diags,
+        };
         if let Some(w) = workload(file, trust_domain.as_ref(), &mut ctx) {
             workloads.push(w);
         }
@@ -85,7 +95,11 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
     workloads.sort_by(|a, b| a.name.cmp(&b.name));
     cross_checks(&files, &workloads, &server, &mut diags);
 
-    let policies = PolicySources { modules: files.modules, tests: files.tests, data: files.data };
+    let policies = PolicySources {
+        modules: files.modules,
+        tests: files.tests,
+        data: files.data,
+    };
     if policies.modules.is_empty() {
         diags.push(
             Diagnostic::file(&dir.join(super::POLICIES_DIR), "no Rego policy found")
@@ -118,9 +132,20 @@ fn ca_settings(dir: &Path, raw: &RawCa, ctx: &mut Ctx<'_, RawWarden>) -> CaSetti
         }
     };
     let ttl = ctx.duration("ca.ttl", raw.ttl.as_deref(), Duration::from_secs(24 * 3600));
-    let svid_ttl = ctx.duration("ca.svid_ttl", raw.svid_ttl.as_deref(), Duration::from_secs(3600));
+    let svid_ttl = ctx.duration(
+        "ca.svid_ttl",
+        raw.svid_ttl.as_deref(),
+        Duration::from_secs(3600),
+    );
     if svid_ttl < MIN_SVID_TTL {
-        ctx.error("ca.svid_ttl", format!("svid_ttl {} is shorter than the minimum 1m", duration::format(svid_ttl)), None);
+        ctx.error(
+            "ca.svid_ttl",
+            format!(
+                "svid_ttl {} is shorter than the minimum 1m",
+                duration::format(svid_ttl)
+            ),
+            None,
+        );
     }
     if svid_ttl > ttl {
         ctx.error(
@@ -131,11 +156,20 @@ fn ca_settings(dir: &Path, raw: &RawCa, ctx: &mut Ctx<'_, RawWarden>) -> CaSetti
     }
     let state_dir = dir.join(raw.state_dir.as_deref().unwrap_or(".warden"));
     let upstream = raw.upstream.as_ref().map(|u| {
-        let up = UpstreamCa { cert: dir.join(&u.cert), key: dir.join(&u.key) };
+        let up = UpstreamCa {
+            cert: dir.join(&u.cert),
+            key: dir.join(&u.key),
+        };
         check_upstream_files(&up, ctx);
         up
     });
-    CaSettings { key_type, ttl, svid_ttl, state_dir, upstream }
+    CaSettings {
+        key_type,
+        ttl,
+        svid_ttl,
+        state_dir,
+        upstream,
+    }
 }
 
 /// The upstream CA files must be readable and hold a certificate and a PKCS#8 key.
@@ -146,7 +180,11 @@ fn check_upstream_files(up: &UpstreamCa, ctx: &mut Ctx<'_, RawWarden>) {
     ];
     for (path, file, label, want) in checks {
         match std::fs::read_to_string(file) {
-            Err(e) => ctx.error(path, format!("cannot read {}: {e}", file.display()), Some("paths are relative to the config directory".into())),
+            Err(e) => ctx.error(
+                path,
+                format!("cannot read {}: {e}", file.display()),
+                Some("paths are relative to the config directory".into()),
+            ),
             Ok(text) if !text.contains(&format!("-----BEGIN {label}-----")) => {
                 ctx.error(path, format!("{} is not {want}", file.display()), None)
             }
@@ -157,11 +195,23 @@ fn check_upstream_files(up: &UpstreamCa, ctx: &mut Ctx<'_, RawWarden>) {
 
 fn server_settings(raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> ServerSettings {
     let mut addr = |path: &str, text: Option<&str>, default: &str| {
-        text.and_then(|t| ctx.addr(path, t)).unwrap_or_else(|| default.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))))
+        text.and_then(|t| ctx.addr(path, t)).unwrap_or_else(|| {
+            default
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+        })
     };
     ServerSettings {
-        xds_listen: addr("server.xds_listen", raw.server.xds_listen.as_deref(), "127.0.0.1:18000"),
-        admin_listen: addr("server.admin_listen", raw.server.admin_listen.as_deref(), "127.0.0.1:18001"),
+        xds_listen: addr(
+            "server.xds_listen",
+            raw.server.xds_listen.as_deref(),
+            "127.0.0.1:18000",
+        ),
+        admin_listen: addr(
+            "server.admin_listen",
+            raw.server.admin_listen.as_deref(),
+            "127.0.0.1:18001",
+        ),
     }
 }
 
@@ -171,35 +221,76 @@ fn policy_settings(raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> PolicySetti
         None | Some("enforce") => PolicyMode::Enforce,
         Some("dry-run") | Some("dry_run") => PolicyMode::DryRun,
         Some(other) => {
-            ctx.error("policy.mode", format!("unknown mode `{other}`"), Some("use `enforce` or `dry-run`".into()));
+            ctx.error(
+                "policy.mode",
+                format!("unknown mode `{other}`"),
+                Some("use `enforce` or `dry-run`".into()),
+            );
             PolicyMode::Enforce
         }
     };
-    let entrypoint = p.entrypoint.clone().unwrap_or_else(|| "data.envoy.authz.allow".into());
+    let entrypoint = p
+        .entrypoint
+        .clone()
+        .unwrap_or_else(|| "data.envoy.authz.allow".into());
     if !entrypoint.starts_with("data.") {
-        ctx.error("policy.entrypoint", format!("entrypoint `{entrypoint}` must be a rule path starting with `data.`"),
-            Some("for example data.envoy.authz.allow".into()));
+        ctx.error(
+            "policy.entrypoint",
+            format!("entrypoint `{entrypoint}` must be a rule path starting with `data.`"),
+            Some("for example data.envoy.authz.allow".into()),
+        );
     }
     let deny_status = p.deny_status.unwrap_or(403);
     if !(400..=599).contains(&deny_status) {
-        ctx.error("policy.deny_status", format!("deny_status {deny_status} is not an HTTP error status"), Some("use 403 (or another 4xx/5xx)".into()));
+        ctx.error(
+            "policy.deny_status",
+            format!("deny_status {deny_status} is not an HTTP error status"),
+            Some("use 403 (or another 4xx/5xx)".into()),
+        );
     }
-    PolicySettings { entrypoint, mode, deny_status, expose_reason: p.expose_reason.unwrap_or(false) }
+    PolicySettings {
+        entrypoint,
+        mode,
+        deny_status,
+        expose_reason: p.expose_reason.unwrap_or(false),
+    }
 }
 
-fn workload(file: &Parsed<RawWorkload>, td: Option<&TrustDomain>, ctx: &mut Ctx<'_, RawWorkload>) -> Option<Workload> {
+fn workload(
+    file: &Parsed<RawWorkload>,
+    td: Option<&TrustDomain>,
+    ctx: &mut Ctx<'_, RawWorkload>,
+) -> Option<Workload> {
     let raw = &file.value;
     let mut ok = true;
-    if raw.name.is_empty() || !raw.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-        ctx.error("name", format!("invalid workload name `{}`", raw.name), Some("use lowercase letters, digits and `-`".into()));
+    if raw.name.is_empty()
+        || !raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        ctx.error(
+            "name",
+            format!("invalid workload name `{}`", raw.name),
+            Some("use lowercase letters, digits and `-`".into()),
+        );
         ok = false;
     }
     let spiffe_id = match td.map(|td| td.parse_member(&raw.spiffe_id)) {
         None => None,
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => {
-            let hint = td.map(|td| format!("IDs look like {}/ns/<namespace>/sa/<service-account>", td.to_spiffe_id_string()));
-            ctx.error("spiffe_id", format!("invalid SPIFFE ID `{}`: {e}", raw.spiffe_id), hint);
+            let hint = td.map(|td| {
+                format!(
+                    "IDs look like {}/ns/<namespace>/sa/<service-account>",
+                    td.to_spiffe_id_string()
+                )
+            });
+            ctx.error(
+                "spiffe_id",
+                format!("invalid SPIFFE ID `{}`: {e}", raw.spiffe_id),
+                hint,
+            );
             None
         }
     };
@@ -209,7 +300,10 @@ fn workload(file: &Parsed<RawWorkload>, td: Option<&TrustDomain>, ctx: &mut Ctx<
     let mut upstreams = Vec::new();
     for (i, u) in raw.upstreams.iter().enumerate() {
         if let Some(l) = ctx.addr(&format!("upstreams[{i}].listen"), &u.listen) {
-            upstreams.push(Upstream { workload: u.workload.clone(), listen: l });
+            upstreams.push(Upstream {
+                workload: u.workload.clone(),
+                listen: l,
+            });
         } else {
             ok = false;
         }
@@ -219,7 +313,10 @@ fn workload(file: &Parsed<RawWorkload>, td: Option<&TrustDomain>, ctx: &mut Ctx<
         spiffe_id: spiffe_id?,
         node_id: raw.node_id.clone().unwrap_or_else(|| raw.name.clone()),
         sidecar_admin: admin?,
-        inbound: Inbound { listen: listen?, app: app? },
+        inbound: Inbound {
+            listen: listen?,
+            app: app?,
+        },
         upstreams,
         file: file.path.clone(),
     })
@@ -227,10 +324,22 @@ fn workload(file: &Parsed<RawWorkload>, td: Option<&TrustDomain>, ctx: &mut Ctx<
 }
 
 /// Checks across workloads: unique names, ids and node ids, known upstreams, port clashes.
-fn cross_checks(files: &Files, workloads: &[Workload], server: &ServerSettings, diags: &mut Vec<Diagnostic>) {
-    let by_file: HashMap<&Path, &Parsed<RawWorkload>> = files.workloads.iter().map(|p| (p.path.as_path(), p)).collect();
+fn cross_checks(
+    files: &Files,
+    workloads: &[Workload],
+    server: &ServerSettings,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let by_file: HashMap<&Path, &Parsed<RawWorkload>> = files
+        .workloads
+        .iter()
+        .map(|p| (p.path.as_path(), p))
+        .collect();
     let at = |w: &Workload, path: &str| {
-        let spans = by_file.get(w.file.as_path()).map(|p| p.spans.value(path)).unwrap_or_default();
+        let spans = by_file
+            .get(w.file.as_path())
+            .map(|p| p.spans.value(path))
+            .unwrap_or_default();
         (w.file.clone(), spans)
     };
     let mut seen_name: HashMap<&str, &Workload> = HashMap::new();
@@ -244,13 +353,19 @@ fn cross_checks(files: &Files, workloads: &[Workload], server: &ServerSettings, 
         ] {
             if let Some(first) = map.insert(key, w) {
                 let (file, pos) = at(w, path);
-                diags.push(Diagnostic::at(&file, pos, format!("duplicate {what} `{key}`"))
-                    .hint(format!("already used in {}", first.file.display())));
+                diags.push(
+                    Diagnostic::at(&file, pos, format!("duplicate {what} `{key}`"))
+                        .hint(format!("already used in {}", first.file.display())),
+                );
             }
         }
     }
     // Names of every workload file, valid or not, so one bad file does not cascade.
-    let names: Vec<&str> = files.workloads.iter().map(|p| p.value.name.as_str()).collect();
+    let names: Vec<&str> = files
+        .workloads
+        .iter()
+        .map(|p| p.value.name.as_str())
+        .collect();
     for w in workloads {
         for (i, u) in w.upstreams.iter().enumerate() {
             if !names.contains(&u.workload.as_str()) {
@@ -259,10 +374,21 @@ fn cross_checks(files: &Files, workloads: &[Workload], server: &ServerSettings, 
                     Some(n) => format!("did you mean `{n}`?"),
                     None => format!("known workloads: {}", names.join(", ")),
                 };
-                diags.push(Diagnostic::at(&file, pos, format!("unknown upstream workload `{}`", u.workload)).hint(hint));
+                diags.push(
+                    Diagnostic::at(
+                        &file,
+                        pos,
+                        format!("unknown upstream workload `{}`", u.workload),
+                    )
+                    .hint(hint),
+                );
             } else if u.workload == w.name {
                 let (file, pos) = at(w, &format!("upstreams[{i}].workload"));
-                diags.push(Diagnostic::at(&file, pos, "a workload cannot be its own upstream"));
+                diags.push(Diagnostic::at(
+                    &file,
+                    pos,
+                    "a workload cannot be its own upstream",
+                ));
             }
         }
     }
@@ -278,8 +404,18 @@ fn port_clashes(
 ) {
     let main = &files.main;
     let mut bound: Vec<(SocketAddr, String, PathBuf, super::Pos)> = vec![
-        (server.xds_listen, "server.xds_listen".into(), main.path.clone(), main.spans.value("server.xds_listen")),
-        (server.admin_listen, "server.admin_listen".into(), main.path.clone(), main.spans.value("server.admin_listen")),
+        (
+            server.xds_listen,
+            "server.xds_listen".into(),
+            main.path.clone(),
+            main.spans.value("server.xds_listen"),
+        ),
+        (
+            server.admin_listen,
+            "server.admin_listen".into(),
+            main.path.clone(),
+            main.spans.value("server.admin_listen"),
+        ),
     ];
     for w in workloads {
         let mut add = |addr: SocketAddr, path: String| {
@@ -295,13 +431,21 @@ fn port_clashes(
     }
     for (i, (addr, what, file, pos)) in bound.iter().enumerate() {
         if let Some((_, first, ..)) = bound[..i].iter().find(|(a, ..)| clash(*a, *addr)) {
-            diags.push(Diagnostic::at(file, *pos, format!("port clash: {what} uses {addr}, already used by {first}"))
-                .hint("every listener, app and admin address needs its own port"));
+            diags.push(
+                Diagnostic::at(
+                    file,
+                    *pos,
+                    format!("port clash: {what} uses {addr}, already used by {first}"),
+                )
+                .hint("every listener, app and admin address needs its own port"),
+            );
         }
     }
 }
 
 /// Two addresses clash when the ports match and the IPs overlap (equal, or one unspecified).
 fn clash(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }

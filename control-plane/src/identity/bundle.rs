@@ -72,13 +72,25 @@ fn x509_jwk(der: &[u8]) -> Value {
                 };
                 jwk.insert("kty".into(), "EC".into());
                 jwk.insert("crv".into(), crv.into());
-                jwk.insert("x".into(), URL_SAFE_NO_PAD.encode(&data[1..1 + coord]).into());
-                jwk.insert("y".into(), URL_SAFE_NO_PAD.encode(&data[1 + coord..]).into());
+                jwk.insert(
+                    "x".into(),
+                    URL_SAFE_NO_PAD.encode(&data[1..1 + coord]).into(),
+                );
+                jwk.insert(
+                    "y".into(),
+                    URL_SAFE_NO_PAD.encode(&data[1 + coord..]).into(),
+                );
             }
             Ok(PublicKey::RSA(rsa)) => {
                 jwk.insert("kty".into(), "RSA".into());
-                jwk.insert("n".into(), URL_SAFE_NO_PAD.encode(strip_zeros(rsa.modulus)).into());
-                jwk.insert("e".into(), URL_SAFE_NO_PAD.encode(strip_zeros(rsa.exponent)).into());
+                jwk.insert(
+                    "n".into(),
+                    URL_SAFE_NO_PAD.encode(strip_zeros(rsa.modulus)).into(),
+                );
+                jwk.insert(
+                    "e".into(),
+                    URL_SAFE_NO_PAD.encode(strip_zeros(rsa.exponent)).into(),
+                );
             }
             _ => {}
         }

@@ -238,7 +238,11 @@ fn create(
     );
     tpl.distinguished_name = dn;
     tpl.subject_alt_names = vec![SanType::URI(
-        params.trust_domain.to_spiffe_id_string().as_str().try_into()?,
+        params
+            .trust_domain
+            .to_spiffe_id_string()
+            .as_str()
+            .try_into()?,
     )];
     tpl.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -318,7 +322,10 @@ impl Upstream {
         if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(invalid(
                 &files.key,
-                format!("this key does not belong to the certificate in {}", files.cert.display()),
+                format!(
+                    "this key does not belong to the certificate in {}",
+                    files.cert.display()
+                ),
             ));
         }
         let not_after = SystemTime::from(cert.validity().not_after.to_datetime());

@@ -34,7 +34,15 @@ fn openssl_verifies(dir: &Path, svid: &Svid, bundle_pem: &str) -> bool {
     let certs = pem_certs(&svid.cert_chain_pem).unwrap();
     std::fs::write(dir.join("leaf.pem"), der_to_pem(&certs[0])).unwrap();
     let inter: String = certs[1..].iter().map(|d| der_to_pem(d)).collect();
-    std::fs::write(dir.join("inter.pem"), if inter.is_empty() { bundle_pem.to_string() } else { inter }).unwrap();
+    std::fs::write(
+        dir.join("inter.pem"),
+        if inter.is_empty() {
+            bundle_pem.to_string()
+        } else {
+            inter
+        },
+    )
+    .unwrap();
     std::fs::write(dir.join("bundle.pem"), bundle_pem).unwrap();
     let out = Command::new("openssl")
         .args(["verify", "-x509_strict", "-purpose", "sslclient", "-CAfile"])
@@ -75,7 +83,10 @@ fn every_key_type_makes_a_ca_that_openssl_trusts() {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::load_or_init(&params(dir.path(), key_type), &SystemClock).unwrap();
         let svid = mint(&ca, "spiffe://example.org/x");
-        assert!(openssl_verifies(dir.path(), &svid, &ca.bundle().to_pem()), "{key_type}");
+        assert!(
+            openssl_verifies(dir.path(), &svid, &ca.bundle().to_pem()),
+            "{key_type}"
+        );
     }
 }
 
@@ -89,7 +100,10 @@ fn ca_certificate_is_a_spiffe_signing_certificate() {
     let ku = cert.key_usage().unwrap().unwrap().value;
     assert!(ku.key_cert_sign() && ku.crl_sign());
     let san = cert.subject_alternative_name().unwrap().unwrap().value;
-    assert_eq!(format!("{:?}", san.general_names), "[URI(\"spiffe://example.org\")]");
+    assert_eq!(
+        format!("{:?}", san.general_names),
+        "[URI(\"spiffe://example.org\")]"
+    );
 }
 
 #[test]
@@ -118,7 +132,11 @@ fn restart_reuses_the_same_ca() {
     let second = Ca::load_or_init(&p, &SystemClock).unwrap();
     assert_eq!(first.bundle(), second.bundle());
     let svid = mint(&second, "spiffe://example.org/x");
-    assert!(openssl_verifies(dir.path(), &svid, &first.bundle().to_pem()));
+    assert!(openssl_verifies(
+        dir.path(),
+        &svid,
+        &first.bundle().to_pem()
+    ));
 }
 
 #[test]
@@ -130,7 +148,11 @@ fn state_from_another_trust_domain_or_key_type_is_refused_and_kept() {
     let mut other_td = p.clone();
     other_td.trust_domain = "other.org".parse().unwrap();
     let err = Ca::load_or_init(&other_td, &SystemClock).unwrap_err();
-    assert!(err.to_string().contains("belongs to trust domain `example.org`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("belongs to trust domain `example.org`"),
+        "{err}"
+    );
     let mut other_key = p.clone();
     other_key.key_type = KeyType::EcP384;
     let err = Ca::load_or_init(&other_key, &SystemClock).unwrap_err();
@@ -149,7 +171,10 @@ fn mismatched_key_in_state_is_an_error() {
     state["current"]["key_pem"] = KeyType::EcP256.generate().unwrap().serialize_pem().into();
     std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
     let err = Ca::load_or_init(&p, &SystemClock).unwrap_err();
-    assert!(err.to_string().contains("does not match the CA key"), "{err}");
+    assert!(
+        err.to_string().contains("does not match the CA key"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -187,7 +212,13 @@ fn foreign_ids_are_not_minted() {
     let ca = Ca::load_or_init(&params(dir.path(), KeyType::EcP256), &SystemClock).unwrap();
     let id: SpiffeId = "spiffe://evil.org/x".parse().unwrap();
     let err = ca
-        .mint(&SvidParams { id, ttl: Duration::from_secs(60) }, &SystemClock)
+        .mint(
+            &SvidParams {
+                id,
+                ttl: Duration::from_secs(60),
+            },
+            &SystemClock,
+        )
         .unwrap_err();
     assert!(matches!(err, CaError::ForeignId { .. }));
 }
@@ -197,12 +228,36 @@ fn openssl_root(dir: &Path) -> UpstreamCa {
     let cert = dir.join("root.pem");
     let key = dir.join("root.key");
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-subj", "/O=Upstream/CN=Upstream Root"])
-        .args(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-        .arg("-keyout").arg(&key).arg("-out").arg(&cert)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/O=Upstream/CN=Upstream Root",
+        ])
+        .args([
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     UpstreamCa { cert, key }
 }
 
@@ -213,16 +268,29 @@ fn upstream_signed_intermediate_chains_to_the_upstream_root() {
     p.upstream = Some(openssl_root(dir.path()));
     let ca = Ca::load_or_init(&p, &SystemClock).unwrap();
     let bundle = ca.bundle().to_pem();
-    assert_eq!(bundle, std::fs::read_to_string(dir.path().join("root.pem")).unwrap().replace("\r", ""));
+    assert_eq!(
+        bundle,
+        std::fs::read_to_string(dir.path().join("root.pem"))
+            .unwrap()
+            .replace("\r", "")
+    );
     let svid = mint(&ca, "spiffe://example.org/db");
-    assert_eq!(pem_certs(&svid.cert_chain_pem).unwrap().len(), 2, "leaf + intermediate");
+    assert_eq!(
+        pem_certs(&svid.cert_chain_pem).unwrap().len(),
+        2,
+        "leaf + intermediate"
+    );
     assert!(openssl_verifies(dir.path(), &svid, &bundle));
     // A second replica (its own state dir) gets its own intermediate under the same root.
     let mut p2 = p.clone();
     p2.state_dir = dir.path().join("state2");
     let ca2 = Ca::load_or_init(&p2, &SystemClock).unwrap();
     assert_ne!(ca.certificate_pem(), ca2.certificate_pem());
-    assert!(openssl_verifies(dir.path(), &mint(&ca2, "spiffe://example.org/db"), &bundle));
+    assert!(openssl_verifies(
+        dir.path(),
+        &mint(&ca2, "spiffe://example.org/db"),
+        &bundle
+    ));
 }
 
 #[test]
@@ -234,7 +302,10 @@ fn a_state_dir_signed_by_another_upstream_is_refused() {
     let other = tempfile::tempdir().unwrap();
     p.upstream = Some(openssl_root(other.path()));
     let err = Ca::load_or_init(&p, &SystemClock).unwrap_err();
-    assert!(err.to_string().contains("not signed by the upstream CA"), "{err}");
+    assert!(
+        err.to_string().contains("not signed by the upstream CA"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -243,15 +314,22 @@ fn upstream_key_in_the_wrong_format_gets_a_conversion_hint() {
     let mut up = openssl_root(dir.path());
     let sec1 = dir.path().join("root-sec1.key");
     let out = Command::new("openssl")
-        .args(["ec", "-in"]).arg(&up.key).arg("-out").arg(&sec1)
-        .output().unwrap();
+        .args(["ec", "-in"])
+        .arg(&up.key)
+        .arg("-out")
+        .arg(&sec1)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     up.key = sec1;
     let mut p = params(dir.path(), KeyType::EcP256);
     p.upstream = Some(up);
     let err = Ca::load_or_init(&p, &SystemClock).unwrap_err();
     assert!(err.to_string().contains("openssl pkcs8 -topk8"), "{err}");
-    assert!(!p.state_dir.join(STATE_FILE).exists(), "nothing half-written");
+    assert!(
+        !p.state_dir.join(STATE_FILE).exists(),
+        "nothing half-written"
+    );
 }
 
 #[test]

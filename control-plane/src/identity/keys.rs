@@ -54,16 +54,26 @@ impl KeyType {
     /// Generate a fresh key of this type.
     pub(crate) fn generate(self) -> Result<KeyPair, KeyError> {
         match self {
-            KeyType::EcP256 | KeyType::EcP384 => KeyPair::generate_for(self.algorithm())
-                .map_err(|source| KeyError::Generate { key_type: self, source }),
+            KeyType::EcP256 | KeyType::EcP384 => {
+                KeyPair::generate_for(self.algorithm()).map_err(|source| KeyError::Generate {
+                    key_type: self,
+                    source,
+                })
+            }
             KeyType::Rsa2048 => {
                 use rsa::pkcs8::EncodePrivateKey;
                 let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048)
                     .map_err(|e| KeyError::Rsa(e.to_string()))?;
-                let der = key.to_pkcs8_der().map_err(|e| KeyError::Rsa(e.to_string()))?;
+                let der = key
+                    .to_pkcs8_der()
+                    .map_err(|e| KeyError::Rsa(e.to_string()))?;
                 let der = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_bytes().to_vec());
-                KeyPair::from_pkcs8_der_and_sign_algo(&der, self.algorithm())
-                    .map_err(|source| KeyError::Generate { key_type: self, source })
+                KeyPair::from_pkcs8_der_and_sign_algo(&der, self.algorithm()).map_err(|source| {
+                    KeyError::Generate {
+                        key_type: self,
+                        source,
+                    }
+                })
             }
         }
     }

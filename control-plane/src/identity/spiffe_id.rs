@@ -254,8 +254,14 @@ mod tests {
             ("SPIFFE://example.org/a", IdError::WrongScheme),
             ("spiffe:///a", IdError::MissingTrustDomain),
             ("spiffe://Example.org/a", IdError::BadTrustDomainChar('E')),
-            ("spiffe://example.org:8080/a", IdError::BadTrustDomainChar(':')),
-            ("spiffe://user@example.org/a", IdError::BadTrustDomainChar('@')),
+            (
+                "spiffe://example.org:8080/a",
+                IdError::BadTrustDomainChar(':'),
+            ),
+            (
+                "spiffe://user@example.org/a",
+                IdError::BadTrustDomainChar('@'),
+            ),
             ("spiffe://example.org/a/", IdError::EmptySegment),
             ("spiffe://example.org//a", IdError::EmptySegment),
             ("spiffe://example.org/", IdError::EmptySegment),

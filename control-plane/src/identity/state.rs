@@ -45,7 +45,9 @@ pub(crate) struct CaSlot {
 
 impl std::fmt::Debug for CaSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CaSlot").field("key_pem", &"<redacted>").finish()
+        f.debug_struct("CaSlot")
+            .field("key_pem", &"<redacted>")
+            .finish()
     }
 }
 
@@ -163,7 +165,10 @@ mod tests {
         save(&sub, &sample()).unwrap();
         let back = load(&sub).unwrap().unwrap();
         assert_eq!(back.current.cert_pem, "CERT");
-        let mode = fs::metadata(sub.join(STATE_FILE)).unwrap().permissions().mode();
+        let mode = fs::metadata(sub.join(STATE_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let leftovers: Vec<_> = fs::read_dir(&sub).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file is left behind");

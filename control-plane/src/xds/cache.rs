@@ -25,7 +25,9 @@ impl Cache {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, watch::Sender<Option<Arc<Snapshot>>>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<NodeId, watch::Sender<Option<Arc<Snapshot>>>>> {
         self.nodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -35,7 +37,9 @@ impl Cache {
         let mut nodes = self.lock();
         match nodes.get(node) {
             Some(tx) => tx.send_if_modified(|cur| {
-                let same = cur.as_ref().is_some_and(|c| c.changed_types(&snapshot).is_empty());
+                let same = cur
+                    .as_ref()
+                    .is_some_and(|c| c.changed_types(&snapshot).is_empty());
                 if !same {
                     *cur = Some(Arc::new(snapshot));
                 }

@@ -45,7 +45,9 @@ pub struct Applied {
 
 /// When an SVID should be renewed: at half its lifetime (SPIRE's and Istio's default).
 pub fn refresh_at(not_before: SystemTime, not_after: SystemTime) -> SystemTime {
-    let life = not_after.duration_since(not_before).unwrap_or(Duration::ZERO);
+    let life = not_after
+        .duration_since(not_before)
+        .unwrap_or(Duration::ZERO);
     not_before + life / 2
 }
 
@@ -74,8 +76,17 @@ impl ControlPlane {
         shared: Shared,
     ) -> Result<(Self, Applied), ControlError> {
         let ca = Ca::load_or_init(&config.ca_params(), clock.as_ref())?;
-        let state = State { config: Arc::new(config), svids: BTreeMap::new() };
-        let cp = Self { shared, ca, clock, filter_module, state: Mutex::new(state) };
+        let state = State {
+            config: Arc::new(config),
+            svids: BTreeMap::new(),
+        };
+        let cp = Self {
+            shared,
+            ca,
+            clock,
+            filter_module,
+            state: Mutex::new(state),
+        };
         let config = cp.config();
         let applied = cp.apply_locked(config, |_, _| false)?;
         Ok((cp, applied))
@@ -94,7 +105,9 @@ impl ControlPlane {
     /// SPIFFE ID is unchanged, only changed nodes are pushed, removed nodes are dropped.
     pub fn reload(&self, config: Config) -> Result<Applied, ControlError> {
         let current = self.config();
-        if current.trust_domain != config.trust_domain || current.ca.state_dir != config.ca.state_dir {
+        if current.trust_domain != config.trust_domain
+            || current.ca.state_dir != config.ca.state_dir
+        {
             return Err(ControlError::CaSettingsChanged {
                 what: format!(
                     "trust domain {} -> {}, state dir {} -> {}",
@@ -112,12 +125,18 @@ impl ControlPlane {
     pub fn renew_due(&self) -> Result<Applied, ControlError> {
         let now = self.clock.now();
         let config = self.config();
-        self.apply_locked(config, |_, svid| refresh_at(svid.not_before, svid.not_after) <= now)
+        self.apply_locked(config, |_, svid| {
+            refresh_at(svid.not_before, svid.not_after) <= now
+        })
     }
 
     /// The earliest refresh time over all SVIDs (`None` without workloads).
     pub fn next_renewal(&self) -> Option<SystemTime> {
-        self.lock().svids.values().map(|s| refresh_at(s.not_before, s.not_after)).min()
+        self.lock()
+            .svids
+            .values()
+            .map(|s| refresh_at(s.not_before, s.not_after))
+            .min()
     }
 
     /// Builds every node's snapshot from `config` (re-minting SVIDs that are missing,
@@ -140,7 +159,10 @@ impl ControlPlane {
             let svid = match keep {
                 Some(s) => s,
                 None => {
-                    let params = SvidParams { id: w.spiffe_id.clone(), ttl: config.ca.svid_ttl };
+                    let params = SvidParams {
+                        id: w.spiffe_id.clone(),
+                        ttl: config.ca.svid_ttl,
+                    };
                     let s = self.ca.mint(&params, self.clock.as_ref())?;
                     self.shared.metrics.svid_issued();
                     minted += 1;
@@ -159,9 +181,15 @@ impl ControlPlane {
                 bundle: &bundle,
                 filter_module: &self.filter_module,
             };
-            snapshots.push((NodeId::new(w.node_id.clone()), build_node_snapshot(&inputs)?));
+            snapshots.push((
+                NodeId::new(w.node_id.clone()),
+                build_node_snapshot(&inputs)?,
+            ));
         }
-        let mut applied = Applied { minted, ..Default::default() };
+        let mut applied = Applied {
+            minted,
+            ..Default::default()
+        };
         let keep: Vec<&NodeId> = snapshots.iter().map(|(n, _)| n).collect();
         for old in self.shared.cache.nodes() {
             if !keep.contains(&&old) {
@@ -182,14 +210,5 @@ impl ControlPlane {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refresh_is_at_half_the_lifetime() {
-        let nb = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let na = nb + Duration::from_secs(3600);
-        assert_eq!(refresh_at(nb, na), nb + Duration::from_secs(1800));
-        assert_eq!(refresh_at(na, nb), na, "inverted validity refreshes at once");
-    }
-}
+#[path = "control_tests.rs"]
+mod tests;

@@ -23,6 +23,9 @@ macro_rules! named {
             fn full_name() -> String {
                 format!("{}.{}", $package, $name)
             }
+            fn type_url() -> String {
+                format!("type.googleapis.com/{}.{}", $package, $name)
+            }
         }
     };
 }
@@ -48,6 +51,13 @@ pub struct DownstreamTlsContext {
     /// Reject clients without a certificate.
     #[prost(message, optional, tag = "2")]
     pub require_client_certificate: Option<BoolValue>,
+    /// No TLS session tickets. Member of the `session_ticket_keys_type` oneof; mirrored
+    /// as a plain field (same wire format; Warden only ever sets it to `true`).
+    #[prost(bool, tag = "7")]
+    pub disable_stateless_session_resumption: bool,
+    /// No session-id resumption.
+    #[prost(bool, tag = "10")]
+    pub disable_stateful_session_resumption: bool,
 }
 named!(DownstreamTlsContext, TLS_PACKAGE, "DownstreamTlsContext");
 
@@ -67,6 +77,8 @@ pub struct CommonTlsContext {
 named!(CommonTlsContext, TLS_PACKAGE, "CommonTlsContext");
 
 /// The `validation_context_type` oneof of `CommonTlsContext` (subset).
+// A wire mirror: boxing would change nothing on the wire and complicate construction.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub enum ValidationContextType {
     /// Validation context from SDS only.
@@ -100,7 +112,11 @@ pub struct SpiffeCertValidatorConfig {
     #[prost(message, repeated, tag = "1")]
     pub trust_domains: Vec<SpiffeTrustDomain>,
 }
-named!(SpiffeCertValidatorConfig, TLS_PACKAGE, "SPIFFECertValidatorConfig");
+named!(
+    SpiffeCertValidatorConfig,
+    TLS_PACKAGE,
+    "SPIFFECertValidatorConfig"
+);
 
 /// `SPIFFECertValidatorConfig.TrustDomain`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -112,7 +128,11 @@ pub struct SpiffeTrustDomain {
     #[prost(message, optional, tag = "2")]
     pub trust_bundle: Option<DataSource>,
 }
-named!(SpiffeTrustDomain, TLS_PACKAGE, "SPIFFECertValidatorConfig.TrustDomain");
+named!(
+    SpiffeTrustDomain,
+    TLS_PACKAGE,
+    "SPIFFECertValidatorConfig.TrustDomain"
+);
 
 /// `envoy.extensions.filters.http.wasm.v3.Wasm`.
 #[derive(Clone, PartialEq, prost::Message)]

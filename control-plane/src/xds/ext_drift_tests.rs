@@ -40,8 +40,7 @@ fn parse_proto(text: &str) -> BTreeMap<String, Fields> {
         } else if line == "}" {
             stack.pop();
         } else if let Some((lhs, rhs)) = line.split_once('=') {
-            let in_enum = stack.last().is_some_and(|s| s.is_none())
-                && !lhs.trim().contains(' ');
+            let in_enum = stack.last().is_some_and(|s| s.is_none()) && !lhs.trim().contains(' ');
             if in_enum || stack.is_empty() {
                 continue;
             }
@@ -55,7 +54,9 @@ fn parse_proto(text: &str) -> BTreeMap<String, Fields> {
             let varint = matches!(ty, "bool" | "int32" | "uint32" | "int64" | "uint64")
                 || enums.contains(ty);
             let wire = if varint && !repeated { 0 } else { 2 };
-            out.entry(current(&package, &stack)).or_default().insert((number, wire));
+            out.entry(current(&package, &stack))
+                .or_default()
+                .insert((number, wire));
         }
     }
     out
@@ -89,12 +90,18 @@ fn encoded_fields(bytes: &[u8]) -> Fields {
 }
 
 fn fields_of<M: Message + Name>(samples: &[M]) -> (String, Fields) {
-    let fields = samples.iter().flat_map(|m| encoded_fields(&m.encode_to_vec())).collect();
+    let fields = samples
+        .iter()
+        .flat_map(|m| encoded_fields(&m.encode_to_vec()))
+        .collect();
     (M::full_name(), fields)
 }
 
 fn sds() -> SdsSecretConfig {
-    SdsSecretConfig { name: "x".into(), ..Default::default() }
+    SdsSecretConfig {
+        name: "x".into(),
+        ..Default::default()
+    }
 }
 
 fn ctx(v: ValidationContextType) -> CommonTlsContext {
@@ -126,8 +133,12 @@ fn hand_written_structs_match_the_proto_files() {
         validation_context_sds_secret_config: Some(sds()),
     };
     let full_ctx = [
-        ctx(ValidationContextType::ValidationContextSdsSecretConfig(sds())),
-        ctx(ValidationContextType::CombinedValidationContext(combined.clone())),
+        ctx(ValidationContextType::ValidationContextSdsSecretConfig(
+            sds(),
+        )),
+        ctx(ValidationContextType::CombinedValidationContext(
+            combined.clone(),
+        )),
     ];
     let plugin = PluginConfig {
         name: "n".into(),
@@ -137,16 +148,28 @@ fn hand_written_structs_match_the_proto_files() {
         failure_policy: FAIL_CLOSED,
     };
     let rust = [
-        fields_of(&[UpstreamTlsContext { common_tls_context: Some(full_ctx[0].clone()), sni: "s".into() }]),
+        fields_of(&[UpstreamTlsContext {
+            common_tls_context: Some(full_ctx[0].clone()),
+            sni: "s".into(),
+        }]),
         fields_of(&[DownstreamTlsContext {
             common_tls_context: Some(full_ctx[0].clone()),
             require_client_certificate: Some(BoolValue { value: true }),
+            disable_stateless_session_resumption: true,
+            disable_stateful_session_resumption: true,
         }]),
         fields_of(&full_ctx),
         fields_of(&[combined]),
-        fields_of(&[SpiffeCertValidatorConfig { trust_domains: vec![SpiffeTrustDomain::default()] }]),
-        fields_of(&[SpiffeTrustDomain { name: "td".into(), trust_bundle: Some(DataSource::default()) }]),
-        fields_of(&[Wasm { config: Some(plugin.clone()) }]),
+        fields_of(&[SpiffeCertValidatorConfig {
+            trust_domains: vec![SpiffeTrustDomain::default()],
+        }]),
+        fields_of(&[SpiffeTrustDomain {
+            name: "td".into(),
+            trust_bundle: Some(DataSource::default()),
+        }]),
+        fields_of(&[Wasm {
+            config: Some(plugin.clone()),
+        }]),
         fields_of(&[plugin]),
         fields_of(&[VmConfig {
             vm_id: "v".into(),

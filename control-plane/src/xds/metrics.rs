@@ -20,7 +20,10 @@ impl PerType {
 }
 
 fn index(t: ResourceType) -> usize {
-    ResourceType::PUSH_ORDER.iter().position(|x| *x == t).unwrap_or(0)
+    ResourceType::PUSH_ORDER
+        .iter()
+        .position(|x| *x == t)
+        .unwrap_or(0)
 }
 
 /// The control plane's counters.
@@ -106,7 +109,10 @@ impl Metrics {
         };
         let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
             let v = v.load(Relaxed);
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
         let per_type = |out: &mut String, name: &str, help: &str, v: &PerType| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -114,17 +120,72 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{type=\"{}\"}} {}", t.short_name(), v.get(t));
             }
         };
-        gauge(&mut out, "warden_xds_connected_proxies", "Open ADS streams.", self.connected());
-        counter(&mut out, "warden_xds_streams_total", "ADS streams accepted.", &self.streams_total);
-        counter(&mut out, "warden_xds_streams_refused_total", "ADS streams refused (unknown or unauthorized node).", &self.streams_refused);
-        per_type(&mut out, "warden_xds_pushes_total", "Discovery responses sent.", &self.pushes);
-        per_type(&mut out, "warden_xds_acks_total", "Responses accepted by Envoy.", &self.acks);
-        per_type(&mut out, "warden_xds_nacks_total", "Responses rejected by Envoy.", &self.nacks);
-        counter(&mut out, "warden_xds_stale_nonces_total", "Requests ignored for a stale nonce.", &self.stale_nonces);
-        counter(&mut out, "warden_xds_snapshots_published_total", "Node snapshots published.", &self.snapshots_published);
-        counter(&mut out, "warden_svids_issued_total", "X.509-SVIDs minted.", &self.svids_issued);
-        counter(&mut out, "warden_config_reloads_total", "Config reloads applied.", &self.config_reloads);
-        counter(&mut out, "warden_config_reload_failures_total", "Config reloads rejected (last good config kept).", &self.config_reload_failures);
+        gauge(
+            &mut out,
+            "warden_xds_connected_proxies",
+            "Open ADS streams.",
+            self.connected(),
+        );
+        counter(
+            &mut out,
+            "warden_xds_streams_total",
+            "ADS streams accepted.",
+            &self.streams_total,
+        );
+        counter(
+            &mut out,
+            "warden_xds_streams_refused_total",
+            "ADS streams refused (unknown or unauthorized node).",
+            &self.streams_refused,
+        );
+        per_type(
+            &mut out,
+            "warden_xds_pushes_total",
+            "Discovery responses sent.",
+            &self.pushes,
+        );
+        per_type(
+            &mut out,
+            "warden_xds_acks_total",
+            "Responses accepted by Envoy.",
+            &self.acks,
+        );
+        per_type(
+            &mut out,
+            "warden_xds_nacks_total",
+            "Responses rejected by Envoy.",
+            &self.nacks,
+        );
+        counter(
+            &mut out,
+            "warden_xds_stale_nonces_total",
+            "Requests ignored for a stale nonce.",
+            &self.stale_nonces,
+        );
+        counter(
+            &mut out,
+            "warden_xds_snapshots_published_total",
+            "Node snapshots published.",
+            &self.snapshots_published,
+        );
+        counter(
+            &mut out,
+            "warden_svids_issued_total",
+            "X.509-SVIDs minted.",
+            &self.svids_issued,
+        );
+        counter(
+            &mut out,
+            "warden_config_reloads_total",
+            "Config reloads applied.",
+            &self.config_reloads,
+        );
+        counter(
+            &mut out,
+            "warden_config_reload_failures_total",
+            "Config reloads rejected (last good config kept).",
+            &self.config_reload_failures,
+        );
         out
     }
 }
@@ -139,8 +200,14 @@ mod tests {
         m.nack(ResourceType::Listener);
         m.stream_opened();
         let text = m.render();
-        assert!(text.contains("warden_xds_nacks_total{type=\"lds\"} 1"), "{text}");
-        assert!(text.contains("warden_xds_nacks_total{type=\"cds\"} 0"), "{text}");
+        assert!(
+            text.contains("warden_xds_nacks_total{type=\"lds\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_xds_nacks_total{type=\"cds\"} 0"),
+            "{text}"
+        );
         assert!(text.contains("warden_xds_connected_proxies 1"), "{text}");
     }
 }

@@ -14,7 +14,9 @@ use super::types::{ResourceType, Version};
 pub enum SnapshotError {
     /// A resource names another resource (a secret, a cluster, a filter config) that the
     /// snapshot does not contain; Envoy would keep the listener or cluster warming.
-    #[error("{from_type} resource `{from}` references {to_type} `{to}`, which is not in the snapshot")]
+    #[error(
+        "{from_type} resource `{from}` references {to_type} `{to}`, which is not in the snapshot"
+    )]
     DanglingReference {
         /// Type of the referring resource.
         from_type: ResourceType,
@@ -136,7 +138,14 @@ impl SnapshotBuilder {
             message: e.to_string(),
         })?;
         let version = Version::of_bytes([body.type_url.as_bytes(), body.value.as_slice()]);
-        self.entries.push((t, Resource { name: name.to_string(), body, version }));
+        self.entries.push((
+            t,
+            Resource {
+                name: name.to_string(),
+                body,
+                version,
+            },
+        ));
         Ok(self)
     }
 
@@ -165,7 +174,10 @@ impl SnapshotBuilder {
             }
             let slot = types.entry(t).or_default();
             if slot.resources.contains_key(&r.name) {
-                return Err(SnapshotError::DuplicateName { resource_type: t, name: r.name });
+                return Err(SnapshotError::DuplicateName {
+                    resource_type: t,
+                    name: r.name,
+                });
             }
             slot.resources.insert(r.name.clone(), r);
         }
@@ -186,7 +198,9 @@ impl Snapshot {
     /// Checks that every reference points at a resource in this snapshot.
     pub fn validate(&self, references: &BTreeSet<Reference>) -> Result<(), SnapshotError> {
         for r in references {
-            let exists = self.get(r.to.0).is_some_and(|s| s.resources.contains_key(&r.to.1));
+            let exists = self
+                .get(r.to.0)
+                .is_some_and(|s| s.resources.contains_key(&r.to.1));
             if !exists {
                 return Err(SnapshotError::DanglingReference {
                     from_type: r.from.0,
@@ -219,8 +233,15 @@ pub(crate) mod tests {
             ..Default::default()
         };
         b.add(ResourceType::Cluster, "c", &cluster).unwrap();
-        b.add(ResourceType::Listener, "l", &Listener { name: "l".into(), ..Default::default() })
-            .unwrap();
+        b.add(
+            ResourceType::Listener,
+            "l",
+            &Listener {
+                name: "l".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         for (name, content) in secrets {
             let secret = Secret {
                 name: format!("{name}{content}"),
@@ -234,25 +255,37 @@ pub(crate) mod tests {
     #[test]
     fn a_dangling_secret_reference_is_refused() {
         let mut b = SnapshotBuilder::new();
-        b.add(ResourceType::Listener, "l", &Listener::default()).unwrap();
-        b.reference((ResourceType::Listener, "l"), (ResourceType::Secret, "spiffe://x/y"));
+        b.add(ResourceType::Listener, "l", &Listener::default())
+            .unwrap();
+        b.reference(
+            (ResourceType::Listener, "l"),
+            (ResourceType::Secret, "spiffe://x/y"),
+        );
         let err = b.build().unwrap_err();
-        assert!(matches!(err, SnapshotError::DanglingReference { ref to, .. } if to == "spiffe://x/y"));
+        assert!(
+            matches!(err, SnapshotError::DanglingReference { ref to, .. } if to == "spiffe://x/y")
+        );
     }
 
     #[test]
     fn a_resource_filed_under_the_wrong_type_is_refused() {
         let mut b = SnapshotBuilder::new();
-        b.add(ResourceType::Cluster, "l", &Listener::default()).unwrap();
+        b.add(ResourceType::Cluster, "l", &Listener::default())
+            .unwrap();
         assert!(matches!(b.build(), Err(SnapshotError::WrongType { .. })));
     }
 
     #[test]
     fn duplicate_names_are_refused() {
         let mut b = SnapshotBuilder::new();
-        b.add(ResourceType::Listener, "l", &Listener::default()).unwrap();
-        b.add(ResourceType::Listener, "l", &Listener::default()).unwrap();
-        assert!(matches!(b.build(), Err(SnapshotError::DuplicateName { .. })));
+        b.add(ResourceType::Listener, "l", &Listener::default())
+            .unwrap();
+        b.add(ResourceType::Listener, "l", &Listener::default())
+            .unwrap();
+        assert!(matches!(
+            b.build(),
+            Err(SnapshotError::DuplicateName { .. })
+        ));
     }
 
     #[test]
@@ -261,6 +294,9 @@ pub(crate) mod tests {
         let b = sample(&[("s", "2")], 1);
         assert_eq!(a.changed_types(&b), vec![ResourceType::Secret]);
         assert_eq!(a.changed_types(&sample(&[("s", "1")], 1)), vec![]);
-        assert_eq!(a.changed_types(&sample(&[("s", "1")], 2)), vec![ResourceType::Cluster]);
+        assert_eq!(
+            a.changed_types(&sample(&[("s", "1")], 2)),
+            vec![ResourceType::Cluster]
+        );
     }
 }

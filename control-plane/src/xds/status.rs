@@ -98,11 +98,16 @@ impl StatusRegistry {
     /// A copy of everything, for the config dump.
     pub fn dump(&self) -> BTreeMap<String, NodeStatus> {
         let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        nodes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        nodes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 }
 
 /// Seconds since the Unix epoch for `t` (0 before the epoch).
 pub fn unix_seconds(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -176,7 +176,9 @@ mod tests {
             assert_eq!(ResourceType::from_type_url(t.type_url()), Some(t));
         }
         assert_eq!(
-            ResourceType::from_type_url("type.googleapis.com/envoy.config.route.v3.RouteConfiguration"),
+            ResourceType::from_type_url(
+                "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+            ),
             None
         );
     }

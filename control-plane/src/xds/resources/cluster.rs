@@ -3,7 +3,9 @@
 //! ID (URI SAN exact match) under the trust bundle from SDS.
 
 use xds_api::pb::envoy::config::cluster::v3::{cluster, Cluster};
-use xds_api::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints};
+use xds_api::pb::envoy::config::endpoint::v3::{
+    lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
     subject_alt_name_matcher::SanType, CertificateValidationContext, SubjectAltNameMatcher,
 };
@@ -13,14 +15,20 @@ use xds_api::pb::google::protobuf::Duration;
 use super::common::{address, sds, tls_socket};
 use crate::config::Workload;
 use crate::xds::ext::{
-    CombinedCertificateValidationContext, CommonTlsContext, UpstreamTlsContext, ValidationContextType,
+    CombinedCertificateValidationContext, CommonTlsContext, UpstreamTlsContext,
+    ValidationContextType,
 };
 
 fn static_cluster(name: &str, endpoint: std::net::SocketAddr) -> Cluster {
     Cluster {
         name: name.to_string(),
-        connect_timeout: Some(Duration { seconds: 2, nanos: 0 }),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
+        connect_timeout: Some(Duration {
+            seconds: 2,
+            nanos: 0,
+        }),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: name.to_string(),
             endpoints: vec![LocalityLbEndpoints {
@@ -49,10 +57,11 @@ pub(super) fn upstream(name: &str, target: &Workload, own_svid: &str, bundle: &s
     let san = SubjectAltNameMatcher {
         san_type: SanType::Uri as i32,
         matcher: Some(StringMatcher {
-            match_pattern: Some(string_matcher::MatchPattern::Exact(target.spiffe_id.to_string())),
+            match_pattern: Some(string_matcher::MatchPattern::Exact(
+                target.spiffe_id.to_string(),
+            )),
             ..Default::default()
         }),
-        ..Default::default()
     };
     let tls = UpstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {

@@ -16,7 +16,9 @@ pub(super) fn address(addr: SocketAddr) -> Address {
     Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
             address: addr.ip().to_string(),
-            port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(addr.port()))),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(
+                addr.port(),
+            ))),
             ..Default::default()
         })),
     }
@@ -26,20 +28,28 @@ pub(super) fn address(addr: SocketAddr) -> Address {
 pub(super) fn ads() -> ConfigSource {
     ConfigSource {
         resource_api_version: ApiVersion::V3 as i32,
-        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
         ..Default::default()
     }
 }
 
 /// An SDS reference to the secret `name`, over ADS (REFERENCE.md: SDS over ADS).
 pub(super) fn sds(name: &str) -> SdsSecretConfig {
-    SdsSecretConfig { name: name.to_string(), sds_config: Some(ads()) }
+    SdsSecretConfig {
+        name: name.to_string(),
+        sds_config: Some(ads()),
+    }
 }
 
 /// Packs `m` into an `Any`. Encoding into a `Vec` cannot fail; an empty `Any` would be
 /// rejected by Envoy (a NACK), never a silent misconfiguration.
 pub(super) fn any<M: prost::Message + Name>(m: &M) -> Any {
-    Any { type_url: M::type_url(), value: m.encode_to_vec() }
+    Any {
+        type_url: M::type_url(),
+        value: m.encode_to_vec(),
+    }
 }
 
 /// `envoy.transport_sockets.tls` with the given TLS context.

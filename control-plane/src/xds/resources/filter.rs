@@ -59,7 +59,9 @@ pub fn filter_configuration(cfg: &Config, workload: &Workload) -> String {
 
 /// The `warden-authz` ECDS resource for one node.
 pub(super) fn extension_config(inputs: &NodeInputs<'_>) -> TypedExtensionConfig {
-    let configuration = StringValue { value: filter_configuration(inputs.config, inputs.workload) };
+    let configuration = StringValue {
+        value: filter_configuration(inputs.config, inputs.workload),
+    };
     let wasm = Wasm {
         config: Some(PluginConfig {
             name: AUTHZ_FILTER_NAME.to_string(),
@@ -80,5 +82,8 @@ pub(super) fn extension_config(inputs: &NodeInputs<'_>) -> TypedExtensionConfig 
             failure_policy: FAIL_CLOSED,
         }),
     };
-    TypedExtensionConfig { name: AUTHZ_FILTER_NAME.to_string(), typed_config: Some(any(&wasm)) }
+    TypedExtensionConfig {
+        name: AUTHZ_FILTER_NAME.to_string(),
+        typed_config: Some(any(&wasm)),
+    }
 }

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use xds_api::pb::envoy::config::core::v3::ExtensionConfigSource;
 use xds_api::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use xds_api::pb::envoy::config::route::v3::{
-    route, route_action, route_match, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+    route, route_action, route_match, Route, RouteAction, RouteConfiguration, RouteMatch,
+    VirtualHost,
 };
 use xds_api::pb::envoy::extensions::filters::http::router::v3::Router;
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -33,7 +34,9 @@ fn route_to(cluster: &str) -> RouteConfiguration {
                     ..Default::default()
                 }),
                 action: Some(route::Action::Route(RouteAction {
-                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.to_string())),
+                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                        cluster.to_string(),
+                    )),
                     ..Default::default()
                 })),
                 ..Default::default()
@@ -47,7 +50,9 @@ fn route_to(cluster: &str) -> RouteConfiguration {
 fn router() -> HttpFilter {
     HttpFilter {
         name: "envoy.filters.http.router".to_string(),
-        config_type: Some(http_filter::ConfigType::TypedConfig(any(&Router::default()))),
+        config_type: Some(http_filter::ConfigType::TypedConfig(
+            any(&Router::default()),
+        )),
         ..Default::default()
     }
 }
@@ -73,30 +78,42 @@ fn listener(name: &str, at: SocketAddr, chain: FilterChain) -> Listener {
 pub(super) fn inbound(w: &Workload, own_svid: &str, bundle: &str) -> Listener {
     let authz = HttpFilter {
         name: super::AUTHZ_FILTER_NAME.to_string(),
-        config_type: Some(http_filter::ConfigType::ConfigDiscovery(ExtensionConfigSource {
-            config_source: Some(ads()),
-            type_urls: vec![<Wasm as prost::Name>::type_url()],
-            ..Default::default()
-        })),
+        config_type: Some(http_filter::ConfigType::ConfigDiscovery(
+            ExtensionConfigSource {
+                config_source: Some(ads()),
+                type_urls: vec![<Wasm as prost::Name>::type_url()],
+                ..Default::default()
+            },
+        )),
         ..Default::default()
     };
     let hcm = HttpConnectionManager {
         stat_prefix: "inbound".to_string(),
-        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(route_to(
-            super::names::LOCAL_APP_CLUSTER,
-        ))),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
+            route_to(super::names::LOCAL_APP_CLUSTER),
+        )),
         http_filters: vec![authz, router()],
         forward_client_cert_details: ForwardClientCertDetails::SanitizeSet as i32,
-        set_current_client_cert_details: Some(SetCurrentClientCertDetails { uri: true, ..Default::default() }),
+        set_current_client_cert_details: Some(SetCurrentClientCertDetails {
+            uri: true,
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let tls = DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             alpn_protocols: Vec::new(),
             tls_certificate_sds_secret_configs: vec![sds(own_svid)],
-            validation_context_type: Some(ValidationContextType::ValidationContextSdsSecretConfig(sds(bundle))),
+            validation_context_type: Some(ValidationContextType::ValidationContextSdsSecretConfig(
+                sds(bundle),
+            )),
         }),
         require_client_certificate: Some(BoolValue { value: true }),
+        // A resumed TLS session skips certificate validation, and Envoy then reports
+        // `connection.peer_certificate_valid` false: the filter would deny every request
+        // on a resumed connection (seen with Envoy 1.40). Full handshakes only.
+        disable_stateless_session_resumption: true,
+        disable_stateful_session_resumption: true,
     };
     let chain = FilterChain {
         filters: vec![hcm_filter(&hcm)],
@@ -111,11 +128,15 @@ pub(super) fn inbound(w: &Workload, own_svid: &str, bundle: &str) -> Listener {
 pub(super) fn outbound(name: &str, at: SocketAddr, cluster: &str) -> Listener {
     let hcm = HttpConnectionManager {
         stat_prefix: name.to_string(),
-        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(route_to(cluster))),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
+            route_to(cluster),
+        )),
         http_filters: vec![router()],
         ..Default::default()
     };
-    let chain = FilterChain { filters: vec![hcm_filter(&hcm)], ..Default::default() };
+    let chain = FilterChain {
+        filters: vec![hcm_filter(&hcm)],
+        ..Default::default()
+    };
     listener(name, at, chain)
 }
-

@@ -79,25 +79,32 @@ pub mod names {
 /// Builds and validates the snapshot for one node.
 pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, ResourceError> {
     let w = inputs.workload;
-    let wrap = |source| ResourceError::Snapshot { workload: w.name.clone(), source };
+    let wrap = |source| ResourceError::Snapshot {
+        workload: w.name.clone(),
+        source,
+    };
     let mut b = SnapshotBuilder::new();
     let own_svid = w.spiffe_id.to_string();
     let bundle_name = inputs.bundle.trust_domain.to_spiffe_id_string();
 
     for name in [own_svid.as_str(), SecretName::DEFAULT] {
-        b.add(ResourceType::Secret, name, &secret::svid(name, inputs.svid)).map_err(wrap)?;
+        b.add(ResourceType::Secret, name, &secret::svid(name, inputs.svid))
+            .map_err(wrap)?;
     }
     for name in [bundle_name.as_str(), SecretName::ROOTCA, SecretName::ALL] {
         let s = secret::bundle(name, std::slice::from_ref(inputs.bundle));
         b.add(ResourceType::Secret, name, &s).map_err(wrap)?;
     }
     let ecds = filter::extension_config(inputs);
-    b.add(ResourceType::ExtensionConfig, AUTHZ_FILTER_NAME, &ecds).map_err(wrap)?;
+    b.add(ResourceType::ExtensionConfig, AUTHZ_FILTER_NAME, &ecds)
+        .map_err(wrap)?;
 
     let app = cluster::local_app(w);
-    b.add(ResourceType::Cluster, names::LOCAL_APP_CLUSTER, &app).map_err(wrap)?;
+    b.add(ResourceType::Cluster, names::LOCAL_APP_CLUSTER, &app)
+        .map_err(wrap)?;
     let inbound = listener::inbound(w, &own_svid, &bundle_name);
-    b.add(ResourceType::Listener, names::INBOUND_LISTENER, &inbound).map_err(wrap)?;
+    b.add(ResourceType::Listener, names::INBOUND_LISTENER, &inbound)
+        .map_err(wrap)?;
     let from = (ResourceType::Listener, names::INBOUND_LISTENER);
     b.reference(from, (ResourceType::Secret, &own_svid))
         .reference(from, (ResourceType::Secret, &bundle_name))
@@ -105,19 +112,36 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
         .reference(from, (ResourceType::Cluster, names::LOCAL_APP_CLUSTER));
 
     for up in &w.upstreams {
-        let target = inputs.config.workload(&up.workload).ok_or_else(|| ResourceError::UnknownUpstream {
-            workload: w.name.clone(),
-            upstream: up.workload.clone(),
-        })?;
+        let target =
+            inputs
+                .config
+                .workload(&up.workload)
+                .ok_or_else(|| ResourceError::UnknownUpstream {
+                    workload: w.name.clone(),
+                    upstream: up.workload.clone(),
+                })?;
         let cname = names::upstream_cluster(&up.workload);
         let lname = names::outbound_listener(&up.workload);
         let c = cluster::upstream(&cname, target, &own_svid, &bundle_name);
         b.add(ResourceType::Cluster, &cname, &c).map_err(wrap)?;
-        b.add(ResourceType::Listener, &lname, &listener::outbound(&lname, up.listen, &cname))
-            .map_err(wrap)?;
-        b.reference((ResourceType::Cluster, &cname), (ResourceType::Secret, &own_svid))
-            .reference((ResourceType::Cluster, &cname), (ResourceType::Secret, &bundle_name))
-            .reference((ResourceType::Listener, &lname), (ResourceType::Cluster, &cname));
+        b.add(
+            ResourceType::Listener,
+            &lname,
+            &listener::outbound(&lname, up.listen, &cname),
+        )
+        .map_err(wrap)?;
+        b.reference(
+            (ResourceType::Cluster, &cname),
+            (ResourceType::Secret, &own_svid),
+        )
+        .reference(
+            (ResourceType::Cluster, &cname),
+            (ResourceType::Secret, &bundle_name),
+        )
+        .reference(
+            (ResourceType::Listener, &lname),
+            (ResourceType::Cluster, &cname),
+        );
     }
     b.build().map_err(wrap)
 }

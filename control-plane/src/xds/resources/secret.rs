@@ -42,12 +42,14 @@ pub(super) fn bundle(name: &str, bundles: &[TrustBundle]) -> Secret {
     let validator = SpiffeCertValidatorConfig { trust_domains };
     Secret {
         name: name.to_string(),
-        r#type: Some(secret::Type::ValidationContext(CertificateValidationContext {
-            custom_validator_config: Some(TypedExtensionConfig {
-                name: "envoy.tls.cert_validator.spiffe".to_string(),
-                typed_config: Some(any(&validator)),
-            }),
-            ..Default::default()
-        })),
+        r#type: Some(secret::Type::ValidationContext(
+            CertificateValidationContext {
+                custom_validator_config: Some(TypedExtensionConfig {
+                    name: "envoy.tls.cert_validator.spiffe".to_string(),
+                    typed_config: Some(any(&validator)),
+                }),
+                ..Default::default()
+            },
+        )),
     }
 }

@@ -52,19 +52,31 @@ impl DeltaState {
         snap: &Snapshot,
     ) -> (Vec<Event>, Option<DeltaDiscoveryResponse>) {
         let Some(t) = ResourceType::from_type_url(&req.type_url) else {
-            return (vec![Event::UnsupportedType { type_url: req.type_url.clone() }], None);
+            return (
+                vec![Event::UnsupportedType {
+                    type_url: req.type_url.clone(),
+                }],
+                None,
+            );
         };
         let mut events = Vec::new();
         let first = !self.types.contains_key(&t);
         let st = self.types.entry(t).or_default();
         if first {
-            st.known = req.initial_resource_versions.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            st.known = req
+                .initial_resource_versions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             st.wildcard = t.wildcard_by_default() && req.resource_names_subscribe.is_empty();
         }
         let mut nack = false;
         if !req.response_nonce.is_empty() {
             if st.last_nonce.as_deref() != Some(req.response_nonce.as_str()) {
-                events.push(Event::StaleNonce { t, nonce: req.response_nonce.clone() });
+                events.push(Event::StaleNonce {
+                    t,
+                    nonce: req.response_nonce.clone(),
+                });
             } else if let Some(err) = &req.error_detail {
                 nack = true;
                 events.push(Event::Nack {
@@ -111,8 +123,10 @@ impl DeltaState {
     /// changed and removed resources.
     pub fn on_snapshot(&mut self, snap: &Snapshot) -> (Vec<Event>, Vec<DeltaDiscoveryResponse>) {
         let mut events = Vec::new();
-        let subscribed: Vec<ResourceType> =
-            ResourceType::PUSH_ORDER.into_iter().filter(|t| self.types.contains_key(t)).collect();
+        let subscribed: Vec<ResourceType> = ResourceType::PUSH_ORDER
+            .into_iter()
+            .filter(|t| self.types.contains_key(t))
+            .collect();
         let out = subscribed
             .into_iter()
             .filter_map(|t| self.diff(t, snap, false, &mut events))
@@ -141,9 +155,18 @@ impl DeltaState {
                 });
             }
         }
-        let removed: Vec<String> =
-            st.known.keys().filter(|n| !all.contains_key(*n)).cloned().collect();
-        let missing: Vec<String> = st.names.iter().filter(|n| !all.contains_key(*n)).cloned().collect();
+        let removed: Vec<String> = st
+            .known
+            .keys()
+            .filter(|n| !all.contains_key(*n))
+            .cloned()
+            .collect();
+        let missing: Vec<String> = st
+            .names
+            .iter()
+            .filter(|n| !all.contains_key(*n))
+            .cloned()
+            .collect();
         if !missing.is_empty() && (always || !resources.is_empty()) {
             events.push(Event::Missing { t, names: missing });
         }
@@ -161,7 +184,12 @@ impl DeltaState {
         st.last_nonce = Some(nonce.clone());
         let version = snap.version(t).to_string();
         st.last_version = version.clone();
-        events.push(Event::Sent { t, version: version.clone(), nonce: nonce.clone(), resources: resources.len() });
+        events.push(Event::Sent {
+            t,
+            version: version.clone(),
+            nonce: nonce.clone(),
+            resources: resources.len(),
+        });
         Some(DeltaDiscoveryResponse {
             system_version_info: version,
             resources,

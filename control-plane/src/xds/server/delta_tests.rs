@@ -8,13 +8,23 @@ use crate::xds::snapshot::tests::sample;
 const SDS: ResourceType = ResourceType::Secret;
 const CDS: ResourceType = ResourceType::Cluster;
 
-fn req(t: ResourceType, sub: &[&str], unsub: &[&str], nonce: &str, nack: Option<&str>) -> DeltaDiscoveryRequest {
+fn req(
+    t: ResourceType,
+    sub: &[&str],
+    unsub: &[&str],
+    nonce: &str,
+    nack: Option<&str>,
+) -> DeltaDiscoveryRequest {
     DeltaDiscoveryRequest {
         type_url: t.type_url().into(),
         resource_names_subscribe: sub.iter().map(|s| s.to_string()).collect(),
         resource_names_unsubscribe: unsub.iter().map(|s| s.to_string()).collect(),
         response_nonce: nonce.into(),
-        error_detail: nack.map(|m| Status { code: 3, message: m.into(), details: vec![] }),
+        error_detail: nack.map(|m| Status {
+            code: 3,
+            message: m.into(),
+            details: vec![],
+        }),
         ..Default::default()
     }
 }
@@ -53,19 +63,26 @@ fn nack_gets_no_reply_and_is_recorded() {
 
 #[test]
 fn stale_nonce_is_recorded_but_subscription_changes_still_apply() {
-    let snap = sample(&[("a", "1"), ("b", "1")], 1);
     let mut st = DeltaState::new();
-    st.on_request(&req(SDS, &["a"], &[], "", None), &snap);
-    st.on_request(&req(CDS, &[], &[], "", None), &snap);
+    st.on_request(
+        &req(SDS, &["a"], &[], "", None),
+        &sample(&[("a", "1"), ("b", "1")], 1),
+    );
+    let snap = sample(&[("a", "2"), ("b", "1")], 1);
+    let (_, pushed) = st.on_snapshot(&snap);
+    assert_eq!(pushed[0].nonce, "2");
     let (events, r) = st.on_request(&req(SDS, &["b"], &[], "1", None), &snap);
-    assert!(matches!(events[0], Event::StaleNonce { .. }));
+    assert!(matches!(events[0], Event::StaleNonce { .. }), "{events:?}");
     assert_eq!(names(&r.unwrap()), vec!["b"]);
 }
 
 #[test]
 fn a_changed_snapshot_sends_only_changed_resources() {
     let mut st = DeltaState::new();
-    st.on_request(&req(SDS, &["a", "b"], &[], "", None), &sample(&[("a", "1"), ("b", "1")], 1));
+    st.on_request(
+        &req(SDS, &["a", "b"], &[], "", None),
+        &sample(&[("a", "1"), ("b", "1")], 1),
+    );
     st.on_request(&req(CDS, &[], &[], "", None), &sample(&[], 1));
     let (_, out) = st.on_snapshot(&sample(&[("a", "1"), ("b", "2")], 1));
     assert_eq!(out.len(), 1);
@@ -75,7 +92,10 @@ fn a_changed_snapshot_sends_only_changed_resources() {
 #[test]
 fn a_removed_resource_is_named_in_removed_resources() {
     let mut st = DeltaState::new();
-    st.on_request(&req(SDS, &["a", "b"], &[], "", None), &sample(&[("a", "1"), ("b", "1")], 1));
+    st.on_request(
+        &req(SDS, &["a", "b"], &[], "", None),
+        &sample(&[("a", "1"), ("b", "1")], 1),
+    );
     let (_, out) = st.on_snapshot(&sample(&[("a", "1")], 1));
     assert_eq!(out[0].removed_resources, vec!["b".to_string()]);
     assert!(out[0].resources.is_empty());
@@ -88,7 +108,8 @@ fn initial_resource_versions_suppress_resending_what_the_client_has() {
     let mut st = DeltaState::new();
     let mut r = req(CDS, &[], &[], "", None);
     r.initial_resource_versions.insert("c".into(), have);
-    r.initial_resource_versions.insert("gone".into(), "x".into());
+    r.initial_resource_versions
+        .insert("gone".into(), "x".into());
     let (_, resp) = st.on_request(&r, &snap);
     let resp = resp.unwrap();
     assert!(resp.resources.is_empty());
@@ -108,6 +129,9 @@ fn resubscribing_resends_the_resource() {
 #[test]
 fn the_first_wildcard_request_is_answered_even_when_empty() {
     let mut st = DeltaState::new();
-    let (_, r) = st.on_request(&req(ResourceType::ExtensionConfig, &[], &[], "", None), &sample(&[], 1));
+    let (_, r) = st.on_request(
+        &req(ResourceType::ExtensionConfig, &[], &[], "", None),
+        &sample(&[], 1),
+    );
     assert!(r.unwrap().resources.is_empty());
 }

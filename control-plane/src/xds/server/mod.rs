@@ -65,10 +65,31 @@ impl AdsServer {
     }
 }
 
+/// Serves ADS on `listener` until the future is dropped or the listener fails, with the
+/// transport settings Warden uses everywhere (`warden serve`, tests, benchmarks): no
+/// per-connection stream cap (a benchmark multiplexes thousands of node streams on few
+/// connections), TCP_NODELAY, HTTP/2 keepalive to notice dead proxies.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Shared,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(1 << 20))
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .add_service(AdsServer::new(shared).into_service())
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .await
+}
+
 type BoxStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 fn caller_of<T>(req: &Request<T>) -> Caller {
-    Caller { remote_addr: req.remote_addr(), metadata: req.metadata().clone() }
+    Caller {
+        remote_addr: req.remote_addr(),
+        metadata: req.metadata().clone(),
+    }
 }
 
 #[tonic::async_trait]
@@ -83,7 +104,12 @@ impl AggregatedDiscoveryService for AdsServer {
         let caller = caller_of(&request);
         let (tx, rx) = mpsc::channel(16);
         let shared = self.shared.clone();
-        tokio::spawn(stream::run::<SotwState>(shared, caller, request.into_inner(), tx));
+        tokio::spawn(stream::run::<SotwState>(
+            shared,
+            caller,
+            request.into_inner(),
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -94,7 +120,12 @@ impl AggregatedDiscoveryService for AdsServer {
         let caller = caller_of(&request);
         let (tx, rx) = mpsc::channel(16);
         let shared = self.shared.clone();
-        tokio::spawn(stream::run::<DeltaState>(shared, caller, request.into_inner(), tx));
+        tokio::spawn(stream::run::<DeltaState>(
+            shared,
+            caller,
+            request.into_inner(),
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

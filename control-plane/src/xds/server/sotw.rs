@@ -41,20 +41,32 @@ impl SotwState {
         snap: &Snapshot,
     ) -> (Vec<Event>, Option<DiscoveryResponse>) {
         let Some(t) = ResourceType::from_type_url(&req.type_url) else {
-            return (vec![Event::UnsupportedType { type_url: req.type_url.clone() }], None);
+            return (
+                vec![Event::UnsupportedType {
+                    type_url: req.type_url.clone(),
+                }],
+                None,
+            );
         };
         let mut events = Vec::new();
         let st = self.types.entry(t).or_default();
         let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
         if !req.response_nonce.is_empty() {
             if st.last_nonce.as_deref() != Some(req.response_nonce.as_str()) {
-                events.push(Event::StaleNonce { t, nonce: req.response_nonce.clone() });
+                events.push(Event::StaleNonce {
+                    t,
+                    nonce: req.response_nonce.clone(),
+                });
                 return (events, None);
             }
             if let Some(err) = &req.error_detail {
                 events.push(Event::Nack {
                     t,
-                    version: st.last_version.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                    version: st
+                        .last_version
+                        .as_ref()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
                     nonce: req.response_nonce.clone(),
                     detail: err.message.clone(),
                 });
@@ -81,10 +93,9 @@ impl SotwState {
         let mut events = Vec::new();
         let mut out = Vec::new();
         for t in ResourceType::PUSH_ORDER {
-            let due = self
-                .types
-                .get(&t)
-                .is_some_and(|st| st.last_nonce.is_some() && st.last_version.as_ref() != Some(&snap.version(t)));
+            let due = self.types.get(&t).is_some_and(|st| {
+                st.last_nonce.is_some() && st.last_version.as_ref() != Some(&snap.version(t))
+            });
             if due {
                 out.push(self.respond(t, snap, &mut events));
             }
@@ -92,7 +103,12 @@ impl SotwState {
         (events, out)
     }
 
-    fn respond(&mut self, t: ResourceType, snap: &Snapshot, events: &mut Vec<Event>) -> DiscoveryResponse {
+    fn respond(
+        &mut self,
+        t: ResourceType,
+        snap: &Snapshot,
+        events: &mut Vec<Event>,
+    ) -> DiscoveryResponse {
         self.nonce_counter += 1;
         let nonce = self.nonce_counter.to_string();
         let version = snap.version(t);
@@ -101,7 +117,12 @@ impl SotwState {
         let wildcard = st.names.contains("*") || (t.wildcard_by_default() && st.names.is_empty());
         let resources: Vec<_> = match all {
             Some(all) if wildcard => all.values().map(|r| r.body.clone()).collect(),
-            Some(all) => st.names.iter().filter_map(|n| all.get(n)).map(|r| r.body.clone()).collect(),
+            Some(all) => st
+                .names
+                .iter()
+                .filter_map(|n| all.get(n))
+                .map(|r| r.body.clone())
+                .collect(),
             None => Vec::new(),
         };
         if !wildcard {

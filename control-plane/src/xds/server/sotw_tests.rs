@@ -8,13 +8,23 @@ use crate::xds::snapshot::tests::sample;
 const SDS: ResourceType = ResourceType::Secret;
 const CDS: ResourceType = ResourceType::Cluster;
 
-fn req(t: ResourceType, names: &[&str], version: &str, nonce: &str, nack: Option<&str>) -> DiscoveryRequest {
+fn req(
+    t: ResourceType,
+    names: &[&str],
+    version: &str,
+    nonce: &str,
+    nack: Option<&str>,
+) -> DiscoveryRequest {
     DiscoveryRequest {
         version_info: version.into(),
         resource_names: names.iter().map(|s| s.to_string()).collect(),
         type_url: t.type_url().into(),
         response_nonce: nonce.into(),
-        error_detail: nack.map(|m| Status { code: 3, message: m.into(), details: vec![] }),
+        error_detail: nack.map(|m| Status {
+            code: 3,
+            message: m.into(),
+            details: vec![],
+        }),
         ..Default::default()
     }
 }
@@ -47,40 +57,171 @@ fn sotw_protocol_cases() {
     // Each case: a name, and steps of (request, want). Nonces count from 1 per stream.
     type Step = (DiscoveryRequest, Want);
     let cases: Vec<(&str, Vec<Step>)> = vec![
-        ("first_request_is_answered_with_only_the_requested_secret", vec![
-            (req(SDS, &["a"], "", "", None), Want { responses: 1, resources: Some(1), event: None }),
-        ]),
-        ("wildcard_cluster_request_gets_every_cluster", vec![
-            (req(CDS, &[], "", "", None), Want { responses: 1, resources: Some(1), event: None }),
-        ]),
-        ("ack_gets_no_reply", vec![
-            (req(SDS, &["a"], "", "", None), Want { responses: 1, resources: Some(1), event: None }),
-            (req(SDS, &["a"], &v_sds, "1", None), Want { responses: 0, resources: None, event: Some(is_ack) }),
-        ]),
-        ("ack_with_new_names_is_answered_with_the_new_set", vec![
-            (req(SDS, &["a"], "", "", None), Want { responses: 1, resources: Some(1), event: None }),
-            (req(SDS, &["a", "b"], &v_sds, "1", None), Want { responses: 1, resources: Some(2), event: Some(is_ack) }),
-        ]),
-        ("nack_gets_no_reply_and_is_recorded_with_its_error", vec![
-            (req(CDS, &[], "", "", None), Want { responses: 1, resources: Some(1), event: None }),
-            (req(CDS, &[], "", "1", Some("bad")), Want { responses: 0, resources: None, event: Some(is_nack) }),
-        ]),
-        ("stale_nonce_is_ignored", vec![
-            (req(SDS, &["a"], "", "", None), Want { responses: 1, resources: None, event: None }),
-            (req(SDS, &["a", "b"], &v_sds, "1", None), Want { responses: 1, resources: None, event: None }),
-            (req(SDS, &["a", "b", "c"], &v_sds, "1", None), Want { responses: 0, resources: None, event: Some(is_stale) }),
-        ]),
-        ("stale_nack_is_ignored", vec![
-            (req(CDS, &[], "", "", None), Want { responses: 1, resources: None, event: None }),
-            (req(SDS, &["a"], "", "", None), Want { responses: 1, resources: None, event: None }),
-            (req(CDS, &[], "", "2", Some("bad")), Want { responses: 0, resources: None, event: Some(is_stale) }),
-        ]),
-        ("unknown_secret_names_are_reported_and_not_invented", vec![
-            (req(SDS, &["a", "other"], "", "", None), Want { responses: 1, resources: Some(1), event: Some(is_missing) }),
-        ]),
-        ("reconnecting_envoy_with_a_version_is_answered", vec![
-            (req(CDS, &[], &v_cds, "", None), Want { responses: 1, resources: Some(1), event: None }),
-        ]),
+        (
+            "first_request_is_answered_with_only_the_requested_secret",
+            vec![(
+                req(SDS, &["a"], "", "", None),
+                Want {
+                    responses: 1,
+                    resources: Some(1),
+                    event: None,
+                },
+            )],
+        ),
+        (
+            "wildcard_cluster_request_gets_every_cluster",
+            vec![(
+                req(CDS, &[], "", "", None),
+                Want {
+                    responses: 1,
+                    resources: Some(1),
+                    event: None,
+                },
+            )],
+        ),
+        (
+            "ack_gets_no_reply",
+            vec![
+                (
+                    req(SDS, &["a"], "", "", None),
+                    Want {
+                        responses: 1,
+                        resources: Some(1),
+                        event: None,
+                    },
+                ),
+                (
+                    req(SDS, &["a"], &v_sds, "1", None),
+                    Want {
+                        responses: 0,
+                        resources: None,
+                        event: Some(is_ack),
+                    },
+                ),
+            ],
+        ),
+        (
+            "ack_with_new_names_is_answered_with_the_new_set",
+            vec![
+                (
+                    req(SDS, &["a"], "", "", None),
+                    Want {
+                        responses: 1,
+                        resources: Some(1),
+                        event: None,
+                    },
+                ),
+                (
+                    req(SDS, &["a", "b"], &v_sds, "1", None),
+                    Want {
+                        responses: 1,
+                        resources: Some(2),
+                        event: Some(is_ack),
+                    },
+                ),
+            ],
+        ),
+        (
+            "nack_gets_no_reply_and_is_recorded_with_its_error",
+            vec![
+                (
+                    req(CDS, &[], "", "", None),
+                    Want {
+                        responses: 1,
+                        resources: Some(1),
+                        event: None,
+                    },
+                ),
+                (
+                    req(CDS, &[], "", "1", Some("bad")),
+                    Want {
+                        responses: 0,
+                        resources: None,
+                        event: Some(is_nack),
+                    },
+                ),
+            ],
+        ),
+        (
+            "stale_nonce_is_ignored",
+            vec![
+                (
+                    req(SDS, &["a"], "", "", None),
+                    Want {
+                        responses: 1,
+                        resources: None,
+                        event: None,
+                    },
+                ),
+                (
+                    req(SDS, &["a", "b"], &v_sds, "1", None),
+                    Want {
+                        responses: 1,
+                        resources: None,
+                        event: None,
+                    },
+                ),
+                (
+                    req(SDS, &["a", "b", "c"], &v_sds, "1", None),
+                    Want {
+                        responses: 0,
+                        resources: None,
+                        event: Some(is_stale),
+                    },
+                ),
+            ],
+        ),
+        (
+            "stale_nack_is_ignored",
+            vec![
+                (
+                    req(CDS, &[], "", "", None),
+                    Want {
+                        responses: 1,
+                        resources: None,
+                        event: None,
+                    },
+                ),
+                (
+                    req(SDS, &["a"], "", "", None),
+                    Want {
+                        responses: 1,
+                        resources: None,
+                        event: None,
+                    },
+                ),
+                (
+                    req(CDS, &[], "", "2", Some("bad")),
+                    Want {
+                        responses: 0,
+                        resources: None,
+                        event: Some(is_stale),
+                    },
+                ),
+            ],
+        ),
+        (
+            "unknown_secret_names_are_reported_and_not_invented",
+            vec![(
+                req(SDS, &["a", "other"], "", "", None),
+                Want {
+                    responses: 1,
+                    resources: Some(1),
+                    event: Some(is_missing),
+                },
+            )],
+        ),
+        (
+            "reconnecting_envoy_with_a_version_is_answered",
+            vec![(
+                req(CDS, &[], &v_cds, "", None),
+                Want {
+                    responses: 1,
+                    resources: Some(1),
+                    event: None,
+                },
+            )],
+        ),
     ];
     for (name, steps) in cases {
         let mut st = SotwState::new();
@@ -127,13 +268,22 @@ fn clusters_are_pushed_before_listeners_on_a_combined_change() {
     st.on_request(&req(ResourceType::Listener, &[], "", "", None), &old);
     st.on_request(&req(CDS, &[], "", "", None), &old);
     let mut b = crate::xds::snapshot::SnapshotBuilder::new();
-    let cluster = xds_api::pb::envoy::config::cluster::v3::Cluster { name: "c2".into(), ..Default::default() };
-    let listener = xds_api::pb::envoy::config::listener::v3::Listener { name: "l2".into(), ..Default::default() };
+    let cluster = xds_api::pb::envoy::config::cluster::v3::Cluster {
+        name: "c2".into(),
+        ..Default::default()
+    };
+    let listener = xds_api::pb::envoy::config::listener::v3::Listener {
+        name: "l2".into(),
+        ..Default::default()
+    };
     b.add(CDS, "c2", &cluster).unwrap();
     b.add(ResourceType::Listener, "l2", &listener).unwrap();
     let (_, pushed) = st.on_snapshot(&b.build().unwrap());
     let types: Vec<_> = pushed.iter().map(|r| r.type_url.as_str()).collect();
-    assert_eq!(types, vec![CDS.type_url(), ResourceType::Listener.type_url()]);
+    assert_eq!(
+        types,
+        vec![CDS.type_url(), ResourceType::Listener.type_url()]
+    );
 }
 
 #[test]
@@ -142,7 +292,10 @@ fn a_nacked_type_is_pushed_again_when_the_snapshot_changes() {
     let mut st = SotwState::new();
     st.on_request(&req(CDS, &[], "", "", None), &old);
     st.on_request(&req(CDS, &[], "", "1", Some("bad")), &old);
-    assert!(st.on_snapshot(&old).1.is_empty(), "same snapshot: nothing to resend");
+    assert!(
+        st.on_snapshot(&old).1.is_empty(),
+        "same snapshot: nothing to resend"
+    );
     let (_, pushed) = st.on_snapshot(&sample(&[], 2));
     assert_eq!(pushed.len(), 1);
 }

@@ -35,7 +35,11 @@ impl Protocol for SotwState {
     fn node_id(req: &DiscoveryRequest) -> Option<&str> {
         req.node.as_ref().map(|n| n.id.as_str())
     }
-    fn on_request(&mut self, req: &DiscoveryRequest, snap: &Snapshot) -> (Vec<Event>, Option<DiscoveryResponse>) {
+    fn on_request(
+        &mut self,
+        req: &DiscoveryRequest,
+        snap: &Snapshot,
+    ) -> (Vec<Event>, Option<DiscoveryResponse>) {
         SotwState::on_request(self, req, snap)
     }
     fn on_snapshot(&mut self, snap: &Snapshot) -> (Vec<Event>, Vec<DiscoveryResponse>) {
@@ -50,7 +54,11 @@ impl Protocol for DeltaState {
     fn node_id(req: &DeltaDiscoveryRequest) -> Option<&str> {
         req.node.as_ref().map(|n| n.id.as_str())
     }
-    fn on_request(&mut self, req: &DeltaDiscoveryRequest, snap: &Snapshot) -> (Vec<Event>, Option<DeltaDiscoveryResponse>) {
+    fn on_request(
+        &mut self,
+        req: &DeltaDiscoveryRequest,
+        snap: &Snapshot,
+    ) -> (Vec<Event>, Option<DeltaDiscoveryResponse>) {
         DeltaState::on_request(self, req, snap)
     }
     fn on_snapshot(&mut self, snap: &Snapshot) -> (Vec<Event>, Vec<DeltaDiscoveryResponse>) {
@@ -61,7 +69,12 @@ impl Protocol for DeltaState {
 type Tx<R> = mpsc::Sender<Result<R, Status>>;
 
 /// Runs one stream to completion.
-pub(super) async fn run<P: Protocol>(shared: Shared, caller: Caller, mut requests: Streaming<P::Req>, tx: Tx<P::Resp>) {
+pub(super) async fn run<P: Protocol>(
+    shared: Shared,
+    caller: Caller,
+    mut requests: Streaming<P::Req>,
+    tx: Tx<P::Resp>,
+) {
     let first = match requests.message().await {
         Ok(Some(r)) => r,
         Ok(None) | Err(_) => return,
@@ -87,10 +100,19 @@ pub(super) async fn run<P: Protocol>(shared: Shared, caller: Caller, mut request
     tracing::info!(%node, protocol = P::NAME, "ADS stream closed");
 }
 
-fn admit<P: Protocol>(shared: &Shared, caller: &Caller, first: &P::Req) -> Result<(NodeId, SnapshotWatch), Status> {
+#[allow(clippy::result_large_err)] // tonic::Status, once per stream
+fn admit<P: Protocol>(
+    shared: &Shared,
+    caller: &Caller,
+    first: &P::Req,
+) -> Result<(NodeId, SnapshotWatch), Status> {
     let node = match P::node_id(first) {
         Some(id) if !id.is_empty() => NodeId::new(id),
-        _ => return Err(Status::invalid_argument("the first discovery request must carry node.id")),
+        _ => {
+            return Err(Status::invalid_argument(
+                "the first discovery request must carry node.id",
+            ))
+        }
     };
     shared.authorizer.authorize(caller, &node)?;
     let watch = shared.cache.watch(&node).ok_or_else(|| {
@@ -110,7 +132,11 @@ async fn drive<P: Protocol>(
     mut watch: SnapshotWatch,
     tx: &Tx<P::Resp>,
 ) -> Result<(), Status> {
-    let removed = || Status::not_found(format!("node id `{node}` was removed from the Warden config"));
+    let removed = || {
+        Status::not_found(format!(
+            "node id `{node}` was removed from the Warden config"
+        ))
+    };
     let mut snap: Arc<Snapshot> = watch.borrow_and_update().clone().ok_or_else(removed)?;
     let mut proto = P::default();
     let (events, resp) = proto.on_request(&first, &snap);
@@ -155,7 +181,9 @@ async fn drive<P: Protocol>(
 async fn send<R>(tx: &Tx<R>, resp: Option<R>) -> Result<(), Status> {
     if let Some(r) = resp {
         // The receiver is gone only when the client went away: end quietly.
-        tx.send(Ok(r)).await.map_err(|_| Status::cancelled("client went away"))?;
+        tx.send(Ok(r))
+            .await
+            .map_err(|_| Status::cancelled("client went away"))?;
     }
     Ok(())
 }
@@ -168,11 +196,25 @@ fn record(shared: &Shared, node: &NodeId, events: Vec<Event>) {
                 shared.status.acked(node, t, &version);
                 tracing::debug!(%node, %t, %version, %nonce, "ACK");
             }
-            Event::Nack { t, version, nonce, detail } => {
+            Event::Nack {
+                t,
+                version,
+                nonce,
+                detail,
+            } => {
                 shared.metrics.nack(t);
                 tracing::warn!(%node, %t, rejected_version = %version, %nonce, "NACK: {detail}");
                 let at_unix = unix_seconds(SystemTime::now());
-                shared.status.nacked(node, t, Rejection { rejected_version: version, nonce, error_detail: detail, at_unix });
+                shared.status.nacked(
+                    node,
+                    t,
+                    Rejection {
+                        rejected_version: version,
+                        nonce,
+                        error_detail: detail,
+                        at_unix,
+                    },
+                );
             }
             Event::StaleNonce { t, nonce } => {
                 shared.metrics.stale_nonce();
@@ -184,7 +226,12 @@ fn record(shared: &Shared, node: &NodeId, events: Vec<Event>) {
             Event::Missing { t, names } => {
                 tracing::warn!(%node, %t, ?names, "Envoy asked for resources this node does not have");
             }
-            Event::Sent { t, version, nonce, resources } => {
+            Event::Sent {
+                t,
+                version,
+                nonce,
+                resources,
+            } => {
                 shared.metrics.push(t);
                 shared.status.sent(node, t, &version, &nonce);
                 tracing::debug!(%node, %t, %version, %nonce, resources, "pushed");

