@@ -5,4 +5,5 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod identity;
+pub mod policy;
 pub mod xds;

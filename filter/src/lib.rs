@@ -24,4 +24,7 @@ pub use config::{ConfigError, Mode, PluginConfig, PolicyModule, DEFAULT_ENTRYPOI
 pub use decision::{Decision, DenyReason};
 pub use input::{Peer, RequestAttributes};
 pub use plugin::{Flow, Host, HostError, Level, Plugin};
-pub use policy::{CompiledPolicy, EngineKind, InputNeeds, PolicyError};
+pub use policy::{
+    parse_modules, to_json, CompiledPolicy, EngineKind, InputNeeds, Located, PolicyError,
+};
+pub use regorus::Value;

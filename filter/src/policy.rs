@@ -57,6 +57,71 @@ pub enum PolicyError {
     },
 }
 
+/// A policy error located in a module, for `file:line:col` diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// Module name as configured (e.g. `policies/authz.rego`).
+    pub module: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The message without the source excerpt.
+    pub message: String,
+}
+
+impl PolicyError {
+    /// Where the error is, when regorus said so (its messages carry `--> name:line:col`
+    /// followed by a source excerpt and `error: message`).
+    pub fn located(&self) -> Option<Located> {
+        let text = match self {
+            Self::Parse { message, .. } | Self::Compile { message, .. } => message,
+            _ => return None,
+        };
+        let after = text.split("--> ").nth(1)?;
+        let location = after.lines().next()?.trim();
+        let mut parts = location.rsplitn(3, ':');
+        let column = parts.next()?.parse().ok()?;
+        let line = parts.next()?.parse().ok()?;
+        let module = parts.next()?.to_string();
+        let message = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("error: "))
+            .unwrap_or("invalid Rego")
+            .to_string();
+        Some(Located {
+            module,
+            line,
+            column,
+            message,
+        })
+    }
+
+    /// The message on one line (no source excerpt), for logs and NACK reasons.
+    pub fn summary(&self) -> String {
+        match self.located() {
+            Some(l) => format!("{}:{}:{}: {}", l.module, l.line, l.column, l.message),
+            None => self.to_string().replace('\n', " "),
+        }
+    }
+}
+
+/// Converts a regorus value to JSON: `None` for undefined; sets become arrays.
+pub fn to_json(value: &Value) -> Option<serde_json::Value> {
+    if *value == Value::Undefined {
+        return None;
+    }
+    value
+        .to_json_str()
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+}
+
+/// Parses modules (e.g. test modules) without compiling an entrypoint.
+pub fn parse_modules(modules: &[PolicyModule]) -> Result<(), PolicyError> {
+    engine_with(modules, &serde_json::Value::Object(serde_json::Map::new())).map(|_| ())
+}
+
 /// Which parts of the request the policy can look at, so the filter reads no more than
 /// that from the host. Found by scanning the sources for the field names; any doubt
 /// (a bare `input`, `input[...]`) means "read everything". Method and path are always read
@@ -183,9 +248,17 @@ impl CompiledPolicy {
         let entrypoint = config.entrypoint.as_str();
         let compiled = engine
             .compile_with_entrypoint(&entrypoint.into())
-            .map_err(|e| PolicyError::Compile {
-                entrypoint: entrypoint.to_string(),
-                message: format!("{e:#}"),
+            .map_err(|e| {
+                let message = format!("{e:#}");
+                let message = if message.contains("not a valid rule path") {
+                    format!("rule {entrypoint} is not defined by any module")
+                } else {
+                    message
+                };
+                PolicyError::Compile {
+                    entrypoint: entrypoint.to_string(),
+                    message,
+                }
             })?;
         let evaluator = match Compiler::compile_from_policy(&compiled, &[entrypoint]) {
             Ok(program) => {
@@ -313,12 +386,29 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("authz.rego:"), "{err}");
+        let unsafe_var = "package envoy.authz\n\nallow if {\n  y == 2\n}\n";
+        let located = CompiledPolicy::compile(&config(unsafe_var))
+            .err()
+            .and_then(|e| e.located());
+        assert_eq!(
+            located,
+            Some(Located {
+                module: "authz.rego".into(),
+                line: 4,
+                column: 3,
+                message: "use of undefined variable `y` is unsafe".into()
+            })
+        );
     }
 
     #[test]
     fn missing_entrypoint_rule_does_not_compile() {
         let result = CompiledPolicy::compile(&config("package envoy.authz\ndeny if true\n"));
-        assert!(result.is_err());
+        let message = result.err().map(|e| e.summary()).unwrap_or_default();
+        assert!(
+            message.contains("data.envoy.authz.allow is not defined"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -339,5 +429,45 @@ mod tests {
         assert_eq!(InputNeeds::scan(["x := input"]), InputNeeds::ALL);
         assert_eq!(InputNeeds::scan(["x := input[k]"]), InputNeeds::ALL);
         assert!(!InputNeeds::scan(["my_input := 1"]).headers);
+    }
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_vm_gives_the_same_answer_every_time() {
+        let source = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/mesh/policies/authz.rego"
+        ))
+        .unwrap();
+        let policy = CompiledPolicy::compile(&PluginConfig::new(vec![PolicyModule {
+            name: "authz.rego".into(),
+            source,
+        }]))
+        .unwrap();
+        let deny = Value::from_json_str(
+            r#"{"attributes": {"source": {"principal": "spiffe://example.org/ns/demo/sa/frontend"},
+                "destination": {"principal": "spiffe://example.org/ns/demo/sa/database"},
+                "request": {"http": {"method": "GET", "path": "/api/items", "headers": {}}}}}"#,
+        )
+        .unwrap();
+        for i in 0..2000 {
+            let varied = Value::from_json_str(&format!(
+                r#"{{"attributes": {{"source": {{"principal": "spiffe://example.org/ns/demo/sa/frontend"}},
+                    "destination": {{"principal": "spiffe://example.org/ns/demo/sa/backend"}},
+                    "request": {{"http": {{"method": "GET", "path": "/api/items", "headers": {{"x-request-id": "{i}"}}}}}}}}}}"#
+            ))
+            .unwrap();
+            let got = policy.evaluate(varied).unwrap();
+            assert_eq!(got, Value::Bool(true), "evaluation {i}");
+            assert_eq!(
+                policy.evaluate(deny.clone()).unwrap(),
+                Value::Bool(false),
+                "evaluation {i}"
+            );
+        }
     }
 }

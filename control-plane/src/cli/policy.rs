@@ -1,13 +1,299 @@
-//! `warden policy test|eval` (owned by the filter work; placeholder until it lands).
+//! `warden policy test DIR` and `warden policy eval …`: the filter's own core
+//! (`warden_filter`) run from the command line, so the CLI and Envoy never disagree.
+//!
+//! `test` runs every `test_*` rule in `*_test.rego` files like `opa test` (exit 1 on any
+//! failure). `eval` builds the same plugin configuration the control plane pushes for a
+//! workload, authorizes one described request and prints the decision and why (exit 0
+//! allow, 1 deny; in dry-run mode the exit code still follows the policy's decision).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{bail, Context};
+use warden_filter::testing::{run_tests, TestStatus};
+use warden_filter::{
+    authorize, to_json, Action, Decision, DecisionIds, Peer, PolicyModule, RequestAttributes, Value,
+};
+
+use crate::config::{MAIN_FILE, POLICIES_DIR};
+use crate::identity::SpiffeId;
+
+/// `warden policy` verbs.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
-    /// Run `test_*` rules in `*_test.rego` files.
-    Test {},
+    /// Run the `test_*` rules of `*_test.rego` files (like `opa test`); exit 1 on any failure.
+    Test(TestArgs),
+    /// Authorize one request as the workload's filter would; exit 0 allow, 1 deny.
+    Eval(EvalArgs),
 }
 
-pub(crate) fn run(_cmd: Command) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`warden policy` is not built yet")
+/// Arguments of `warden policy test`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TestArgs {
+    /// A config directory (with warden.yaml) or any directory of .rego files.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// Print only failures and the summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Arguments of `warden policy eval`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EvalArgs {
+    /// The config directory.
+    #[arg(long, value_name = "DIR")]
+    config: PathBuf,
+    /// The caller's verified SPIFFE ID; omit for a caller without a verified certificate.
+    #[arg(long, value_name = "SPIFFE_ID")]
+    source: Option<String>,
+    /// The workload receiving the request (its sidecar's filter decides).
+    #[arg(long, value_name = "NAME")]
+    workload: String,
+    /// HTTP method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Request path, with query string if any.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// `:authority` (default: the workload name).
+    #[arg(long)]
+    host: Option<String>,
+    /// Extra request header `name=value` (repeatable).
+    #[arg(long = "header", value_name = "K=V")]
+    headers: Vec<String>,
+    /// Print one JSON object (decision, reason, result, input) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Test(args) => test(args),
+        Command::Eval(args) => eval(args),
+    }
+}
+
+fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let (modules, tests, data) = if args.dir.join(MAIN_FILE).is_file() {
+        let cfg = match crate::config::load(&args.dir) {
+            Ok(cfg) => cfg,
+            Err(diags) => {
+                eprintln!("{diags}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        let to_module = |f: &crate::config::RegoFile| PolicyModule {
+            name: f.name.clone(),
+            source: f.source.clone(),
+        };
+        let modules = cfg.policies.modules.iter().map(to_module).collect();
+        let tests = cfg.policies.tests.iter().map(to_module).collect();
+        (modules, tests, cfg.policies.data)
+    } else {
+        read_rego_dir(&args.dir)?
+    };
+    if tests.is_empty() {
+        eprintln!("{}: no *_test.rego files found", args.dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let results = match run_tests(&modules, &tests, &data) {
+        Ok(results) => results,
+        Err(error) => {
+            eprintln!("{}", error.summary());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut failed = 0usize;
+    let mut module = String::new();
+    for result in &results {
+        let (word, detail) = match &result.status {
+            TestStatus::Pass => ("PASS", String::new()),
+            TestStatus::Fail => ("FAIL", String::new()),
+            TestStatus::Error(message) => ("ERROR", format!("\n    {message}")),
+        };
+        if result.status != TestStatus::Pass {
+            failed += 1;
+        } else if args.quiet {
+            continue;
+        }
+        if result.module != module {
+            module.clone_from(&result.module);
+            println!("{module}:");
+        }
+        println!(
+            "{}: {word} ({:.1}ms){detail}",
+            result.rule,
+            result.duration.as_secs_f64() * 1000.0
+        );
+    }
+    println!("{}", "-".repeat(80));
+    if failed == 0 {
+        println!("PASS: {}/{}", results.len(), results.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("PASS: {}/{}", results.len() - failed, results.len());
+        println!("FAIL: {failed}/{}", results.len());
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Reads `*.rego` under `dir` (tests are `*_test.rego`) and an optional `data.json`.
+fn read_rego_dir(
+    dir: &Path,
+) -> anyhow::Result<(Vec<PolicyModule>, Vec<PolicyModule>, serde_json::Value)> {
+    let mut files = Vec::new();
+    collect_rego(dir, &mut files).with_context(|| format!("cannot read {}", dir.display()))?;
+    files.sort();
+    let (mut modules, mut tests) = (Vec::new(), Vec::new());
+    for path in files {
+        let source = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let name = path
+            .strip_prefix(dir)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let module = PolicyModule {
+            name: name.clone(),
+            source,
+        };
+        if name.ends_with("_test.rego") {
+            tests.push(module);
+        } else {
+            modules.push(module);
+        }
+    }
+    let data_path = [
+        dir.join("data.json"),
+        dir.join(POLICIES_DIR).join("data.json"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file());
+    let data = match data_path {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{}: invalid JSON", path.display()))?
+        }
+        None => serde_json::json!({}),
+    };
+    Ok((modules, tests, data))
+}
+
+fn collect_rego(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_rego(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "rego") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let cfg = super::common::load_config(&args.config)?;
+    let Some(workload) = cfg.workload(&args.workload) else {
+        let names: Vec<&str> = cfg.workloads.iter().map(|w| w.name.as_str()).collect();
+        bail!(
+            "no workload named {:?} in {} (workloads: {})",
+            args.workload,
+            args.config.display(),
+            names.join(", ")
+        );
+    };
+    let peer = match &args.source {
+        Some(text) => {
+            let id: SpiffeId = text
+                .parse()
+                .with_context(|| format!("--source {text:?} is not a SPIFFE ID"))?;
+            Peer::Verified(id.to_string())
+        }
+        None => Peer::None,
+    };
+    let mut headers = vec![
+        (":method".to_string(), args.method.clone()),
+        (":path".to_string(), args.path.clone()),
+        (
+            ":authority".to_string(),
+            args.host.clone().unwrap_or_else(|| workload.name.clone()),
+        ),
+        (":scheme".to_string(), "https".to_string()),
+    ];
+    for header in &args.headers {
+        let Some((name, value)) = header.split_once('=') else {
+            bail!("--header {header:?} must be name=value");
+        };
+        headers.push((name.trim().to_ascii_lowercase(), value.to_string()));
+    }
+    let request = RequestAttributes::from_headers(peer, headers);
+    let (plugin, policy) = crate::policy::compile_for(&cfg, workload)
+        .map_err(|e| anyhow::anyhow!("the policy does not compile: {}", e.summary()))?;
+    let input = request.to_input(&plugin.destination_principal);
+    let result = policy.evaluate(input.clone());
+    let verdict = authorize(&policy, &request, DecisionIds::new(0).next_id());
+    let allowed = verdict.decision.is_allow();
+    let reason = verdict.reason_text(&policy, &request);
+    let action = verdict.action(&policy, &request);
+    if args.json {
+        let to_json = |v: &Value| to_json(v).unwrap_or(serde_json::Value::Null);
+        let (status, filter) = match &action {
+            Action::Continue { .. } => (None, "continue"),
+            Action::Respond { status, .. } => (Some(*status), "respond"),
+        };
+        let out = serde_json::json!({
+            "decision": if allowed { "allow" } else { "deny" },
+            "reason": reason,
+            "filter_action": filter,
+            "status": status,
+            "result": result.as_ref().map_or(serde_json::Value::Null, to_json),
+            "result_defined": matches!(&result, Ok(v) if *v != Value::Undefined),
+            "error": result.as_ref().err().map(|e| e.summary()),
+            "input": to_json(&input),
+            "policy_version": plugin.policy_version,
+            "engine": format!("{:?}", policy.engine_kind()),
+        });
+        println!("{out}");
+    } else {
+        let peer = request
+            .peer
+            .principal()
+            .unwrap_or("none (no verified mTLS peer)");
+        println!(
+            "{} {} {} -> {} (peer {peer})",
+            if allowed { "ALLOW" } else { "DENY" },
+            args.method,
+            args.path,
+            workload.name
+        );
+        match &verdict.decision {
+            Decision::Allow { .. } => println!(
+                "  why: {} is true for this input (policy version {})",
+                plugin.entrypoint, plugin.policy_version
+            ),
+            Decision::Deny { .. } => println!("  why: {}", reason.unwrap_or_default()),
+        }
+        match &action {
+            Action::Continue { set_headers } => {
+                if !allowed {
+                    println!("  dry-run mode: the filter would let this request through");
+                }
+                for (name, value) in set_headers {
+                    match value {
+                        Some(v) => println!("  sets request header {name}: {v}"),
+                        None => println!("  removes request header {name}"),
+                    }
+                }
+            }
+            Action::Respond { status, .. } => println!("  the filter answers {status}"),
+        }
+    }
+    Ok(if allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -1,9 +1,205 @@
-//! Rego compile checks for `warden validate` (filled in by the policy engine work).
+//! Rego checks for `config::load` (and so `warden validate`): every policy and test
+//! module must parse, and the policy must compile for the configured entrypoint with the
+//! filter's own core, so what validates is what the filter will accept. Each problem is
+//! reported at `file:line:col`.
 
-use super::{Diagnostic, PolicySettings, PolicySources};
+use std::path::PathBuf;
 
-/// Compile every policy module with the filter's engine and report errors.
-pub(crate) fn check(_sources: &PolicySources, _settings: &PolicySettings) -> Vec<Diagnostic> {
-    // TODO(filter): compile with warden-filter and report file:line:col.
-    Vec::new()
+use warden_filter::{parse_modules, CompiledPolicy, PluginConfig, PolicyError, PolicyModule};
+
+use super::{Diagnostic, PolicySettings, PolicySources, Pos, RegoFile};
+
+/// Compile the policy modules (and parse the test modules) and report every error.
+pub(crate) fn check(sources: &PolicySources, settings: &PolicySettings) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    if sources.modules.is_empty() {
+        // config::load reports missing policies itself.
+        return diags;
+    }
+    // Parse each file alone first, so every file with a syntax error is reported.
+    let mut parse_failed = false;
+    for file in sources.modules.iter().chain(&sources.tests) {
+        if let Err(error) = parse_modules(&[module_of(file)]) {
+            parse_failed = true;
+            diags.push(diagnostic(sources, &error, None));
+        }
+    }
+    if parse_failed {
+        return diags;
+    }
+    let mut plugin = PluginConfig::new(sources.modules.iter().map(module_of).collect());
+    plugin.entrypoint = settings.entrypoint.clone();
+    if sources.data.is_object() {
+        plugin.data = sources.data.clone();
+    }
+    if let Err(error) = CompiledPolicy::compile(&plugin) {
+        let hint = match &error {
+            PolicyError::Compile { message, .. } if message.contains("is not defined") => Some(format!(
+                "define the rule in a policy module, or set policy.entrypoint in warden.yaml (now {})",
+                settings.entrypoint
+            )),
+            _ => None,
+        };
+        diags.push(diagnostic(sources, &error, hint));
+    }
+    if !parse_failed && !sources.tests.is_empty() {
+        let all: Vec<PolicyModule> = sources
+            .modules
+            .iter()
+            .chain(&sources.tests)
+            .map(module_of)
+            .collect();
+        if let Err(error) = parse_modules(&all) {
+            diags.push(diagnostic(sources, &error, None));
+        }
+    }
+    diags
+}
+
+fn module_of(file: &RegoFile) -> PolicyModule {
+    PolicyModule {
+        name: file.name.clone(),
+        source: file.source.clone(),
+    }
+}
+
+fn path_of(sources: &PolicySources, name: &str) -> Option<PathBuf> {
+    sources
+        .modules
+        .iter()
+        .chain(&sources.tests)
+        .find(|f| f.name == name)
+        .map(|f| f.path.clone())
+}
+
+fn diagnostic(sources: &PolicySources, error: &PolicyError, hint: Option<String>) -> Diagnostic {
+    let fallback = sources
+        .modules
+        .first()
+        .map(|f| f.path.clone())
+        .unwrap_or_default();
+    let diag = match error.located() {
+        Some(located) => Diagnostic::at(
+            &path_of(sources, &located.module).unwrap_or(fallback),
+            Pos {
+                line: located.line,
+                column: located.column,
+            },
+            format!("Rego: {}", located.message),
+        ),
+        None => {
+            let file = match error {
+                PolicyError::Parse { module, .. } => path_of(sources, module).unwrap_or(fallback),
+                _ => fallback,
+            };
+            Diagnostic::file(&file, format!("Rego: {}", error.summary()))
+        }
+    };
+    match hint {
+        Some(hint) => diag.hint(hint),
+        None => diag,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PolicyMode;
+
+    fn rego(name: &str, source: &str) -> RegoFile {
+        RegoFile {
+            path: PathBuf::from(format!("/cfg/{name}")),
+            name: name.to_string(),
+            source: source.to_string(),
+        }
+    }
+
+    fn settings() -> PolicySettings {
+        PolicySettings {
+            entrypoint: "data.envoy.authz.allow".into(),
+            mode: PolicyMode::Enforce,
+            deny_status: 403,
+            expose_reason: false,
+        }
+    }
+
+    fn sources(modules: Vec<RegoFile>, tests: Vec<RegoFile>) -> PolicySources {
+        PolicySources {
+            modules,
+            tests,
+            data: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn valid_policy_has_no_diagnostics() {
+        let s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\ndefault allow := false\n",
+            )],
+            vec![rego(
+                "policies/authz_test.rego",
+                "package envoy.authz\ntest_x if not allow\n",
+            )],
+        );
+        assert_eq!(check(&s, &settings()), vec![]);
+    }
+
+    #[test]
+    fn syntax_errors_in_every_file_are_reported_at_line_and_column() {
+        let s = sources(
+            vec![
+                rego("policies/a.rego", "package envoy.authz\n\nallow if {\n"),
+                rego("policies/b.rego", "package envoy.authz\nx := [\n"),
+            ],
+            vec![rego(
+                "policies/a_test.rego",
+                "package envoy.authz\n\ntest_x if {{\n",
+            )],
+        );
+        let diags = check(&s, &settings());
+        assert_eq!(diags.len(), 3, "{diags:?}");
+        assert_eq!(diags[0].file, PathBuf::from("/cfg/policies/a.rego"));
+        assert_eq!(diags[0].line, 4);
+        assert!(
+            diags[0].to_string().starts_with("/cfg/policies/a.rego:4:"),
+            "{}",
+            diags[0]
+        );
+        assert_eq!(diags[2].file, PathBuf::from("/cfg/policies/a_test.rego"));
+    }
+
+    #[test]
+    fn unsafe_variable_is_reported_where_it_is_used() {
+        let s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\n\nallow if {\n\tz == 1\n}\n",
+            )],
+            vec![],
+        );
+        let diags = check(&s, &settings());
+        assert_eq!(diags.len(), 1);
+        assert_eq!((diags[0].line, diags[0].column), (4, 2));
+        assert!(diags[0].message.contains("undefined variable `z`"));
+    }
+
+    #[test]
+    fn missing_entrypoint_rule_has_a_hint() {
+        let s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\ndeny if true\n",
+            )],
+            vec![],
+        );
+        let diags = check(&s, &settings());
+        assert_eq!(diags.len(), 1);
+        assert!(diags[0]
+            .hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("policy.entrypoint"));
+    }
 }

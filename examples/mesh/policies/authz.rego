@@ -1,5 +1,5 @@
 # Authorization for the sample mesh. Input follows OPA-Envoy's shape:
-#   input.attributes.source.principal       the caller's verified SPIFFE ID ("" if none)
+#   input.attributes.source.principal       the caller's verified SPIFFE ID (absent if none)
 #   input.attributes.destination.principal  this workload's SPIFFE ID
 #   input.attributes.request.http.{method,path,headers,host,scheme}
 package envoy.authz

@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Side-by-side cost of authorization in a server Envoy (1 worker, mTLS).
+
+Variants: no authz | native RBAC (principal rule) | empty Wasm filter | Warden filter.
+For each: time from Envoy start to the first request served, server CPU per request
+(utime+stime of the server Envoy from /proc/<pid>/stat around each load phase) and
+client-observed p50/p99 at a fixed rate and at maximum rate.
+
+Load path: hey (plain HTTP) -> client Envoy (mTLS origination with the frontend's
+SVID) -> server Envoy (mTLS, SPIFFE validation, filter under test, direct response).
+Only the server Envoy's CPU is counted. Certificates are generated at run time with the
+openssl CLI in a temp dir. Everything binds 127.0.0.1; all processes are ours and are
+stopped by PID. Usage: see run.sh.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+TICK = os.sysconf("SC_CLK_TCK")
+
+FRONTEND = "spiffe://example.org/ns/demo/sa/frontend"
+BACKEND = "spiffe://example.org/ns/demo/sa/backend"
+
+SERVER_PORT, SERVER_ADMIN = 21443, 21901
+CLIENT_PORT, CLIENT_ADMIN = 21080, 21902
+
+
+def envoy_bin():
+    if os.environ.get("WARDEN_ENVOY"):
+        return os.environ["WARDEN_ENVOY"]
+    local = os.path.join(ROOT, ".venv", "bin", "envoy")
+    if os.path.exists(local):
+        return local
+    return shutil.which("envoy") or "/work/main/.venv/bin/envoy"
+
+
+def sh(*args, cwd=None):
+    subprocess.run(args, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def make_certs(d):
+    """CA + backend server SVID + frontend client SVID (EC P-256, URI SANs)."""
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/O=bench CA",
+       "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+       "-addext", "subjectAltName=URI:spiffe://example.org", cwd=d)
+    for name, uri in (("server", BACKEND), ("client", FRONTEND)):
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write(f"subjectAltName=URI:{uri}\nbasicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n")
+        sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+           "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/O={name}", cwd=d)
+        sh("openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+           "-CAcreateserial", "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext", cwd=d)
+
+
+def tls_context(d, kind):
+    validator = {
+        "name": "envoy.tls.cert_validator.spiffe",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig",
+            "trust_domains": [{"name": "example.org", "trust_bundle": {"filename": f"{d}/ca.pem"}}],
+        },
+    }
+    name = "server" if kind == "server" else "client"
+    common = {
+        "tls_certificates": [{"certificate_chain": {"filename": f"{d}/{name}.pem"},
+                              "private_key": {"filename": f"{d}/{name}.key"}}],
+        "validation_context": {"custom_validator_config": validator},
+    }
+    if kind == "server":
+        # No TLS session resumption: on a resumed session Envoy does not re-validate the
+        # peer certificate, so `connection.peer_certificate_valid` is false and the Warden
+        # filter (rightly) sees no identity. Sidecar listeners must set the same.
+        return {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "require_client_certificate": True, "common_tls_context": common,
+                "disable_stateless_session_resumption": True,
+                "disable_stateful_session_resumption": True}
+    return {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": common}
+
+
+def wasm_filter(path, configuration):
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "authz", "root_id": "authz",
+                "vm_config": {"vm_id": "authz", "runtime": "envoy.wasm.runtime.v8",
+                              "code": {"local": {"filename": path}}},
+                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                  "value": configuration},
+            },
+        },
+    }
+
+
+def rbac_filter():
+    return {
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            "rules": {"action": "ALLOW", "policies": {"frontend": {
+                "permissions": [{"any": True}],
+                "principals": [{"authenticated": {"principal_name": {"exact": FRONTEND}}}],
+            }}},
+        },
+    }
+
+
+def warden_config():
+    with open(os.path.join(ROOT, "examples", "mesh", "policies", "authz.rego")) as f:
+        source = f.read()
+    return json.dumps({
+        "policy_version": "bench", "destination_principal": BACKEND,
+        "modules": [{"name": "policies/authz.rego", "source": source}],
+    })
+
+
+def hcm(stat, filters, route):
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": stat,
+            "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}]},
+            "http_filters": filters + [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+        },
+    }
+
+
+def server_bootstrap(d, filters):
+    route = {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": SERVER_ADMIN}}},
+        "static_resources": {"listeners": [{
+            "name": "inbound", "enable_reuse_port": False,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": SERVER_PORT}},
+            "filter_chains": [{
+                "filters": [hcm("inbound", filters, route)],
+                "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": tls_context(d, "server")},
+            }],
+        }]},
+    }
+
+
+def client_bootstrap(d):
+    route = {"match": {"prefix": "/"}, "route": {"cluster": "backend"}}
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": CLIENT_ADMIN}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "outbound", "enable_reuse_port": False,
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": CLIENT_PORT}},
+                "filter_chains": [{"filters": [hcm("outbound", [], route)]}],
+            }],
+            "clusters": [{
+                "name": "backend", "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": "backend", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": SERVER_PORT}}}}]}]},
+                "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": tls_context(d, "client")},
+            }],
+        },
+    }
+
+
+def start_envoy(d, name, bootstrap, base_id):
+    path = os.path.join(d, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(bootstrap, f)
+    log = open(os.path.join(d, f"{name}.log"), "w")
+    return subprocess.Popen([envoy_bin(), "-c", path, "--concurrency", "1", "--base-id", str(base_id),
+                             "-l", os.environ.get("BENCH_LOG", "warning"), "--disable-hot-restart"], stdout=log, stderr=log)
+
+
+def stop(proc):
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def get_status(url, timeout=1.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except Exception:
+        return None
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+
+
+def hey(args):
+    out = subprocess.run(["hey"] + args + [f"http://127.0.0.1:{CLIENT_PORT}/api/items"],
+                         capture_output=True, text=True, timeout=120).stdout
+    lat = dict(re.findall(r"(\d+)% in ([\d.]+) secs", out))
+    codes = dict((int(c), int(n)) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return {"p50_ms": float(lat.get("50", "nan")) * 1000, "p99_ms": float(lat.get("99", "nan")) * 1000,
+            "codes": codes, "rps": float(rps.group(1)) if rps else 0.0}
+
+
+def phase(server, args):
+    before = cpu_ticks(server.pid)
+    result = hey(args)
+    after = cpu_ticks(server.pid)
+    n = sum(result["codes"].values())
+    result["requests"] = n
+    result["cpu_us_per_req"] = (after - before) / TICK * 1e6 / n if n else float("nan")
+    return result
+
+
+def run_variant(d, name, filters, seconds, rate):
+    server = start_envoy(d, f"server-{name}", server_bootstrap(d, filters), 61)
+    started = time.monotonic()
+    ready = None
+    try:
+        deadline = started + 60
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise RuntimeError(f"server Envoy for {name} exited; see {d}/server-{name}.log")
+            if get_status(f"http://127.0.0.1:{CLIENT_PORT}/api/items", 0.5) == 200:
+                ready = time.monotonic() - started
+                break
+            time.sleep(0.01)
+        if ready is None:
+            raise RuntimeError(f"{name}: no 200 within 60 s")
+        hey(["-z", "1s", "-c", "4"])  # warm-up (connections, V8 tiering)
+        fixed = phase(server, ["-z", f"{seconds}s", "-c", "10", "-q", str(rate // 10)])
+        maxr = phase(server, ["-z", f"{seconds}s", "-c", "16"])
+        return {"ready_s": ready, "fixed": fixed, "max": maxr}
+    finally:
+        stop(server)
+
+
+def main():
+    seconds = int(os.environ.get("BENCH_SECONDS", "5"))
+    rate = int(os.environ.get("BENCH_RATE", "1000"))
+    warden_wasm = sys.argv[1]
+    empty_wasm = sys.argv[2]
+    d = tempfile.mkdtemp(prefix="warden-bench-")
+    client = None
+    try:
+        make_certs(d)
+        client = start_envoy(d, "client", client_bootstrap(d), 62)
+        for _ in range(200):
+            if get_status(f"http://127.0.0.1:{CLIENT_ADMIN}/ready") == 200:
+                break
+            time.sleep(0.05)
+        variants = [
+            ("no authz", []),
+            ("RBAC (principal)", [rbac_filter()]),
+            ("empty Wasm", [wasm_filter(empty_wasm, "")]),
+            ("Warden", [wasm_filter(warden_wasm, warden_config())]),
+        ]
+        results = {}
+        for name, filters in variants:
+            results[name] = run_variant(d, name.split()[0].lower(), filters, seconds, rate)
+            print(f"# {name}: done", file=sys.stderr)
+        base = results["no authz"]
+        print(f"\nServer Envoy, 1 worker, mTLS; fixed rate {rate} rps and max rate (16 conns), {seconds} s each; "
+              f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.\n")
+        print("| variant | ready (s) | CPU µs/req @fixed | +µs | p50 / p99 ms @fixed | CPU µs/req @max | +µs | max rps | p50 / p99 ms @max | non-200 |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for name, r in results.items():
+            f, m = r["fixed"], r["max"]
+            bad = sum(n for c, n in list(f["codes"].items()) + list(m["codes"].items()) if c != 200)
+            print(f"| {name} | {r['ready_s']:.2f} | {f['cpu_us_per_req']:.1f} | "
+                  f"{f['cpu_us_per_req'] - base['fixed']['cpu_us_per_req']:+.1f} | "
+                  f"{f['p50_ms']:.2f} / {f['p99_ms']:.2f} | {m['cpu_us_per_req']:.1f} | "
+                  f"{m['cpu_us_per_req'] - base['max']['cpu_us_per_req']:+.1f} | {m['rps']:.0f} | "
+                  f"{m['p50_ms']:.2f} / {m['p99_ms']:.2f} | {bad} |")
+        print(f"\nWarden .wasm: {os.path.getsize(warden_wasm) / 1e6:.2f} MB; empty .wasm: "
+              f"{os.path.getsize(empty_wasm) / 1e6:.2f} MB")
+    finally:
+        stop(client)
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept {d}", file=sys.stderr)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
