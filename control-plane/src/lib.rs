@@ -2,6 +2,7 @@
 //! validation, and (in later modules) the xDS server. `main.rs` only wires these together.
 
 pub mod admin;
+pub mod attest;
 pub mod cli;
 pub mod config;
 pub mod identity;

@@ -27,12 +27,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "OUTDIR")]
     out: PathBuf,
     /// Lifetime, e.g. 10m or 1h (default: the config's svid_ttl; never past the CA's end).
-    #[arg(long, value_name = "TTL", value_parser = parse_ttl)]
+    #[arg(long, value_name = "TTL", value_parser = duration::parse_arg)]
     ttl: Option<Duration>,
-}
-
-fn parse_ttl(s: &str) -> Result<Duration, String> {
-    duration::parse(s)
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -11,6 +11,7 @@ mod common;
 mod mint;
 mod policy;
 mod serve;
+mod token;
 mod validate;
 
 use std::process::ExitCode;
@@ -42,6 +43,9 @@ enum Command {
     /// Test and evaluate Rego policies with the same engine the Envoy filter runs.
     #[command(subcommand)]
     Policy(policy::Command),
+    /// Create, list and revoke join tokens that sidecars use to prove who they are.
+    #[command(subcommand)]
+    Token(token::Command),
 }
 
 /// Entry point used by `main.rs`.
@@ -55,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Bootstrap(args) => bootstrap::run(args),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Token(cmd) => token::run(cmd),
     };
     match result {
         Ok(code) => code,

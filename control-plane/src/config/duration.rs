@@ -39,6 +39,11 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
+/// [`parse`] for clap's `value_parser`.
+pub fn parse_arg(text: &str) -> Result<Duration, String> {
+    parse(text)
+}
+
 /// Format a duration the way configs spell it (`1h30m`, `45s`).
 pub fn format(d: Duration) -> String {
     let mut s = d.as_secs();

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::diag::{did_you_mean, Diagnostic, Diagnostics, Pos};
-use super::raw::{RawWarden, RawWorkload};
+use super::raw::{RawTokens, RawWarden, RawWorkload};
 use super::spans::Spans;
-use super::{RegoFile, MAIN_FILE, POLICIES_DIR, WORKLOADS_DIR};
+use super::{RegoFile, MAIN_FILE, POLICIES_DIR, TOKENS_FILE, WORKLOADS_DIR};
 
 /// A parsed YAML file with the positions of its values.
 #[derive(Debug)]
@@ -29,6 +29,8 @@ pub(crate) struct Files {
     pub(crate) modules: Vec<RegoFile>,
     pub(crate) tests: Vec<RegoFile>,
     pub(crate) data: serde_json::Value,
+    /// `tokens.yaml`, when present.
+    pub(crate) tokens: Option<Parsed<RawTokens>>,
     /// Problems found while reading (bad YAML in one workload does not stop the others).
     pub(crate) diagnostics: Vec<Diagnostic>,
 }
@@ -50,6 +52,12 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Files, Diagnostics> {
         }
     }
     let (modules, tests, data) = read_policies(dir, &mut diags);
+    let tokens_path = dir.join(TOKENS_FILE);
+    let tokens = if tokens_path.exists() {
+        parse_file::<RawTokens>(&tokens_path, &mut diags)
+    } else {
+        None
+    };
     match main {
         Some(main) => Ok(Files {
             main,
@@ -57,6 +65,7 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Files, Diagnostics> {
             modules,
             tests,
             data,
+            tokens,
             diagnostics: diags,
         }),
         None => Err(Diagnostics(diags)),

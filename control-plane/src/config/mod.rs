@@ -5,13 +5,16 @@
 //! [`Config`] or every problem as a [`Diagnostic`] at `file:line:col` with a hint. It does
 //! no network I/O and never writes; the CA state directory is only named here.
 
+mod attestation;
 mod diag;
 pub mod duration;
 mod files;
 mod policy_check;
 mod raw;
 mod spans;
+pub mod tokens_file;
 mod validate;
+mod workloads;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +30,8 @@ pub const MAIN_FILE: &str = "warden.yaml";
 pub const WORKLOADS_DIR: &str = "workloads";
 /// Folder with the Rego policies, their tests and optional data.
 pub const POLICIES_DIR: &str = "policies";
+/// Join token records (SHA-256 only), maintained by `warden token`.
+pub const TOKENS_FILE: &str = "tokens.yaml";
 
 /// A validated config directory.
 #[derive(Debug, Clone)]
@@ -40,6 +45,42 @@ pub struct Config {
     /// Sorted by name.
     pub workloads: Vec<Workload>,
     pub policies: PolicySources,
+    /// How sidecars prove who they are (`attestation:` in warden.yaml).
+    pub attestation: AttestationSettings,
+    /// Join token records from `tokens.yaml`.
+    pub tokens: Vec<JoinTokenRecord>,
+}
+
+/// Caller attestation settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttestationSettings {
+    pub kubernetes: Option<KubernetesSettings>,
+}
+
+/// Kubernetes projected service-account tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesSettings {
+    /// The cluster's service-account issuer (`iss`).
+    pub issuer: String,
+    /// Required audience (default `warden`).
+    pub audience: String,
+    /// JWKS file with the issuer's public keys.
+    pub jwks_file: PathBuf,
+    /// Its content, read at load time.
+    pub jwks: String,
+}
+
+/// One join token, by hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinTokenRecord {
+    /// Public id (8 hex), the middle part of the token.
+    pub id: String,
+    /// The workload the token proves.
+    pub workload: String,
+    /// SHA-256 of the whole token.
+    pub sha256: [u8; 32],
+    pub expires: std::time::SystemTime,
+    pub revoked: bool,
 }
 
 /// CA settings (`ca:` in warden.yaml).

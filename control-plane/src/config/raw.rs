@@ -15,6 +15,41 @@ pub(crate) struct RawWarden {
     pub(crate) server: RawServer,
     #[serde(default)]
     pub(crate) policy: RawPolicy,
+    #[serde(default)]
+    pub(crate) attestation: RawAttestation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAttestation {
+    pub(crate) kubernetes: Option<RawKubernetes>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKubernetes {
+    pub(crate) issuer: String,
+    pub(crate) audience: Option<String>,
+    pub(crate) jwks_file: String,
+}
+
+/// `tokens.yaml`: join token records (hashes only), written by `warden token`.
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTokens {
+    #[serde(default)]
+    pub(crate) tokens: Vec<RawToken>,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawToken {
+    pub(crate) id: String,
+    pub(crate) workload: String,
+    pub(crate) sha256: String,
+    pub(crate) expires: String,
+    #[serde(default)]
+    pub(crate) revoked: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

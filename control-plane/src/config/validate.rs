@@ -3,17 +3,18 @@
 //! listeners share an address, TTLs fit, CA files are readable and of the right type,
 //! and the Rego compiles. Every problem is collected, each at its own line.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::diag::{did_you_mean, Diagnostic, Diagnostics};
+use super::attestation::{attestation_settings, join_tokens};
+use super::diag::{Diagnostic, Diagnostics};
 use super::files::{Files, Parsed};
-use super::raw::{RawCa, RawWarden, RawWorkload};
+use super::raw::{RawCa, RawWarden};
+use super::workloads::{cross_checks, workload};
 use super::{
-    duration, policy_check, CaSettings, Config, Inbound, PolicyMode, PolicySettings, PolicySources,
-    ServerSettings, Upstream, Workload,
+    duration, policy_check, CaSettings, Config, PolicyMode, PolicySettings, PolicySources,
+    ServerSettings,
 };
 use crate::identity::{KeyType, TrustDomain, UpstreamCa};
 
@@ -21,19 +22,19 @@ use crate::identity::{KeyType, TrustDomain, UpstreamCa};
 pub(crate) const MIN_SVID_TTL: Duration = Duration::from_secs(60);
 
 /// Collects diagnostics for one file.
-struct Ctx<'a, T> {
-    file: &'a Parsed<T>,
-    diags: &'a mut Vec<Diagnostic>,
+pub(super) struct Ctx<'a, T> {
+    pub(super) file: &'a Parsed<T>,
+    pub(super) diags: &'a mut Vec<Diagnostic>,
 }
 
 impl<T> Ctx<'_, T> {
-    fn error(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+    pub(super) fn error(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
         let mut d = Diagnostic::at(&self.file.path, self.file.spans.value(path), message);
         d.hint = hint;
         self.diags.push(d);
     }
 
-    fn addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
+    pub(super) fn addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
         match text.parse() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -81,6 +82,7 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
     let ca = ca_settings(dir, &raw.ca, &mut ctx);
     let server = server_settings(raw, &mut ctx);
     let policy = policy_settings(raw, &mut ctx);
+    let attestation = attestation_settings(dir, raw, &mut ctx);
 
     let mut workloads = Vec::new();
     for file in &files.workloads {
@@ -94,6 +96,11 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
     }
     workloads.sort_by(|a, b| a.name.cmp(&b.name));
     cross_checks(&files, &workloads, &server, &mut diags);
+    let tokens = files
+        .tokens
+        .as_ref()
+        .map(|t| join_tokens(t, &workloads, &mut diags))
+        .unwrap_or_default();
 
     let policies = PolicySources {
         modules: files.modules,
@@ -117,6 +124,8 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
             policy,
             workloads,
             policies,
+            attestation,
+            tokens,
         }),
         _ => Err(Diagnostics(diags)),
     }
@@ -254,198 +263,4 @@ fn policy_settings(raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> PolicySetti
         deny_status,
         expose_reason: p.expose_reason.unwrap_or(false),
     }
-}
-
-fn workload(
-    file: &Parsed<RawWorkload>,
-    td: Option<&TrustDomain>,
-    ctx: &mut Ctx<'_, RawWorkload>,
-) -> Option<Workload> {
-    let raw = &file.value;
-    let mut ok = true;
-    if raw.name.is_empty()
-        || !raw
-            .name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        ctx.error(
-            "name",
-            format!("invalid workload name `{}`", raw.name),
-            Some("use lowercase letters, digits and `-`".into()),
-        );
-        ok = false;
-    }
-    let spiffe_id = match td.map(|td| td.parse_member(&raw.spiffe_id)) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(e)) => {
-            let hint = td.map(|td| {
-                format!(
-                    "IDs look like {}/ns/<namespace>/sa/<service-account>",
-                    td.to_spiffe_id_string()
-                )
-            });
-            ctx.error(
-                "spiffe_id",
-                format!("invalid SPIFFE ID `{}`: {e}", raw.spiffe_id),
-                hint,
-            );
-            None
-        }
-    };
-    let admin = ctx.addr("sidecar.admin", &raw.sidecar.admin);
-    let listen = ctx.addr("inbound.listen", &raw.inbound.listen);
-    let app = ctx.addr("inbound.app", &raw.inbound.app);
-    let mut upstreams = Vec::new();
-    for (i, u) in raw.upstreams.iter().enumerate() {
-        if let Some(l) = ctx.addr(&format!("upstreams[{i}].listen"), &u.listen) {
-            upstreams.push(Upstream {
-                workload: u.workload.clone(),
-                listen: l,
-            });
-        } else {
-            ok = false;
-        }
-    }
-    Some(Workload {
-        name: raw.name.clone(),
-        spiffe_id: spiffe_id?,
-        node_id: raw.node_id.clone().unwrap_or_else(|| raw.name.clone()),
-        sidecar_admin: admin?,
-        inbound: Inbound {
-            listen: listen?,
-            app: app?,
-        },
-        upstreams,
-        file: file.path.clone(),
-    })
-    .filter(|_| ok)
-}
-
-/// Checks across workloads: unique names, ids and node ids, known upstreams, port clashes.
-fn cross_checks(
-    files: &Files,
-    workloads: &[Workload],
-    server: &ServerSettings,
-    diags: &mut Vec<Diagnostic>,
-) {
-    let by_file: HashMap<&Path, &Parsed<RawWorkload>> = files
-        .workloads
-        .iter()
-        .map(|p| (p.path.as_path(), p))
-        .collect();
-    let at = |w: &Workload, path: &str| {
-        let spans = by_file
-            .get(w.file.as_path())
-            .map(|p| p.spans.value(path))
-            .unwrap_or_default();
-        (w.file.clone(), spans)
-    };
-    let mut seen_name: HashMap<&str, &Workload> = HashMap::new();
-    let mut seen_id: HashMap<&str, &Workload> = HashMap::new();
-    let mut seen_node: HashMap<&str, &Workload> = HashMap::new();
-    for w in workloads {
-        for (map, key, path, what) in [
-            (&mut seen_name, w.name.as_str(), "name", "workload name"),
-            (&mut seen_id, w.spiffe_id.as_str(), "spiffe_id", "SPIFFE ID"),
-            (&mut seen_node, w.node_id.as_str(), "node_id", "node id"),
-        ] {
-            if let Some(first) = map.insert(key, w) {
-                let (file, pos) = at(w, path);
-                diags.push(
-                    Diagnostic::at(&file, pos, format!("duplicate {what} `{key}`"))
-                        .hint(format!("already used in {}", first.file.display())),
-                );
-            }
-        }
-    }
-    // Names of every workload file, valid or not, so one bad file does not cascade.
-    let names: Vec<&str> = files
-        .workloads
-        .iter()
-        .map(|p| p.value.name.as_str())
-        .collect();
-    for w in workloads {
-        for (i, u) in w.upstreams.iter().enumerate() {
-            if !names.contains(&u.workload.as_str()) {
-                let (file, pos) = at(w, &format!("upstreams[{i}].workload"));
-                let hint = match did_you_mean(&u.workload, names.iter().copied()) {
-                    Some(n) => format!("did you mean `{n}`?"),
-                    None => format!("known workloads: {}", names.join(", ")),
-                };
-                diags.push(
-                    Diagnostic::at(
-                        &file,
-                        pos,
-                        format!("unknown upstream workload `{}`", u.workload),
-                    )
-                    .hint(hint),
-                );
-            } else if u.workload == w.name {
-                let (file, pos) = at(w, &format!("upstreams[{i}].workload"));
-                diags.push(Diagnostic::at(
-                    &file,
-                    pos,
-                    "a workload cannot be its own upstream",
-                ));
-            }
-        }
-    }
-    port_clashes(files, workloads, server, &at, diags);
-}
-
-fn port_clashes(
-    files: &Files,
-    workloads: &[Workload],
-    server: &ServerSettings,
-    at: &dyn Fn(&Workload, &str) -> (PathBuf, super::Pos),
-    diags: &mut Vec<Diagnostic>,
-) {
-    let main = &files.main;
-    let mut bound: Vec<(SocketAddr, String, PathBuf, super::Pos)> = vec![
-        (
-            server.xds_listen,
-            "server.xds_listen".into(),
-            main.path.clone(),
-            main.spans.value("server.xds_listen"),
-        ),
-        (
-            server.admin_listen,
-            "server.admin_listen".into(),
-            main.path.clone(),
-            main.spans.value("server.admin_listen"),
-        ),
-    ];
-    for w in workloads {
-        let mut add = |addr: SocketAddr, path: String| {
-            let (file, pos) = at(w, &path);
-            bound.push((addr, format!("{}: {path}", w.name), file, pos));
-        };
-        add(w.sidecar_admin, "sidecar.admin".into());
-        add(w.inbound.listen, "inbound.listen".into());
-        add(w.inbound.app, "inbound.app".into());
-        for (i, u) in w.upstreams.iter().enumerate() {
-            add(u.listen, format!("upstreams[{i}].listen"));
-        }
-    }
-    for (i, (addr, what, file, pos)) in bound.iter().enumerate() {
-        if let Some((_, first, ..)) = bound[..i].iter().find(|(a, ..)| clash(*a, *addr)) {
-            diags.push(
-                Diagnostic::at(
-                    file,
-                    *pos,
-                    format!("port clash: {what} uses {addr}, already used by {first}"),
-                )
-                .hint("every listener, app and admin address needs its own port"),
-            );
-        }
-    }
-}
-
-/// Two addresses clash when the ports match and the IPs overlap (equal, or one unspecified).
-fn clash(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port()
-        && a.port() != 0
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }

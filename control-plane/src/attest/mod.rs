@@ -1,0 +1,118 @@
+//! Caller attestation for the xDS channel: proving which workload a sidecar is before it
+//! receives a single secret. A caller presents a bearer credential (gRPC metadata
+//! `authorization: Bearer <credential>`): a Warden join token, or a Kubernetes projected
+//! service-account token. The proven identity maps to exactly one workload, and the node
+//! id the stream claims must be that workload's node id.
+//!
+//! Pure: the server hands in the credential, the claimed node id and the time.
+
+mod join_token;
+mod k8s;
+
+use std::time::SystemTime;
+
+pub use join_token::{digest as token_digest, generate as generate_token, NewToken, TokenError};
+pub use k8s::{K8sError, K8sVerifier, ServiceAccount};
+
+use crate::config::{Config, JoinTokenRecord};
+
+/// Why a caller was refused. Never contains the credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttestError {
+    #[error(
+        "no credential (expected `authorization: Bearer <join token or service-account token>`)"
+    )]
+    NoCredential,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("service-account token refused: {0}")]
+    K8s(#[from] K8sError),
+    #[error("a Kubernetes token was presented but Kubernetes attestation is not configured")]
+    K8sNotConfigured,
+    #[error("{0} is not the SPIFFE ID of any workload")]
+    NoWorkload(String),
+    #[error(
+        "caller is workload `{workload}` (node id `{expected}`) but claimed node id `{claimed}`"
+    )]
+    NodeMismatch {
+        workload: String,
+        expected: String,
+        claimed: String,
+    },
+}
+
+/// Who the caller proved to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attested {
+    pub workload: String,
+    /// `join_token` or `k8s_psat`, for logs and metrics.
+    pub method: &'static str,
+}
+
+/// Attests callers against one config.
+#[derive(Debug, Clone)]
+pub struct Attestor {
+    config: Config,
+    k8s: Option<K8sVerifier>,
+}
+
+impl Attestor {
+    /// An attestor for `config`, with Kubernetes tokens checked by `k8s` when given.
+    pub fn new(config: Config, k8s: Option<K8sVerifier>) -> Self {
+        Attestor { config, k8s }
+    }
+
+    /// Check `authorization` (the metadata value) for a stream claiming `node_id`.
+    pub fn attest(
+        &self,
+        authorization: Option<&str>,
+        node_id: &str,
+        now: SystemTime,
+    ) -> Result<Attested, AttestError> {
+        let credential = authorization
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .ok_or(AttestError::NoCredential)?;
+        let (workload, method) = if credential.starts_with("wdn.") {
+            let record: &JoinTokenRecord =
+                join_token::verify(credential, &self.config.tokens, now)?;
+            (record.workload.clone(), "join_token")
+        } else {
+            let verifier = self.k8s.as_ref().ok_or(AttestError::K8sNotConfigured)?;
+            let sa = verifier.verify(credential, now)?;
+            let id = format!(
+                "{}/ns/{}/sa/{}",
+                self.config.trust_domain.to_spiffe_id_string(),
+                sa.namespace,
+                sa.name
+            );
+            let w = self
+                .config
+                .workloads
+                .iter()
+                .find(|w| w.spiffe_id.as_str() == id)
+                .ok_or(AttestError::NoWorkload(id))?;
+            (w.name.clone(), "k8s_psat")
+        };
+        let expected = self
+            .config
+            .workload(&workload)
+            .map(|w| w.node_id.clone())
+            .unwrap_or_default();
+        if expected != node_id {
+            return Err(AttestError::NodeMismatch {
+                workload,
+                expected,
+                claimed: node_id.to_owned(),
+            });
+        }
+        Ok(Attested { workload, method })
+    }
+}
+
+#[cfg(test)]
+mod tests;

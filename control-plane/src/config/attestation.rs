@@ -1,0 +1,92 @@
+//! Attestation settings (`attestation:` in warden.yaml) and join token records
+//! (`tokens.yaml`): files readable, JWKS well-formed, records well-formed and for known
+//! workloads.
+
+use std::path::Path;
+
+use super::diag::Diagnostic;
+use super::files::Parsed;
+use super::raw::{RawTokens, RawWarden};
+use super::validate::Ctx;
+use super::{AttestationSettings, JoinTokenRecord, KubernetesSettings, Workload};
+
+pub(super) fn attestation_settings(
+    dir: &Path,
+    raw: &RawWarden,
+    ctx: &mut Ctx<'_, RawWarden>,
+) -> AttestationSettings {
+    let kubernetes = raw.attestation.kubernetes.as_ref().and_then(|k| {
+        let jwks_file = dir.join(&k.jwks_file);
+        let jwks = match std::fs::read_to_string(&jwks_file) {
+            Ok(text) => text,
+            Err(e) => {
+                ctx.error("attestation.kubernetes.jwks_file", format!("cannot read {}: {e}", jwks_file.display()),
+                    Some("save the cluster's service-account issuer keys: kubectl get --raw /openid/v1/jwks > FILE".into()));
+                return None;
+            }
+        };
+        let has_keys = serde_json::from_str::<serde_json::Value>(&jwks).is_ok_and(|v| v["keys"].is_array());
+        if !has_keys {
+            ctx.error("attestation.kubernetes.jwks_file", format!("{} is not a JWKS document (no `keys` array)", jwks_file.display()), None);
+            return None;
+        }
+        Some(KubernetesSettings {
+            issuer: k.issuer.clone(),
+            audience: k.audience.clone().unwrap_or_else(|| "warden".into()),
+            jwks_file,
+            jwks,
+        })
+    });
+    AttestationSettings { kubernetes }
+}
+
+pub(super) fn join_tokens(
+    file: &Parsed<RawTokens>,
+    workloads: &[Workload],
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<JoinTokenRecord> {
+    let mut ctx = Ctx { file, diags };
+    let mut out = Vec::new();
+    for (i, t) in file.value.tokens.iter().enumerate() {
+        let at = |field: &str| format!("tokens[{i}].{field}");
+        if workloads.iter().all(|w| w.name != t.workload) {
+            ctx.error(
+                &at("workload"),
+                format!("token {} is for unknown workload `{}`", t.id, t.workload),
+                None,
+            );
+            continue;
+        }
+        let sha256 = hex::decode(&t.sha256)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok());
+        let Some(sha256) = sha256 else {
+            ctx.error(
+                &at("sha256"),
+                "sha256 must be 64 hex digits",
+                Some(
+                    "records are written by `warden token create`; do not edit them by hand".into(),
+                ),
+            );
+            continue;
+        };
+        let expires =
+            time::OffsetDateTime::parse(&t.expires, &time::format_description::well_known::Rfc3339);
+        let Ok(expires) = expires else {
+            ctx.error(
+                &at("expires"),
+                format!("`{}` is not an RFC 3339 time", t.expires),
+                Some("e.g. 2026-12-01T12:00:00Z".into()),
+            );
+            continue;
+        };
+        out.push(JoinTokenRecord {
+            id: t.id.clone(),
+            workload: t.workload.clone(),
+            sha256,
+            expires: expires.into(),
+            revoked: t.revoked,
+        });
+    }
+    out
+}
