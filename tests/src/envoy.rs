@@ -85,6 +85,12 @@ impl Envoy {
         self.admin_get("/config_dump?include_eds")?.json()
     }
 
+    /// One section of `/config_dump` (a repeated field such as `dynamic_listeners`) as JSON.
+    pub fn config_dump_resource(&self, resource: &str) -> Result<serde_json::Value> {
+        self.admin_get(&format!("/config_dump?resource={}", encode(resource)))?
+            .json()
+    }
+
     /// `/certs` as JSON.
     pub fn certs(&self) -> Result<serde_json::Value> {
         self.admin_get("/certs")?.json()

@@ -100,7 +100,9 @@ fn new_upstream_reaches_envoy_live_and_is_acked(mode: XdsMode) -> Result<()> {
         frontend.stat("listener_manager.lds.update_success")? > lds_before,
         "LDS update not counted by Envoy"
     );
-    let dump = frontend.config_dump()?.to_string();
+    let dump = frontend
+        .config_dump_resource("dynamic_listeners")?
+        .to_string();
     ensure!(
         dump.contains(&format!("\"port_value\":{}", route.port())),
         "new listener not in Envoy config_dump"
