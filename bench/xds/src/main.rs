@@ -1,0 +1,249 @@
+//! `xds-bench`: starts `warden serve` on a generated config with N workloads, opens N
+//! simulated Envoy ADS streams (one distinct node each), waits until all are in sync,
+//! then changes the policy and times the push until every stream has ACKed it. Prints one
+//! markdown table row (`--header` prints the header first). `bench/xds/run.sh` runs it
+//! for N = 1k and 10k.
+
+mod gen;
+mod stream;
+mod tls_names;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+use warden_e2e::process::{Process, ProcessSpec};
+use warden_e2e::{http, locate, ports, wait};
+
+use stream::Event;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(about = "xDS load benchmark against warden serve")]
+struct Args {
+    /// Number of simulated Envoys (one ADS stream and node each).
+    #[arg(long)]
+    streams: usize,
+    /// Streams multiplexed on one HTTP/2 connection (Envoy uses 1).
+    #[arg(long, default_value_t = 1)]
+    streams_per_conn: usize,
+    /// Client runtime worker threads (the client shares the machine with the server).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Upper bound on each phase.
+    #[arg(long, default_value_t = 180)]
+    timeout_secs: u64,
+    /// Print the markdown table header first.
+    #[arg(long)]
+    header: bool,
+}
+
+/// What one run measured.
+#[derive(Debug, Default)]
+struct Figures {
+    held: usize,
+    sync: Duration,
+    rss_idle_kb: u64,
+    rss_held_kb: u64,
+    push_first: Option<Duration>,
+    push_all: Option<Duration>,
+    push_acks: usize,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.streams < 2 {
+        bail!("--streams must be at least 2");
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("warden-xds-bench-")
+        .tempdir()?;
+    let config = dir.path().join("config");
+    let (xds, admin) = (ports::free_addr()?, ports::free_addr()?);
+    gen::write(&config, args.streams, xds, admin)?;
+    let mut spec = ProcessSpec::new("warden", locate::warden()?)
+        .args([
+            "serve".to_owned(),
+            "--config".to_owned(),
+            config.display().to_string(),
+        ])
+        .env(
+            "WARDEN_LOG",
+            std::env::var("WARDEN_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        );
+    if let Ok(module) = locate::filter_module() {
+        spec = spec.env("WARDEN_FILTER_MODULE", module.display().to_string());
+    }
+    let mut server = Process::spawn(&spec, dir.path())?;
+    let timeout = Duration::from_secs(args.timeout_secs);
+    wait::until_true("warden /readyz", timeout, || {
+        server.ensure_running()?;
+        Ok(http::get(admin, "/readyz").is_ok_and(|r| r.status == 200))
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(measure(&args, &server, &config, xds, timeout));
+    drop(runtime);
+    let figures = match result {
+        Ok(f) => f,
+        Err(err) => {
+            eprintln!("warden log tail:\n{}", server.log_tail(3000));
+            return Err(err);
+        }
+    };
+    server.stop();
+    print_row(&args, &figures);
+    Ok(())
+}
+
+async fn measure(
+    args: &Args,
+    server: &Process,
+    config: &std::path::Path,
+    xds: std::net::SocketAddr,
+    timeout: Duration,
+) -> Result<Figures> {
+    let mut figures = Figures {
+        rss_idle_kb: rss_kb(server.pid())?,
+        ..Figures::default()
+    };
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let start = Instant::now();
+    let conns = args.streams.div_ceil(args.streams_per_conn);
+    let mut channels: Vec<Channel> = Vec::with_capacity(conns);
+    for batch in (0..conns).collect::<Vec<_>>().chunks(200) {
+        let connects = batch.iter().map(|_| async {
+            Endpoint::from_shared(format!("http://{xds}"))?
+                .connect_timeout(Duration::from_secs(10))
+                .connect()
+                .await
+                .context("connecting to the ADS server")
+        });
+        for channel in futures::future::join_all(connects).await {
+            channels.push(channel?);
+        }
+    }
+    for i in 0..args.streams {
+        let channel = channels[i / args.streams_per_conn].clone();
+        tokio::spawn(stream::run(i, channel, gen::node_id(i), events_tx.clone()));
+    }
+    drop(events_tx);
+
+    // Phase 1: every stream subscribed and in sync.
+    let mut synced = 0;
+    let deadline = start + timeout;
+    while synced < args.streams {
+        match next_event(&mut events, deadline).await? {
+            Event::Synced => synced += 1,
+            Event::Acked { .. } => {}
+            Event::Ended { error, .. } => note_error(&mut figures, error),
+        }
+        if figures.errors > args.streams / 100 + 5 {
+            bail!(
+                "too many failed streams: {}",
+                figures.first_error.unwrap_or_default()
+            );
+        }
+    }
+    figures.sync = start.elapsed();
+    figures.held = synced - figures.errors.min(synced);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    while let Ok(event) = events.try_recv() {
+        if let Event::Ended { error, .. } = event {
+            note_error(&mut figures, error);
+        }
+    }
+    figures.rss_held_kb = rss_kb(server.pid())?;
+
+    // Phase 2: a policy change, pushed to every node.
+    let t0 = Instant::now();
+    std::fs::write(config.join("policies/authz.rego"), gen::changed_policy(1))?;
+    server.signal("HUP")?;
+    let mut seen = HashSet::new();
+    let deadline = t0 + timeout;
+    let mut last = t0;
+    while seen.len() < figures.held {
+        if let Event::Acked { stream, at } = next_event(&mut events, deadline).await? {
+            figures.push_acks += 1;
+            last = last.max(at);
+            if seen.insert(stream) && seen.len() == figures.held {
+                figures.push_first = Some(at - t0);
+            }
+        }
+    }
+    // Let follow-up pushes of the same change (other types) finish: quiet for 1 s.
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
+        if let Event::Acked { at, .. } = event {
+            figures.push_acks += 1;
+            last = last.max(at);
+        }
+    }
+    figures.push_all = Some(last - t0);
+    Ok(figures)
+}
+
+async fn next_event(
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    deadline: Instant,
+) -> Result<Event> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(left, events.recv()).await {
+        Ok(Some(event)) => Ok(event),
+        Ok(None) => bail!("every stream ended"),
+        Err(_) => bail!("timed out"),
+    }
+}
+
+fn note_error(figures: &mut Figures, error: String) {
+    figures.errors += 1;
+    figures.first_error.get_or_insert(error);
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kb(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS line")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("bad VmRSS line")?
+        .parse()?)
+}
+
+fn print_row(args: &Args, f: &Figures) {
+    if args.header {
+        println!(
+            "| streams | held | connect + initial sync | server RSS idle | RSS with streams | RSS per stream | \
+             push: all ACKed once | push: last ACK | ACKs in push | stream errors |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    }
+    let ms = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{} ms", d.as_millis()));
+    let per_stream = (f.rss_held_kb.saturating_sub(f.rss_idle_kb) as f64) / (f.held.max(1) as f64);
+    println!(
+        "| {} | {} | {:.2} s | {:.1} MiB | {:.1} MiB | {:.1} KiB | {} | {} | {} | {} |",
+        args.streams,
+        f.held,
+        f.sync.as_secs_f64(),
+        f.rss_idle_kb as f64 / 1024.0,
+        f.rss_held_kb as f64 / 1024.0,
+        per_stream,
+        ms(f.push_first),
+        ms(f.push_all),
+        f.push_acks,
+        f.errors,
+    );
+    if let Some(err) = &f.first_error {
+        eprintln!("first stream error: {err}");
+    }
+}

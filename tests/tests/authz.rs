@@ -1,0 +1,223 @@
+//! The Wasm filter authorizes each request on the caller's verified SPIFFE ID: allowed
+//! and denied calls, forged identity headers, a policy hot reload on a live keep-alive
+//! connection, an invalid policy that is never pushed, and dry-run mode.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use warden_e2e::mesh::spiffe_id;
+use warden_e2e::{wait, Mesh, MeshSpec, XdsMode};
+
+warden_e2e::scenarios_for_both_xds_modes!(
+    allowed_call_reaches_the_app_with_a_trusted_identity_header,
+    denied_call_gets_403_with_a_decision_id_and_never_reaches_the_app,
+    forged_identity_headers_do_not_change_the_decision,
+    policy_hot_reload_turns_a_deny_into_an_allow_on_a_keep_alive_connection,
+    invalid_policy_is_not_pushed_and_the_old_policy_keeps_enforcing,
+    dry_run_lets_a_denied_call_through_and_counts_it,
+);
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// frontend may call backend except under `/admin`; only `admin` may call `/admin`.
+const POLICY: &str = r#"package envoy.authz
+
+import rego.v1
+
+default allow := false
+
+allow if {
+	input.attributes.source.principal == "spiffe://example.org/ns/demo/sa/frontend"
+	not startswith(input.attributes.request.http.path, "/admin")
+}
+
+allow if {
+	input.attributes.source.principal == "spiffe://example.org/ns/demo/sa/admin"
+}
+"#;
+
+/// [`POLICY`] plus frontend on `/admin`.
+const POLICY_ADMIN_OPEN: &str = r#"package envoy.authz
+
+import rego.v1
+
+default allow := false
+
+allow if {
+	input.attributes.source.principal == "spiffe://example.org/ns/demo/sa/frontend"
+}
+"#;
+
+fn mesh(mode: XdsMode, policy_mode: &str) -> Result<Mesh> {
+    let mut spec = MeshSpec::new(mode);
+    spec.policy = POLICY.to_owned();
+    spec.policy_mode = policy_mode.to_owned();
+    Mesh::start(spec)
+}
+
+/// Sum of the backend sidecar's stats matching `pattern`.
+fn backend_stat_sum(mesh: &Mesh, pattern: &str) -> Result<u64> {
+    let stats = mesh.sidecar("backend")?.stats(pattern)?;
+    Ok(stats.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+}
+
+fn allowed_call_reaches_the_app_with_a_trusted_identity_header(mode: XdsMode) -> Result<()> {
+    let mesh = mesh(mode, "enforce")?;
+    let response = mesh.call("frontend", "backend", "/orders", &[])?;
+    ensure!(
+        response.status == 200,
+        "status {}: {}",
+        response.status,
+        response.text()
+    );
+    let echo = response.json()?;
+    ensure!(
+        echo["headers"]["x-spiffe-id"] == spiffe_id("frontend"),
+        "no trusted x-spiffe-id: {echo}"
+    );
+    ensure!(
+        backend_stat_sum(&mesh, "warden_authz\\.allowed$")? >= 1,
+        "allow not counted"
+    );
+    Ok(())
+}
+
+fn denied_call_gets_403_with_a_decision_id_and_never_reaches_the_app(mode: XdsMode) -> Result<()> {
+    let mesh = mesh(mode, "enforce")?;
+    let served = mesh.app("backend")?.served();
+    let response = mesh.call("frontend", "backend", "/admin/users", &[])?;
+    ensure!(
+        response.status == 403,
+        "status {}: {}",
+        response.status,
+        response.text()
+    );
+    let id = response
+        .header("x-warden-decision-id")
+        .context("403 without x-warden-decision-id")?
+        .to_owned();
+    ensure!(!id.is_empty(), "empty decision id");
+    ensure!(
+        mesh.app("backend")?.served() == served,
+        "a denied request reached the app"
+    );
+    ensure!(
+        backend_stat_sum(&mesh, "warden_authz\\.denied$")? >= 1,
+        "deny not counted"
+    );
+    let sidecar = mesh.sidecar("backend")?;
+    wait::until_true(
+        "the decision id in the backend sidecar's log",
+        Duration::from_secs(5),
+        || {
+            Ok(
+                std::fs::read_to_string(format!(
+                    "{}/logs/envoy-backend.log",
+                    mesh.dir().display()
+                ))?
+                .contains(&id),
+            )
+        },
+    )
+    .with_context(|| format!("admin {}", sidecar.admin()))?;
+    Ok(())
+}
+
+fn forged_identity_headers_do_not_change_the_decision(mode: XdsMode) -> Result<()> {
+    let mesh = mesh(mode, "enforce")?;
+    let admin = spiffe_id("admin");
+    let xfcc = format!("By={};URI={admin}", spiffe_id("backend"));
+    let forged = [
+        ("x-spiffe-id", admin.as_str()),
+        ("x-forwarded-client-cert", xfcc.as_str()),
+    ];
+    let response = mesh.call("frontend", "backend", "/admin/users", &forged)?;
+    ensure!(
+        response.status == 403,
+        "forged headers changed the decision: status {}",
+        response.status
+    );
+
+    let response = mesh.call("frontend", "backend", "/orders", &forged)?;
+    ensure!(response.status == 200, "status {}", response.status);
+    let echo = response.json()?;
+    ensure!(
+        echo["headers"]["x-spiffe-id"] == spiffe_id("frontend"),
+        "forged x-spiffe-id reached the app: {echo}"
+    );
+    let seen_xfcc = echo["headers"]["x-forwarded-client-cert"]
+        .as_str()
+        .unwrap_or("");
+    ensure!(
+        !seen_xfcc.contains(&admin),
+        "forged XFCC reached the app: {seen_xfcc}"
+    );
+    Ok(())
+}
+
+fn policy_hot_reload_turns_a_deny_into_an_allow_on_a_keep_alive_connection(
+    mode: XdsMode,
+) -> Result<()> {
+    let mut mesh = mesh(mode, "enforce")?;
+    let mut conn = mesh.connect("frontend", "backend")?;
+    ensure!(
+        conn.get("/admin/1", &[])?.status == 403,
+        "not denied before the change"
+    );
+    mesh.set_policy(POLICY_ADMIN_OPEN);
+    mesh.apply()?;
+    let mut last = 0;
+    wait::until_true("the new policy on the same connection", TIMEOUT, || {
+        last = conn.get("/admin/2", &[])?.status;
+        Ok(last == 200)
+    })
+    .with_context(|| format!("last status {last}"))?;
+    Ok(())
+}
+
+fn invalid_policy_is_not_pushed_and_the_old_policy_keeps_enforcing(mode: XdsMode) -> Result<()> {
+    let mut mesh = mesh(mode, "enforce")?;
+    let ecds = "extension_config_discovery\\..*warden-authz.*update_(success|rejected)$";
+    let updates_before = backend_stat_sum(&mesh, ecds)?;
+    let failures_before = mesh
+        .warden()
+        .metric("warden_config_reload_failures_total", &[])?;
+    mesh.set_policy("package envoy.authz\n\nimport rego.v1\n\nallow if {\n");
+    mesh.apply()?;
+    wait::until_true("the server refuses the invalid policy", TIMEOUT, || {
+        Ok(mesh
+            .warden()
+            .metric("warden_config_reload_failures_total", &[])?
+            > failures_before)
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+    ensure!(
+        backend_stat_sum(&mesh, ecds)? == updates_before,
+        "an invalid policy reached Envoy"
+    );
+    ensure!(
+        mesh.call("frontend", "backend", "/admin/x", &[])?.status == 403,
+        "old deny no longer enforced"
+    );
+    ensure!(
+        mesh.call("frontend", "backend", "/orders", &[])?.status == 200,
+        "old allow no longer enforced"
+    );
+    Ok(())
+}
+
+fn dry_run_lets_a_denied_call_through_and_counts_it(mode: XdsMode) -> Result<()> {
+    let mesh = mesh(mode, "dry-run")?;
+    let response = mesh.call("frontend", "backend", "/admin/users", &[])?;
+    ensure!(
+        response.status == 200,
+        "dry-run refused: status {}",
+        response.status
+    );
+    ensure!(response.json()?["app"] == "backend");
+    ensure!(
+        backend_stat_sum(&mesh, "warden_authz\\.dry_run_denied$")? >= 1,
+        "dry-run deny not counted"
+    );
+    Ok(())
+}
