@@ -30,7 +30,7 @@ lint:
 
 # Run the demo mesh on 127.0.0.1 (Ctrl-C to stop; `--once` runs the tour and exits).
 demo *ARGS: build
-    @echo "demo: not built yet; meanwhile try: ./target/debug/warden validate examples/mesh"
+    cargo run -q -p warden-e2e --bin warden-demo -- {{ARGS}}
 
 # Every benchmark (mint, xDS streams, filter overhead); writes bench-results/report.md.
 bench: build

@@ -7,5 +7,5 @@ pub mod cli;
 pub mod config;
 pub mod identity;
 pub mod policy;
-pub mod xds;
 pub mod workload_api;
+pub mod xds;

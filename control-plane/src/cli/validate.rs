@@ -13,7 +13,17 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    match crate::config::load(&args.dir) {
+    let loaded = crate::config::load(&args.dir).and_then(|cfg| {
+        // workload-api.yaml is optional; when present it must be valid too.
+        match crate::workload_api::Settings::load(&cfg) {
+            Ok(_) => Ok(cfg),
+            Err(e) => Err(crate::config::Diagnostics(vec![crate::config::Diagnostic::file(
+                &args.dir.join(crate::workload_api::settings::FILE_NAME),
+                e.to_string(),
+            )])),
+        }
+    });
+    match loaded {
         Ok(cfg) => {
             println!(
                 "{}: valid — trust domain {}, {} workloads, {} policy modules, {} policy test files",
