@@ -46,8 +46,10 @@ pub(super) fn sds(name: &str) -> SdsSecretConfig {
 /// Packs `m` into an `Any`. Encoding into a `Vec` cannot fail; an empty `Any` would be
 /// rejected by Envoy (a NACK), never a silent misconfiguration.
 pub(super) fn any<M: prost::Message + Name>(m: &M) -> Any {
+    // Always the `type.googleapis.com/` form: some prost types (google.protobuf.*) answer
+    // `type_url()` without the host, which Envoy accepts but cannot render in /config_dump.
     Any {
-        type_url: M::type_url(),
+        type_url: format!("type.googleapis.com/{}", M::full_name()),
         value: m.encode_to_vec(),
     }
 }
