@@ -17,10 +17,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         // workload-api.yaml is optional; when present it must be valid too.
         match crate::workload_api::Settings::load(&cfg) {
             Ok(_) => Ok(cfg),
-            Err(e) => Err(crate::config::Diagnostics(vec![crate::config::Diagnostic::file(
-                &args.dir.join(crate::workload_api::settings::FILE_NAME),
-                e.to_string(),
-            )])),
+            Err(e) => Err(crate::config::Diagnostics(vec![
+                crate::config::Diagnostic::file(
+                    &args.dir.join(crate::workload_api::settings::FILE_NAME),
+                    e.to_string(),
+                ),
+            ])),
         }
     });
     match loaded {

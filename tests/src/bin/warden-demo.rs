@@ -319,10 +319,10 @@ fn tour(demo: &Demo) -> Result<bool> {
         w("database")
     );
     println!(
-        "  why denied?      ./target/debug/warden policy eval --config {} --workload database \\",
+        "  why denied?      ./target/debug/warden policy eval --config {} --workload backend \\",
         demo.dir.display()
     );
-    println!("                     --source spiffe://example.org/ns/demo/sa/frontend --method DELETE --path /query");
+    println!("                     --source spiffe://example.org/ns/demo/sa/frontend --method DELETE --path /api/items");
     println!(
         "  logs             {}",
         demo.dir
@@ -354,13 +354,16 @@ fn explain(r: &Response) -> String {
             );
         }
     }
-    let id = r.header("x-warden-decision-id").unwrap_or("-");
+    // With expose_reason the body carries the decision id and the reason; else the header.
     let body = r.text();
     let body = body.trim();
-    format!(
-        "decision {id}: {}",
-        if body.len() > 90 { &body[..90] } else { body }
-    )
+    if body.is_empty() {
+        return format!(
+            "decision {}",
+            r.header("x-warden-decision-id").unwrap_or("-")
+        );
+    }
+    body.chars().take(110).collect()
 }
 
 fn print_identities(demo: &Demo) -> Result<()> {
