@@ -34,5 +34,6 @@ demo *ARGS: build
 
 # Every benchmark (mint, xDS streams, filter overhead); writes bench-results/report.md.
 bench: build
+    command -v hey >/dev/null || (apt-get update -qq && apt-get install -y -qq hey)
     cargo build --release -p warden
     scripts/bench.sh
