@@ -5,6 +5,7 @@ pub mod admin;
 pub mod attest;
 pub mod cli;
 pub mod config;
+mod fsutil;
 pub mod identity;
 pub mod policy;
 pub mod workload_api;

@@ -57,9 +57,7 @@ fn save(dir: &Path, tokens: &RawTokens) -> Result<(), TokensFileError> {
         source,
     };
     let body = serde_yaml::to_string(tokens).map_err(|e| io(std::io::Error::other(e)))?;
-    let tmp = dir.join(format!(".{TOKENS_FILE}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, format!("{HEADER}{body}")).map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)
+    crate::fsutil::write_atomic(&path, format!("{HEADER}{body}").as_bytes(), 0o644).map_err(io)
 }
 
 /// Append a record.

@@ -6,7 +6,6 @@
 //! because silently minting a new CA would break every workload's trust.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -96,51 +95,14 @@ pub(crate) fn load(dir: &Path) -> Result<Option<CaState>, StateError> {
 
 /// Persist the state atomically with mode 0600 (directory 0700).
 pub(crate) fn save(dir: &Path, state: &CaState) -> Result<(), StateError> {
-    let werr = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| StateError::Write { path, source }
-    };
-    create_private_dir(dir).map_err(werr(dir))?;
     let path = dir.join(STATE_FILE);
-    let tmp = dir.join(format!(".{STATE_FILE}.tmp-{}", std::process::id()));
-    let json = serde_json::to_vec_pretty(state).map_err(|e| StateError::Write {
+    let werr = |source| StateError::Write {
         path: path.clone(),
-        source: std::io::Error::other(e),
-    })?;
-    let write = || -> std::io::Result<()> {
-        let mut file = open_private(&tmp)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        fs::File::open(dir)?.sync_all()
+        source,
     };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        StateError::Write {
-            path: path.clone(),
-            source: e,
-        }
-    })
-}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-#[cfg(unix)]
-fn open_private(path: &Path) -> std::io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
+    crate::fsutil::create_private_dir(dir).map_err(werr)?;
+    let json = serde_json::to_vec_pretty(state).map_err(|e| werr(std::io::Error::other(e)))?;
+    crate::fsutil::write_atomic(&path, &json, 0o600).map_err(werr)
 }
 
 #[cfg(test)]

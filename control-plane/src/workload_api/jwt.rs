@@ -7,8 +7,6 @@
 //! from the public key, so it is stable across restarts.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -259,27 +257,8 @@ fn save_private(dir: &Path, path: &Path, text: &str) -> Result<(), JwtError> {
         path: path.to_path_buf(),
         source,
     };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(werr)?;
-    let tmp = dir.join(format!(".{KEY_FILE}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        werr(e)
-    })
+    crate::fsutil::create_private_dir(dir).map_err(werr)?;
+    crate::fsutil::write_atomic(path, text.as_bytes(), 0o600).map_err(werr)
 }
 
 #[cfg(test)]
