@@ -18,8 +18,9 @@ use super::{
 };
 use crate::identity::{KeyType, TrustDomain, UpstreamCa};
 
-/// Shortest SVID lifetime accepted.
-pub(crate) const MIN_SVID_TTL: Duration = Duration::from_secs(60);
+/// Shortest SVID lifetime accepted. Production deployments use minutes to hours (SPIRE
+/// defaults to 1h); lifetimes down to 10 s exist for rotation drills and tests.
+pub(crate) const MIN_SVID_TTL: Duration = Duration::from_secs(10);
 
 /// Collects diagnostics for one file.
 pub(super) struct Ctx<'a, T> {
@@ -150,10 +151,13 @@ fn ca_settings(dir: &Path, raw: &RawCa, ctx: &mut Ctx<'_, RawWarden>) -> CaSetti
         ctx.error(
             "ca.svid_ttl",
             format!(
-                "svid_ttl {} is shorter than the minimum 1m",
+                "svid_ttl {} is shorter than the minimum 10s",
                 duration::format(svid_ttl)
             ),
-            None,
+            Some(
+                "SVIDs renew at half their lifetime; 1m or more is sane outside rotation drills"
+                    .into(),
+            ),
         );
     }
     if svid_ttl > ttl {
