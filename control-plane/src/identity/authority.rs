@@ -282,8 +282,8 @@ impl Authority {
     }
 
     /// Records in the state file how long SVIDs of the current CA stay valid, before they
-    /// are handed out. Written with a lead of one SVID lifetime, so a steady stream of
-    /// renewals writes about once per lifetime. Returns whether it wrote.
+    /// are handed out. Written with a lead of half an SVID lifetime, so a steady stream of
+    /// renewals writes about twice per lifetime. Returns whether it wrote.
     pub fn persist_signing(&mut self, clock: &dyn Clock) -> Result<bool, CaError> {
         let Some(until) = self.current.signed_until() else {
             return Ok(false);
@@ -297,7 +297,7 @@ impl Authority {
         {
             return Ok(false);
         }
-        let lead = until.saturating_sub(unix(clock.now()));
+        let lead = until.saturating_sub(unix(clock.now())) / 2;
         let cap = unix_secs_ceil(self.current.not_after());
         let mut st = self.state.clone();
         st.current.signed_until_unix = Some((until + lead).min(cap).max(until));

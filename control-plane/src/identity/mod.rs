@@ -8,7 +8,7 @@
 
 mod authority;
 mod bundle;
-mod ca;
+pub(crate) mod ca;
 mod ca_status;
 mod keys;
 pub mod rotation;
