@@ -90,3 +90,7 @@ async fn step(cp: State<Arc<ControlPlane>>, step: Step, force: bool) -> (StatusC
         }
     }
 }
+
+#[cfg(test)]
+#[path = "ca_tests.rs"]
+mod tests;

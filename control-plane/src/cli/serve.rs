@@ -84,7 +84,8 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let (wl_stop, wl_stopped) = tokio::sync::oneshot::channel::<()>();
     let wl_cfg = cp.config();
     let wl_task = tokio::spawn({
-        let ca = cp.ca();
+        // The Workload API follows CA rotation through the control plane.
+        let ca = cp.clone();
         async move {
             let shutdown = async {
                 let _ = wl_stopped.await;

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::attest::Entry;
 use super::jwt::JwtKey;
 use super::pem;
-use crate::identity::{Ca, CaError, Clock, SvidParams, TrustBundle};
+use crate::identity::{CaError, CaHandle, Clock, SvidParams, TrustBundle};
 
 /// How long to wait before retrying a failed re-mint.
 const RETRY: Duration = Duration::from_secs(5);
@@ -40,7 +40,8 @@ pub struct Lifetimes {
 /// Current identities for all entries.
 #[derive(Debug)]
 pub struct Issuer {
-    ca: Arc<Ca>,
+    /// Follows CA rotation: each mint asks for the CA that signs now.
+    ca: CaHandle,
     clock: Arc<dyn Clock>,
     pub(crate) jwt: JwtKey,
     pub(crate) lifetimes: Lifetimes,
@@ -51,7 +52,7 @@ pub struct Issuer {
 impl Issuer {
     /// Mint a first SVID for every entry.
     pub fn new(
-        ca: Arc<Ca>,
+        ca: CaHandle,
         clock: Arc<dyn Clock>,
         jwt: JwtKey,
         lifetimes: Lifetimes,
@@ -79,7 +80,7 @@ impl Issuer {
             ttl: self.lifetimes.x509_ttl,
         };
         let now = self.clock.now();
-        let svid = self.ca.mint(&params, self.clock.as_ref())?;
+        let svid = self.ca.active().mint(&params, self.clock.as_ref())?;
         let minted = Minted {
             spiffe_id: svid.id.to_string(),
             serial_hex: svid.serial_hex.clone(),

@@ -33,7 +33,7 @@ pub use server::WorkloadApiServer;
 pub use settings::{Settings, SettingsError};
 
 use crate::config::Config;
-use crate::identity::{Ca, CaError, Clock, SystemClock};
+use crate::identity::{CaError, CaHandle, Clock, SystemClock};
 use issuer::{Issuer, Lifetimes};
 use jwt::{JwtError, JwtKey};
 use service::WorkloadApi;
@@ -63,7 +63,7 @@ pub enum WorkloadApiError {
 /// `workload-api.yaml` in the config directory this logs that it is disabled and returns.
 pub async fn run_workload_api(
     cfg: &Config,
-    ca: Arc<Ca>,
+    ca: impl Into<CaHandle>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), WorkloadApiError> {
     let Some(settings) = Settings::load(cfg)? else {
@@ -77,7 +77,7 @@ pub async fn run_workload_api(
     serve(
         &settings,
         &cfg.ca.state_dir,
-        ca,
+        ca.into(),
         Arc::new(SystemClock),
         shutdown,
     )
@@ -88,7 +88,7 @@ pub async fn run_workload_api(
 pub async fn serve(
     settings: &Settings,
     state_dir: &Path,
-    ca: Arc<Ca>,
+    ca: CaHandle,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), WorkloadApiError> {
