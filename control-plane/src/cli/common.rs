@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::config::{self, Config};
-use crate::identity::{Ca, SystemClock};
+use crate::identity::{Authority, Ca, SystemClock};
 
 /// Load and validate a config directory; invalid config is an error listing every problem.
 pub(crate) fn load_config(dir: &Path) -> anyhow::Result<Config> {
@@ -18,6 +18,18 @@ pub(crate) fn load_config(dir: &Path) -> anyhow::Result<Config> {
             dir.display()
         )
     })
+}
+
+/// Open (or create) every CA generation the config's state dir holds (current signs;
+/// the bundle also holds a prepared next CA and retired ones).
+pub(crate) fn open_authority(cfg: &Config) -> anyhow::Result<Authority> {
+    Authority::load_or_init(&cfg.ca_params(), &SystemClock)
+        .with_context(|| format!("cannot open the CA in {}", cfg.ca.state_dir.display()))
+}
+
+/// The full trust bundle (every CA in it) of the config's state dir.
+pub(crate) fn load_authority_bundle(cfg: &Config) -> anyhow::Result<crate::identity::TrustBundle> {
+    Ok(open_authority(cfg)?.bundle())
 }
 
 /// Open (or create) the CA the config names.
