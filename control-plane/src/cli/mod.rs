@@ -14,7 +14,6 @@ mod policy;
 mod serve;
 mod token;
 mod validate;
-mod workload_api;
 
 use std::process::ExitCode;
 
@@ -52,8 +51,6 @@ enum Command {
     /// Create, list and revoke join tokens that sidecars use to prove who they are.
     #[command(subcommand)]
     Token(token::Command),
-    /// Serve the SPIFFE Workload API on a Unix socket (settings in workload-api.yaml).
-    WorkloadApi(workload_api::Args),
 }
 
 /// Entry point used by `main.rs`.
@@ -69,7 +66,6 @@ pub fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Token(cmd) => token::run(cmd),
-        Command::WorkloadApi(args) => workload_api::run(args),
     };
     match result {
         Ok(code) => code,

@@ -26,48 +26,6 @@ pub use keys::KeyType;
 pub use spiffe_id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN};
 pub use svid::{Svid, SvidParams};
 
-/// Where minting code gets the CA that signs now and the bundle to hand out. The running
-/// control plane implements it so every minter follows a CA rotation.
-pub trait CaSource: Send + Sync + std::fmt::Debug {
-    /// The CA that signs now.
-    fn active(&self) -> std::sync::Arc<Ca>;
-    /// The trust bundle (every CA in it).
-    fn bundle(&self) -> TrustBundle;
-}
-
-/// A shared [`CaSource`]; made from a fixed `Arc<Ca>` (never rotates) or any source.
-#[derive(Debug, Clone)]
-pub struct CaHandle(pub std::sync::Arc<dyn CaSource>);
-
-#[derive(Debug)]
-struct FixedCa(std::sync::Arc<Ca>);
-
-impl CaSource for FixedCa {
-    fn active(&self) -> std::sync::Arc<Ca> {
-        self.0.clone()
-    }
-    fn bundle(&self) -> TrustBundle {
-        self.0.bundle()
-    }
-}
-
-impl From<std::sync::Arc<Ca>> for CaHandle {
-    fn from(ca: std::sync::Arc<Ca>) -> Self {
-        CaHandle(std::sync::Arc::new(FixedCa(ca)))
-    }
-}
-
-impl CaHandle {
-    /// The CA that signs now.
-    pub fn active(&self) -> std::sync::Arc<Ca> {
-        self.0.active()
-    }
-    /// The trust bundle.
-    pub fn bundle(&self) -> TrustBundle {
-        self.0.bundle()
-    }
-}
-
 /// Source of the current time. Injected so rotation and expiry logic can be tested with
 /// a fixed or paused clock.
 pub trait Clock: Send + Sync + std::fmt::Debug {

@@ -46,21 +46,6 @@ pub struct Tick {
     pub renewed: Applied,
 }
 
-impl crate::identity::CaSource for ControlPlane {
-    fn active(&self) -> std::sync::Arc<crate::identity::Ca> {
-        self.ca()
-    }
-    fn bundle(&self) -> crate::identity::TrustBundle {
-        ControlPlane::bundle(self)
-    }
-}
-
-impl From<std::sync::Arc<ControlPlane>> for crate::identity::CaHandle {
-    fn from(cp: std::sync::Arc<ControlPlane>) -> Self {
-        crate::identity::CaHandle(cp)
-    }
-}
-
 impl ControlPlane {
     /// Connected nodes and those that have not ACKed a bundle with sequence ≥ `required`.
     pub fn node_acks(&self, required: Option<u64>) -> NodeAcks {
