@@ -42,6 +42,9 @@ pub struct Authority {
     current: Arc<Ca>,
     next: Option<Arc<Ca>>,
     retired: Vec<Retired>,
+    /// CAs retired by this process, kept in memory only to notice a mint that raced the
+    /// activation (a holder of the old `Arc<Ca>`); their retire-after then moves out.
+    retired_signers: Vec<Arc<Ca>>,
 }
 
 impl Authority {
@@ -85,6 +88,7 @@ impl Authority {
             current,
             next,
             retired,
+            retired_signers: Vec::new(),
         })
     }
 
@@ -239,7 +243,9 @@ impl Authority {
             retire_after_unix: retire_after,
         });
         // Anchors are unchanged (old and new are both still in the bundle).
+        let old_signer = self.current.clone();
         self.commit(st, clock)?;
+        self.retired_signers.push(old_signer);
         Ok(())
     }
 
@@ -285,6 +291,26 @@ impl Authority {
     /// are handed out. Written with a lead of half an SVID lifetime, so a steady stream of
     /// renewals writes about twice per lifetime. Returns whether it wrote.
     pub fn persist_signing(&mut self, clock: &dyn Clock) -> Result<bool, CaError> {
+        self.retired_signers
+            .retain(|s| self.retired.iter().any(|r| r.serial_hex == s.serial_hex()));
+        let mut late = self.state.clone();
+        let mut moved = false;
+        for s in &self.retired_signers {
+            let Some(until) = s.signed_until().map(unix_secs_ceil) else {
+                continue;
+            };
+            let slots = late.retired.iter_mut().zip(&self.retired);
+            for (slot, r) in slots {
+                if r.serial_hex == s.serial_hex() && slot.retire_after_unix < until {
+                    slot.retire_after_unix = until;
+                    moved = true;
+                }
+            }
+        }
+        if moved {
+            state::save(&self.params.state_dir, &late)?;
+            self.state = late;
+        }
         let Some(until) = self.current.signed_until() else {
             return Ok(false);
         };

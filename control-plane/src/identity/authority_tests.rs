@@ -237,3 +237,35 @@ fn with_an_upstream_ca_the_next_intermediate_needs_no_new_bundle() {
     let b = Authority::load_or_init(&p, &clock).unwrap();
     assert_eq!(b.active().serial_hex(), next.serial_hex());
 }
+
+#[test]
+fn a_mint_racing_the_activation_keeps_the_old_ca_trusted_longer() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new();
+    let mut a = Authority::load_or_init(&params(dir.path()), &clock).unwrap();
+    let old = a.active();
+    a.prepare(&clock).unwrap();
+    a.activate(&[], &clock).unwrap();
+    // Someone still holding the old CA mints after the activation.
+    let late = old
+        .mint(
+            &SvidParams {
+                id: "spiffe://example.org/late".parse().unwrap(),
+                ttl: Duration::from_secs(900),
+            },
+            &clock,
+        )
+        .unwrap();
+    a.persist_signing(&clock).unwrap();
+    let after = a.rotation_state().retired[0].retire_after;
+    assert!(
+        after >= late.not_after,
+        "retire-after moved out to the late SVID"
+    );
+    let b = Authority::load_or_init(&params(dir.path()), &clock).unwrap();
+    assert_eq!(
+        b.rotation_state().retired[0].retire_after,
+        after,
+        "and it is saved"
+    );
+}

@@ -74,6 +74,8 @@ pub(super) struct State {
     pub(super) published: HashMap<NodeId, VecDeque<(String, u64)>>,
     /// Serials of SVIDs already warned about as close to expiry (warn once each).
     pub(super) warned: std::collections::BTreeSet<String>,
+    /// When a blocked automatic activation was last warned about.
+    pub(super) blocked_warned_at: Option<SystemTime>,
 }
 
 /// The control plane's mutable core. Lock order: `state` before `authority`.
@@ -102,6 +104,7 @@ impl ControlPlane {
             failing: BTreeMap::new(),
             published: HashMap::new(),
             warned: Default::default(),
+            blocked_warned_at: None,
         };
         let cp = Self {
             shared,

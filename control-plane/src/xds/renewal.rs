@@ -121,6 +121,22 @@ mod tests {
         assert!(points.len() > 10);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn renewal_is_always_inside_the_window(
+            w in "[a-z0-9-]{1,20}",
+            serial in "[0-9a-f]{32}",
+            start in 0u64..4_000_000_000,
+            life in 1u64..10_000_000,
+        ) {
+            let nb = SystemTime::UNIX_EPOCH + Duration::from_secs(start);
+            let na = nb + Duration::from_secs(life);
+            let at = renew_at(&w, &serial, nb, na);
+            let l = Duration::from_secs(life);
+            proptest::prop_assert!(at >= nb + l * 45 / 100 && at <= nb + l * 55 / 100);
+        }
+    }
+
     #[test]
     fn backoff_doubles_from_one_second_up_to_thirty() {
         let got: Vec<u64> = (1..=7).map(|n| backoff(n).as_secs()).collect();

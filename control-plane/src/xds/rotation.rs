@@ -141,7 +141,7 @@ impl ControlPlane {
                     tracing::error!("publishing after the CA rotation step failed: {e}");
                 }
             }
-            Ok(None) => {}
+            Ok(None) => self.warn_if_blocked(&lagging),
             Err(e) => tracing::error!("automatic CA rotation step failed: {e}"),
         }
         // The Workload API mints with the same CA; record its signing too.
@@ -156,6 +156,23 @@ impl ControlPlane {
         }
         self.update_expiry();
         tick
+    }
+
+    /// Past the activation threshold with nodes lagging: warn once a minute, naming them.
+    fn warn_if_blocked(&self, lagging: &[String]) {
+        let now = self.clock.now();
+        let rs = self.authority().rotation_state();
+        if rs.next.is_none() || lagging.is_empty() || now < rs.activate_at() {
+            return;
+        }
+        let mut state = self.lock();
+        let recent = state
+            .blocked_warned_at
+            .is_some_and(|t| now < t + std::time::Duration::from_secs(60));
+        if !recent {
+            state.blocked_warned_at = Some(now);
+            tracing::warn!(lagging = ?lagging, current_ca_expires_in_s = seconds_until(rs.current.not_after, now), "automatic CA activation is due but these nodes have not ACKed the bundle with the next CA");
+        }
     }
 
     /// Sets the expiry gauges and warns about SVIDs in the last sixth of their life.
