@@ -24,6 +24,7 @@ pub use ca::{Ca, CaError, CaParams, UpstreamCa};
 pub use ca_status::{human, CaStatus, NodeAcks, RetiredStatus, SlotStatus, StepRefusals};
 pub use keys::KeyType;
 pub use spiffe_id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN};
+pub(crate) use svid::BACKDATE;
 pub use svid::{Svid, SvidParams};
 
 /// Source of the current time. Injected so rotation and expiry logic can be tested with

@@ -5,12 +5,21 @@
 //!   and it moves with every new serial so renewals never lock into step.
 //! - A failed mint keeps the still-valid SVID and retries after 1 s, 2 s, 4 s … capped at
 //!   30 s.
+//! - "Life" starts at issuance, not at the backdated `notBefore`: with a 30 s backdate and
+//!   a 20 s TTL, half of `notAfter - notBefore` would already be in the past at issuance.
 //! - An SVID within the last 1/6 of its life without renewal is "in danger": warned about
 //!   and visible in metrics, never allowed to expire silently.
 
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
+
+use crate::identity::BACKDATE;
+
+/// When an SVID was issued: its `notBefore` plus the backdate (never past `notAfter`).
+pub fn issued_at(not_before: SystemTime, not_after: SystemTime) -> SystemTime {
+    (not_before + BACKDATE).min(not_after)
+}
 
 /// Earliest renewal point, as a fraction of the SVID's life (per mille).
 pub const RENEW_FROM_PERMILLE: u32 = 450;
@@ -29,6 +38,7 @@ pub fn renew_at(
     not_before: SystemTime,
     not_after: SystemTime,
 ) -> SystemTime {
+    let not_before = issued_at(not_before, not_after);
     let life = not_after
         .duration_since(not_before)
         .unwrap_or(Duration::ZERO);
@@ -50,6 +60,7 @@ pub fn backoff(failures: u32) -> Duration {
 
 /// Whether the SVID is in the last 1/6 of its life (it should have been renewed long ago).
 pub fn in_danger(not_before: SystemTime, not_after: SystemTime, now: SystemTime) -> bool {
+    let not_before = issued_at(not_before, not_after);
     let life = not_after
         .duration_since(not_before)
         .unwrap_or(Duration::ZERO);
@@ -92,13 +103,18 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
     }
 
+    /// The `notBefore` of an SVID issued at `t(secs)` (backdated).
+    fn nb(secs: u64) -> SystemTime {
+        t(secs) - BACKDATE
+    }
+
     #[test]
     fn renewal_lands_between_45_and_55_percent_and_is_stable() {
         for i in 0..500 {
             let w = format!("w{i}");
-            let at = renew_at(&w, "ab", t(0), t(1000));
+            let at = renew_at(&w, "ab", nb(0), t(1000));
             assert!(at >= t(450) && at <= t(550), "{w}: {at:?}");
-            assert_eq!(at, renew_at(&w, "ab", t(0), t(1000)), "deterministic");
+            assert_eq!(at, renew_at(&w, "ab", nb(0), t(1000)), "deterministic");
         }
     }
 
@@ -106,7 +122,7 @@ mod tests {
     fn renewals_of_many_workloads_spread_over_the_window() {
         let mut buckets = [0u32; 10];
         for i in 0..1000 {
-            let at = renew_at(&format!("w{i}"), "01", t(0), t(1000));
+            let at = renew_at(&format!("w{i}"), "01", nb(0), t(1000));
             let off = at.duration_since(t(450)).unwrap().as_secs().min(99);
             buckets[(off / 10) as usize] += 1;
         }
@@ -116,7 +132,7 @@ mod tests {
     #[test]
     fn a_new_serial_moves_the_renewal_point() {
         let points: std::collections::BTreeSet<_> = (0..20)
-            .map(|s| renew_at("w", &format!("{s:02x}"), t(0), t(100_000)))
+            .map(|s| renew_at("w", &format!("{s:02x}"), nb(0), t(100_000)))
             .collect();
         assert!(points.len() > 10);
     }
@@ -129,12 +145,18 @@ mod tests {
             start in 0u64..4_000_000_000,
             life in 1u64..10_000_000,
         ) {
-            let nb = SystemTime::UNIX_EPOCH + Duration::from_secs(start);
-            let na = nb + Duration::from_secs(life);
-            let at = renew_at(&w, &serial, nb, na);
+            let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(start) + BACKDATE;
+            let na = issued + Duration::from_secs(life);
+            let at = renew_at(&w, &serial, issued - BACKDATE, na);
             let l = Duration::from_secs(life);
-            proptest::prop_assert!(at >= nb + l * 45 / 100 && at <= nb + l * 55 / 100);
+            proptest::prop_assert!(at >= issued + l * 45 / 100 && at <= issued + l * 55 / 100);
         }
+    }
+
+    #[test]
+    fn a_short_svid_is_not_due_at_issuance_despite_the_backdate() {
+        let at = renew_at("w", "01", nb(0), t(20));
+        assert!(at >= t(9) && at <= t(11), "{at:?}");
     }
 
     #[test]
@@ -154,8 +176,8 @@ mod tests {
 
     #[test]
     fn the_last_sixth_of_the_life_is_danger() {
-        assert!(!in_danger(t(0), t(600), t(499)));
-        assert!(in_danger(t(0), t(600), t(500)));
+        assert!(!in_danger(nb(0), t(600), t(499)));
+        assert!(in_danger(nb(0), t(600), t(500)));
         assert_eq!(seconds_until(t(10), t(0)), 10);
         assert_eq!(seconds_until(t(0), t(10)), -10);
     }
