@@ -269,3 +269,39 @@ fn a_mint_racing_the_activation_keeps_the_old_ca_trusted_longer() {
         "and it is saved"
     );
 }
+
+#[test]
+fn the_status_explains_each_phase_in_plain_words() {
+    use crate::identity::{CaStatus, NodeAcks};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new();
+    let mut a = Authority::load_or_init(&params(dir.path()), &clock).unwrap();
+    let words = CaStatus::of(&a, clock.now(), None).summary();
+    assert!(words.contains("signs SVIDs, expires in 1h40m"), "{words}");
+    assert!(words.contains("no next CA yet"), "{words}");
+
+    a.prepare(&clock).unwrap();
+    clock.advance(7200 / 60);
+    let acks = NodeAcks {
+        connected: vec!["a".into(), "b".into(), "c".into()],
+        lagging: vec!["c".into()],
+    };
+    let st = CaStatus::of(&a, clock.now(), Some(acks));
+    assert_eq!(st.activation_blocked_by, vec!["c".to_string()]);
+    let words = st.summary();
+    assert!(
+        words.contains("prepared 2m ago, published to 2/3 connected nodes"),
+        "{words}"
+    );
+    assert!(words.contains("waiting for c to ACK"), "{words}");
+
+    mint(&a, &clock, 600);
+    a.activate(&[], &clock).unwrap();
+    let words = CaStatus::of(&a, clock.now(), Some(NodeAcks::default())).summary();
+    assert!(words.contains("leaves the bundle at"), "{words}");
+    assert!(
+        words.contains("(in 10m) when its last SVID expires"),
+        "{words}"
+    );
+    assert!(words.contains("phase: activated"), "{words}");
+}

@@ -180,6 +180,10 @@ impl CaStatus {
                     ),
                 };
                 let can = match &self.refusals.activate {
+                    None if self.nodes.is_none() => format!(
+                        "activation is up to the running control plane, once every Envoy has ACKed it (automatically at {})",
+                        self.activate_at
+                    ),
                     None => format!("can activate now (automatically at {})", self.activate_at),
                     Some(_) if !self.activation_blocked_by.is_empty() => format!(
                         "waiting for {} to ACK before it can activate",
