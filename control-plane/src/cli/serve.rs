@@ -166,9 +166,18 @@ fn config_info(cfg: &Config, error: Option<String>) -> ConfigInfo {
 }
 
 fn reload(cp: &ControlPlane, dir: &Path, shared: &Shared, info: &Mutex<ConfigInfo>) {
+    // Loading and building every node's snapshot is CPU work of up to seconds with
+    // thousands of workloads: keep it off the async workers that drive the streams.
+    tokio::task::block_in_place(|| reload_blocking(cp, dir, shared, info))
+}
+
+fn reload_blocking(cp: &ControlPlane, dir: &Path, shared: &Shared, info: &Mutex<ConfigInfo>) {
+    let started = std::time::Instant::now();
+    let mut load_ms = 0;
     let result = config::load(dir)
         .map_err(|d| format!("config reload rejected; the last good config keeps serving:\n{d}"))
         .and_then(|cfg| {
+            load_ms = started.elapsed().as_millis();
             let new_info = config_info(&cfg, None);
             cp.reload(cfg).map(|a| (a, new_info)).map_err(|e| {
                 format!("config reload rejected; the last good config keeps serving: {e}")
@@ -179,7 +188,19 @@ fn reload(cp: &ControlPlane, dir: &Path, shared: &Shared, info: &Mutex<ConfigInf
         Ok((applied, new_info)) => {
             shared.metrics.config_reloaded();
             *info = new_info;
-            tracing::info!(changed = ?applied.changed, removed = ?applied.removed, svids = applied.minted, "config reloaded");
+            let total_ms = started.elapsed().as_millis();
+            if applied.changed.len() + applied.removed.len() <= 10 {
+                tracing::info!(changed = ?applied.changed, removed = ?applied.removed, svids = applied.minted, load_ms, total_ms, "config reloaded");
+            } else {
+                tracing::info!(
+                    changed = applied.changed.len(),
+                    removed = applied.removed.len(),
+                    svids = applied.minted,
+                    load_ms,
+                    total_ms,
+                    "config reloaded"
+                );
+            }
         }
         Err(msg) => {
             shared.metrics.config_reload_failed();

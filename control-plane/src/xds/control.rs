@@ -7,7 +7,7 @@
 //! periodic tick live in `rotation.rs`. SVIDs renew at 45–55 % of their life
 //! (`renewal.rs`); a failed mint keeps the still-valid SVID and retries with backoff.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -17,7 +17,7 @@ use super::resources::{build_node_snapshot, NodeInputs, ResourceError};
 use super::server::Shared;
 use super::snapshot::Snapshot;
 use super::types::{NodeId, ResourceType};
-use crate::config::Config;
+use crate::config::{Config, Workload};
 use crate::identity::{Authority, Ca, CaError, Clock, Svid, SvidParams, TrustBundle};
 
 /// How many (SDS version, bundle sequence) pairs are remembered per node to map an ACKed
@@ -76,6 +76,8 @@ pub(super) struct State {
     pub(super) warned: std::collections::BTreeSet<String>,
     /// When a blocked automatic activation was last warned about.
     pub(super) blocked_warned_at: Option<SystemTime>,
+    /// Bundle sequence the published snapshots were built with (`None` before the first).
+    built_sequence: Option<u64>,
 }
 
 /// The control plane's mutable core. Lock order: `state` before `authority`.
@@ -98,6 +100,7 @@ impl ControlPlane {
     ) -> Result<(Self, Applied), ControlError> {
         let authority = Authority::load_or_init(&config.ca_params(), clock.as_ref())?;
         let state = State {
+            built_sequence: None,
             config: Arc::new(config),
             svids: BTreeMap::new(),
             signers: BTreeMap::new(),
@@ -261,8 +264,20 @@ impl ControlPlane {
             }
         }
 
-        let mut snapshots: Vec<(NodeId, Snapshot)> = Vec::new();
-        for w in &config.workloads {
+        // Same config object and bundle: only nodes whose SVID changed need new resources
+        // (a renewal round touches a few nodes per tick, not all of them).
+        let same_inputs =
+            Arc::ptr_eq(&state.config, &config) && state.built_sequence == Some(bundle.sequence);
+        let todo: Vec<&Workload> = config
+            .workloads
+            .iter()
+            .filter(|w| {
+                !same_inputs
+                    || state.svids.get(&w.name).map(|s| &s.serial_hex)
+                        != svids.get(&w.name).map(|s| &s.serial_hex)
+            })
+            .collect();
+        let build = |w: &Workload| -> Result<(NodeId, Snapshot), ResourceError> {
             let inputs = NodeInputs {
                 config: &config,
                 workload: w,
@@ -270,19 +285,24 @@ impl ControlPlane {
                 bundle: &bundle,
                 filter_module: &self.filter_module,
             };
-            snapshots.push((
+            Ok((
                 NodeId::new(w.node_id.clone()),
                 build_node_snapshot(&inputs)?,
-            ));
-        }
+            ))
+        };
+        let snapshots = build_all(&todo, build)?;
         let mut applied = Applied {
             minted,
             failed,
             ..Default::default()
         };
-        let keep: Vec<&NodeId> = snapshots.iter().map(|(n, _)| n).collect();
+        let keep: HashSet<&str> = config
+            .workloads
+            .iter()
+            .map(|w| w.node_id.as_str())
+            .collect();
         for old in self.shared.cache.nodes() {
-            if !keep.contains(&&old) {
+            if !keep.contains(old.as_str()) {
                 self.shared.cache.remove(&old);
                 applied.removed.push(old);
             }
@@ -304,10 +324,9 @@ impl ControlPlane {
                 applied.changed.push(node);
             }
         }
-        state
-            .published
-            .retain(|n, _| config.workloads.iter().any(|w| w.node_id == n.as_str()));
+        state.published.retain(|n, _| keep.contains(n.as_str()));
         state.failing.retain(|n, _| svids.contains_key(n));
+        state.built_sequence = Some(bundle.sequence);
         state.config = config;
         state.svids = svids;
         state.signers = signers;
@@ -322,6 +341,40 @@ impl ControlPlane {
         self.shared.metrics.svid_issued();
         Ok(s)
     }
+}
+
+/// Builds every node's snapshot, split over the available cores when there are many
+/// (a full rebuild of thousands of nodes is the bulk of a config push). All or nothing.
+fn build_all<T: Send>(
+    workloads: &[&Workload],
+    build: impl Fn(&Workload) -> Result<T, ResourceError> + Sync,
+) -> Result<Vec<T>, ResourceError> {
+    const PER_THREAD: usize = 256;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(workloads.len().div_ceil(PER_THREAD))
+        .max(1);
+    if threads == 1 {
+        return workloads.iter().map(|w| build(w)).collect();
+    }
+    let chunk = workloads.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = workloads
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(|| part.iter().map(|w| build(w)).collect::<Result<Vec<T>, _>>())
+            })
+            .collect();
+        let mut out = Vec::with_capacity(workloads.len());
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(out)
+    })
 }
 
 #[cfg(test)]

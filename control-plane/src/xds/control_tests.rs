@@ -140,3 +140,51 @@ fn a_trust_domain_change_is_refused_and_the_last_good_keeps_serving() {
         *before
     );
 }
+
+#[test]
+fn a_renewal_pushes_only_the_nodes_whose_svid_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = SystemTime::now();
+    let clock = Arc::new(ManualClock(StdMutex::new(start)));
+    let sh = shared();
+    let (cp, _) = ControlPlane::start(
+        mesh(dir.path()),
+        "/m.wasm".into(),
+        clock.clone(),
+        sh.clone(),
+    )
+    .unwrap();
+    // Move to the earliest renewal point: exactly the SVIDs due then are renewed.
+    let due = cp.next_renewal().unwrap();
+    *clock.0.lock().unwrap() = due;
+    let renewed = cp.renew_due().unwrap();
+    assert!(renewed.minted >= 1);
+    assert_eq!(
+        renewed.changed.len(),
+        renewed.minted,
+        "one pushed node per renewed SVID"
+    );
+    // A reload with a new config object rebuilds everything (and changes nothing).
+    let again = cp.reload(mesh(dir.path())).unwrap();
+    assert!(again.changed.is_empty(), "{again:?}");
+}
+
+#[test]
+fn snapshots_built_in_parallel_keep_the_workload_order_and_fail_as_a_whole() {
+    let cfg = mesh(Path::new("/unused"));
+    let many: Vec<&Workload> = cfg.workloads.iter().cycle().take(2000).collect();
+    let names = build_all(&many, |w| Ok(w.name.clone())).unwrap();
+    let want: Vec<String> = many.iter().map(|w| w.name.clone()).collect();
+    assert_eq!(names, want);
+    let err = build_all(&many, |w| {
+        if w.name == "database" {
+            Err(ResourceError::UnknownUpstream {
+                workload: w.name.clone(),
+                upstream: "x".into(),
+            })
+        } else {
+            Ok(())
+        }
+    });
+    assert!(err.is_err());
+}

@@ -132,7 +132,14 @@ impl ControlPlane {
     /// that is due, SVID renewals that are due, and the expiry gauges.
     pub fn tick(&self) -> Tick {
         let mut tick = Tick::default();
-        let lagging = self.node_acks(self.next_sequence()).lagging;
+        // Who lags only matters once activation is due; skip the per-node walk otherwise.
+        let rs = self.authority().rotation_state();
+        let lagging = match rs.next {
+            Some(_) if self.clock.now() >= rs.activate_at() => {
+                self.node_acks(self.next_sequence()).lagging
+            }
+            _ => Vec::new(),
+        };
         let step = self.authority().auto_step(&lagging, self.clock.as_ref());
         match step {
             Ok(Some(step)) => {
