@@ -41,6 +41,52 @@ pub enum AttestError {
     },
 }
 
+impl AttestError {
+    /// A short, stable label for metrics (`reason` of
+    /// `warden_xds_attestation_failures_total`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AttestError::NoCredential => "no_credential",
+            AttestError::Token(TokenError::Malformed) => "token_malformed",
+            AttestError::Token(TokenError::Unknown(_)) => "token_unknown",
+            AttestError::Token(TokenError::Revoked(_)) => "token_revoked",
+            AttestError::Token(TokenError::Expired(_)) => "token_expired",
+            AttestError::K8s(K8sError::Expired | K8sError::NotYetValid) => "jwt_expired",
+            AttestError::K8s(K8sError::WrongAudience(_)) => "jwt_wrong_audience",
+            AttestError::K8s(K8sError::WrongIssuer(_)) => "jwt_wrong_issuer",
+            AttestError::K8s(
+                K8sError::Algorithm(_)
+                | K8sError::UnknownKey
+                | K8sError::KeyMismatch(_)
+                | K8sError::Invalid(_),
+            ) => "jwt_bad_signature",
+            AttestError::K8s(
+                K8sError::Malformed | K8sError::MissingClaim(_) | K8sError::NoServiceAccount,
+            ) => "jwt_malformed",
+            AttestError::K8sNotConfigured => "k8s_not_configured",
+            AttestError::NoWorkload(_) => "no_workload",
+            AttestError::NodeMismatch { .. } => "node_mismatch",
+        }
+    }
+
+    /// Every [`AttestError::reason`] label (so metrics can render zeros).
+    pub const REASONS: [&'static str; 13] = [
+        "no_credential",
+        "token_malformed",
+        "token_unknown",
+        "token_revoked",
+        "token_expired",
+        "jwt_expired",
+        "jwt_wrong_audience",
+        "jwt_wrong_issuer",
+        "jwt_bad_signature",
+        "jwt_malformed",
+        "k8s_not_configured",
+        "no_workload",
+        "node_mismatch",
+    ];
+}
+
 /// Who the caller proved to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attested {
@@ -60,6 +106,21 @@ impl Attestor {
     /// An attestor for `config`, with Kubernetes tokens checked by `k8s` when given.
     pub fn new(config: Config, k8s: Option<K8sVerifier>) -> Self {
         Attestor { config, k8s }
+    }
+
+    /// The attestor `config` describes: its join token records, and Kubernetes tokens
+    /// when `attestation.kubernetes` is set (the JWKS was read at load time).
+    pub fn from_config(config: Config) -> Result<Self, String> {
+        let k8s = match &config.attestation.kubernetes {
+            Some(k) => Some(K8sVerifier::new(
+                k.issuer.clone(),
+                k.audience.clone(),
+                K8sVerifier::parse_jwks(&k.jwks)
+                    .map_err(|e| format!("{}: {e}", k.jwks_file.display()))?,
+            )),
+            None => None,
+        };
+        Ok(Self::new(config, k8s))
     }
 
     /// Check `authorization` (the metadata value) for a stream claiming `node_id`.
