@@ -14,7 +14,7 @@ use std::time::SystemTime;
 pub use join_token::{digest as token_digest, generate as generate_token, NewToken, TokenError};
 pub use k8s::{K8sError, K8sVerifier, ServiceAccount};
 
-use crate::config::{Config, JoinTokenRecord};
+use crate::config::{AttestMethod, Config, JoinTokenRecord};
 
 /// Why a caller was refused. Never contains the credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +31,13 @@ pub enum AttestError {
     K8sNotConfigured,
     #[error("{0} is not the SPIFFE ID of any workload")]
     NoWorkload(String),
+    #[error(
+        "workload `{workload}` does not allow attestation by {method} (its `attestation:` list)"
+    )]
+    MethodNotAllowed {
+        workload: String,
+        method: &'static str,
+    },
     #[error(
         "caller is workload `{workload}` (node id `{expected}`) but claimed node id `{claimed}`"
     )]
@@ -66,11 +73,12 @@ impl AttestError {
             AttestError::K8sNotConfigured => "k8s_not_configured",
             AttestError::NoWorkload(_) => "no_workload",
             AttestError::NodeMismatch { .. } => "node_mismatch",
+            AttestError::MethodNotAllowed { .. } => "method_not_allowed",
         }
     }
 
     /// Every [`AttestError::reason`] label (so metrics can render zeros).
-    pub const REASONS: [&'static str; 13] = [
+    pub const REASONS: [&'static str; 14] = [
         "no_credential",
         "token_malformed",
         "token_unknown",
@@ -84,6 +92,7 @@ impl AttestError {
         "k8s_not_configured",
         "no_workload",
         "node_mismatch",
+        "method_not_allowed",
     ];
 }
 
@@ -159,11 +168,15 @@ impl Attestor {
                 .ok_or(AttestError::NoWorkload(id))?;
             (w.name.clone(), "k8s_psat")
         };
-        let expected = self
-            .config
-            .workload(&workload)
-            .map(|w| w.node_id.clone())
-            .unwrap_or_default();
+        let w = self.config.workload(&workload);
+        let allowed = match method {
+            "join_token" => AttestMethod::JoinToken,
+            _ => AttestMethod::Kubernetes,
+        };
+        if w.is_some_and(|w| !w.attestation.contains(&allowed)) {
+            return Err(AttestError::MethodNotAllowed { workload, method });
+        }
+        let expected = w.map(|w| w.node_id.clone()).unwrap_or_default();
         if expected != node_id {
             return Err(AttestError::NodeMismatch {
                 workload,
