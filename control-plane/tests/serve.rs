@@ -85,6 +85,9 @@ fn start() -> Server {
         .args(["serve", "--config"])
         .arg(dir.path())
         .args(["--filter-module", "/nonexistent/warden_filter.wasm"])
+        // These tests drive the ADS protocol and reloads with a bare tonic client; TLS
+        // and attestation are covered by xds::server::secure_tests and the e2e suite.
+        .arg("--insecure-plaintext-xds")
         .env("WARDEN_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,6 +1,8 @@
 //! A whole mesh on 127.0.0.1: a generated config directory (format of ARCHITECTURE.md,
 //! every port freshly allocated), `warden serve`, one Envoy sidecar and one echo app per
-//! workload. Dropping the [`Mesh`] stops everything; on a panic the logs are printed and,
+//! workload. Every sidecar is attested like in production: a join token per workload
+//! (`warden token create --out`, kept outside the config dir) and the default TLS
+//! bootstrap of `warden bootstrap --token-file`. Dropping the [`Mesh`] stops everything; on a panic the logs are printed and,
 //! with `WARDEN_E2E_KEEP=1`, the directory is kept.
 
 use std::collections::BTreeMap;
@@ -142,6 +144,9 @@ impl Mesh {
         let (xds, admin) = (free_addr()?, free_addr()?);
         let env = harness_env();
         write_config(&dir.path().join("config"), &spec, &workloads, xds, admin)?;
+        for name in workloads.keys() {
+            create_token(dir.path(), name, &env)?;
+        }
         let mut warden = Warden::serve(
             &dir.path().join("config"),
             admin,
@@ -181,15 +186,30 @@ impl Mesh {
         Ok(())
     }
 
-    /// Renders `warden bootstrap` for `name` and starts its Envoy (does not wait).
+    /// Renders `warden bootstrap` for `name` and starts its Envoy (does not wait). A
+    /// workload added after start gets its join token here (and the server reloads).
     pub fn start_sidecar(&mut self, name: &str) -> Result<()> {
+        if !self.token_file(name).is_file() {
+            let before = self.warden.metric("warden_config_reloads_total", &[])?;
+            create_token(self.dir.path(), name, &self.env)?;
+            self.warden.reload()?;
+            let warden = &self.warden;
+            wait::until_true(
+                "warden reload (new join token)",
+                Duration::from_secs(20),
+                || Ok(warden.metric("warden_config_reloads_total", &[])? > before),
+            )?;
+        }
         let config = self.config_dir();
+        let token = self.token_file(name);
         let mut args = vec![
             "bootstrap",
             "--config",
             config.to_str().context("non-UTF-8 temp dir")?,
             "--workload",
             name,
+            "--token-file",
+            token.to_str().context("non-UTF-8 temp dir")?,
         ];
         if self.spec.mode == XdsMode::Delta {
             args.push("--delta");
@@ -230,6 +250,12 @@ impl Mesh {
     /// The config directory given to `warden serve`.
     pub fn config_dir(&self) -> PathBuf {
         self.dir.path().join("config")
+    }
+
+    /// The join token file `name`'s sidecar presents (created at start, or by
+    /// [`Mesh::start_sidecar`] for workloads added later).
+    pub fn token_file(&self, name: &str) -> PathBuf {
+        token_path(self.dir.path(), name)
     }
 
     /// The directory holding logs and bootstraps.
@@ -382,6 +408,33 @@ fn harness_env() -> Vec<(String, String)> {
         )],
         Err(_) => Vec::new(),
     }
+}
+
+fn token_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join("tokens").join(name)
+}
+
+/// `warden token create --workload name --out <dir>/tokens/<name>` (1 day).
+fn create_token(dir: &Path, name: &str, env: &[(String, String)]) -> Result<()> {
+    let out = token_path(dir, name);
+    std::fs::create_dir_all(out.parent().context("token path has a parent")?)?;
+    let config = dir.join("config");
+    warden::cli(
+        &[
+            "token",
+            "create",
+            "--config",
+            config.to_str().context("non-UTF-8 temp dir")?,
+            "--workload",
+            name,
+            "--ttl",
+            "24h",
+            "--out",
+            out.to_str().context("non-UTF-8 temp dir")?,
+        ],
+        env,
+    )?;
+    Ok(())
 }
 
 fn allocate(spec: &WorkloadSpec) -> Result<Workload> {

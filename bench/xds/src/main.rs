@@ -71,6 +71,9 @@ fn main() -> Result<()> {
             "serve".to_owned(),
             "--config".to_owned(),
             config.display().to_string(),
+            // Measures the ADS protocol and snapshot fan-out, not TLS or attestation: the
+            // simulated clients speak plaintext and carry no credential.
+            "--insecure-plaintext-xds".to_owned(),
         ])
         .env(
             "WARDEN_LOG",

@@ -30,6 +30,7 @@ async fn admin_reports_readiness_metrics_and_nacks_in_the_config_dump() {
         metrics: Arc::new(Metrics::default()),
         status: Arc::new(StatusRegistry::default()),
         authorizer: Arc::new(AllowAnyCaller),
+        max_stream_age: None,
     };
     let node = NodeId::new("backend-sidecar");
     xds.cache.set(&node, sample(&[("a", "1")], 1));

@@ -217,3 +217,50 @@ fn garbage_is_malformed_not_a_panic() {
         assert!(verifier(&[&k]).verify(t, at(NOW)).is_err(), "{t}");
     }
 }
+
+#[test]
+fn a_payload_swapped_under_a_valid_signature_is_refused() {
+    let k = issuer("k1");
+    let token = sign(&k, Some("k1"), &good_claims());
+    let mut c = good_claims();
+    c["kubernetes.io"]["serviceaccount"]["name"] = json!("frontend");
+    let forged_body = URL_SAFE_NO_PAD.encode(c.to_string());
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged = format!("{}.{forged_body}.{}", parts[0], parts[2]);
+    let err = verifier(&[&k]).verify(&forged, at(NOW)).unwrap_err();
+    assert!(matches!(err, K8sError::Invalid(_)), "{err}");
+}
+
+#[test]
+fn alg_none_in_any_spelling_or_without_a_signature_is_refused() {
+    let k = issuer("k1");
+    let body = URL_SAFE_NO_PAD.encode(good_claims().to_string());
+    for alg in ["None", "NONE", "nOnE", ""] {
+        let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","kid":"k1"}}"#));
+        for sig in ["", "AAAA"] {
+            let token = format!("{header}.{body}.{sig}");
+            assert!(
+                verifier(&[&k]).verify(&token, at(NOW)).is_err(),
+                "alg {alg:?} sig {sig:?}"
+            );
+        }
+    }
+    // A real ES256 header with the signature stripped.
+    let token = sign(&k, Some("k1"), &good_claims());
+    let stripped = format!("{}.", token.rsplit_once('.').unwrap().0);
+    assert!(verifier(&[&k]).verify(&stripped, at(NOW)).is_err());
+}
+
+#[test]
+fn without_a_kid_several_issuer_keys_are_ambiguous_and_refused() {
+    let (a, b) = (issuer("a"), issuer("b"));
+    let token = sign(&a, None, &good_claims());
+    assert_eq!(
+        verifier(&[&a, &b]).verify(&token, at(NOW)).unwrap_err(),
+        K8sError::UnknownKey
+    );
+    assert!(
+        verifier(&[&a]).verify(&token, at(NOW)).is_ok(),
+        "one key: no kid needed"
+    );
+}

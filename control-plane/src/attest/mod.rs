@@ -14,7 +14,7 @@ use std::time::SystemTime;
 pub use join_token::{digest as token_digest, generate as generate_token, NewToken, TokenError};
 pub use k8s::{K8sError, K8sVerifier, ServiceAccount};
 
-use crate::config::{Config, JoinTokenRecord};
+use crate::config::{AttestMethod, Config, JoinTokenRecord};
 
 /// Why a caller was refused. Never contains the credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +32,13 @@ pub enum AttestError {
     #[error("{0} is not the SPIFFE ID of any workload")]
     NoWorkload(String),
     #[error(
+        "workload `{workload}` does not allow attestation by {method} (its `attestation:` list)"
+    )]
+    MethodNotAllowed {
+        workload: String,
+        method: &'static str,
+    },
+    #[error(
         "caller is workload `{workload}` (node id `{expected}`) but claimed node id `{claimed}`"
     )]
     NodeMismatch {
@@ -39,6 +46,54 @@ pub enum AttestError {
         expected: String,
         claimed: String,
     },
+}
+
+impl AttestError {
+    /// A short, stable label for metrics (`reason` of
+    /// `warden_xds_attestation_failures_total`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AttestError::NoCredential => "no_credential",
+            AttestError::Token(TokenError::Malformed) => "token_malformed",
+            AttestError::Token(TokenError::Unknown(_)) => "token_unknown",
+            AttestError::Token(TokenError::Revoked(_)) => "token_revoked",
+            AttestError::Token(TokenError::Expired(_)) => "token_expired",
+            AttestError::K8s(K8sError::Expired | K8sError::NotYetValid) => "jwt_expired",
+            AttestError::K8s(K8sError::WrongAudience(_)) => "jwt_wrong_audience",
+            AttestError::K8s(K8sError::WrongIssuer(_)) => "jwt_wrong_issuer",
+            AttestError::K8s(
+                K8sError::Algorithm(_)
+                | K8sError::UnknownKey
+                | K8sError::KeyMismatch(_)
+                | K8sError::Invalid(_),
+            ) => "jwt_bad_signature",
+            AttestError::K8s(
+                K8sError::Malformed | K8sError::MissingClaim(_) | K8sError::NoServiceAccount,
+            ) => "jwt_malformed",
+            AttestError::K8sNotConfigured => "k8s_not_configured",
+            AttestError::NoWorkload(_) => "no_workload",
+            AttestError::NodeMismatch { .. } => "node_mismatch",
+            AttestError::MethodNotAllowed { .. } => "method_not_allowed",
+        }
+    }
+
+    /// Every [`AttestError::reason`] label (so metrics can render zeros).
+    pub const REASONS: [&'static str; 14] = [
+        "no_credential",
+        "token_malformed",
+        "token_unknown",
+        "token_revoked",
+        "token_expired",
+        "jwt_expired",
+        "jwt_wrong_audience",
+        "jwt_wrong_issuer",
+        "jwt_bad_signature",
+        "jwt_malformed",
+        "k8s_not_configured",
+        "no_workload",
+        "node_mismatch",
+        "method_not_allowed",
+    ];
 }
 
 /// Who the caller proved to be.
@@ -60,6 +115,21 @@ impl Attestor {
     /// An attestor for `config`, with Kubernetes tokens checked by `k8s` when given.
     pub fn new(config: Config, k8s: Option<K8sVerifier>) -> Self {
         Attestor { config, k8s }
+    }
+
+    /// The attestor `config` describes: its join token records, and Kubernetes tokens
+    /// when `attestation.kubernetes` is set (the JWKS was read at load time).
+    pub fn from_config(config: Config) -> Result<Self, String> {
+        let k8s = match &config.attestation.kubernetes {
+            Some(k) => Some(K8sVerifier::new(
+                k.issuer.clone(),
+                k.audience.clone(),
+                K8sVerifier::parse_jwks(&k.jwks)
+                    .map_err(|e| format!("{}: {e}", k.jwks_file.display()))?,
+            )),
+            None => None,
+        };
+        Ok(Self::new(config, k8s))
     }
 
     /// Check `authorization` (the metadata value) for a stream claiming `node_id`.
@@ -98,11 +168,15 @@ impl Attestor {
                 .ok_or(AttestError::NoWorkload(id))?;
             (w.name.clone(), "k8s_psat")
         };
-        let expected = self
-            .config
-            .workload(&workload)
-            .map(|w| w.node_id.clone())
-            .unwrap_or_default();
+        let w = self.config.workload(&workload);
+        let allowed = match method {
+            "join_token" => AttestMethod::JoinToken,
+            _ => AttestMethod::Kubernetes,
+        };
+        if w.is_some_and(|w| !w.attestation.contains(&allowed)) {
+            return Err(AttestError::MethodNotAllowed { workload, method });
+        }
+        let expected = w.map(|w| w.node_id.clone()).unwrap_or_default();
         if expected != node_id {
             return Err(AttestError::NodeMismatch {
                 workload,

@@ -118,3 +118,33 @@ fn tokens_for_unknown_workloads_make_the_config_invalid() {
         "{errs}"
     );
 }
+
+#[test]
+fn a_workload_that_allows_only_kubernetes_refuses_its_join_token() {
+    let dir = sample();
+    let t = with_token(dir.path(), "frontend");
+    let file = dir.path().join("workloads/frontend.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text + "attestation: [kubernetes]\n").unwrap();
+    let cfg = config::load(dir.path()).unwrap_or_else(|d| panic!("{d}"));
+    let a = Attestor::new(cfg, None);
+    let bearer = format!("Bearer {}", t.token.as_str());
+    let err = a
+        .attest(Some(&bearer), "frontend-sidecar", SystemTime::now())
+        .unwrap_err();
+    assert_eq!(err.reason(), "method_not_allowed", "{err}");
+}
+
+#[test]
+fn an_unknown_attestation_method_is_a_config_error_at_its_line() {
+    let dir = sample();
+    let file = dir.path().join("workloads/frontend.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text + "attestation: [password]\n").unwrap();
+    let errs = config::load(dir.path()).unwrap_err().to_string();
+    assert!(errs.contains("frontend.yaml:"), "{errs}");
+    assert!(
+        errs.contains("unknown attestation method `password`"),
+        "{errs}"
+    );
+}

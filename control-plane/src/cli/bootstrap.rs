@@ -1,11 +1,18 @@
 //! `warden bootstrap`: prints the stock-Envoy bootstrap (YAML) for one workload's
 //! sidecar. Start Envoy with it: `envoy -c <file>` (no other flags needed).
+//!
+//! By default the bootstrap is attested: TLS to `warden serve`, verifying its
+//! certificate against the trust bundle (inlined from the CA state, or `--ca-file`), and
+//! the workload's credential read from `--token-file` for every new stream.
+//! `--insecure-plaintext` renders the local-development channel instead (pair it with
+//! `warden serve --insecure-plaintext-xds`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::common::load_authority_bundle;
 use crate::config;
-use crate::xds::bootstrap::{render, AdsFlavor};
+use crate::xds::bootstrap::{render, AdsFlavor, Channel, RootCerts, DEFAULT_TOKEN_FILE};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -18,6 +25,19 @@ pub(crate) struct Args {
     /// Use incremental (delta) xDS instead of state-of-the-world.
     #[arg(long)]
     delta: bool,
+    /// The file the sidecar reads its credential from (a join token from `warden token
+    /// create`, or a Kubernetes projected service-account token with audience `warden`).
+    /// Read again at every new xDS stream.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_TOKEN_FILE)]
+    token_file: PathBuf,
+    /// PEM trust anchors for the control plane's certificate, referenced by path (read
+    /// when Envoy starts). Default: the current trust bundle, inlined.
+    #[arg(long, value_name = "PATH")]
+    ca_file: Option<PathBuf>,
+    /// INSECURE, local development only: plaintext xDS and no credential (needs
+    /// `warden serve --insecure-plaintext-xds`).
+    #[arg(long, conflicts_with_all = ["token_file", "ca_file"])]
+    insecure_plaintext: bool,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -43,6 +63,20 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         AdsFlavor::Sotw
     };
-    print!("{}", render(&cfg, workload, flavor));
+    let channel = if args.insecure_plaintext {
+        eprintln!("warning: --insecure-plaintext: this sidecar's xDS channel is unencrypted and unauthenticated (local development only)");
+        Channel::InsecurePlaintext
+    } else {
+        let cwd = std::env::current_dir()?;
+        let roots = match &args.ca_file {
+            Some(p) => RootCerts::File(cwd.join(p)),
+            None => RootCerts::Inline(load_authority_bundle(&cfg)?.to_pem()),
+        };
+        Channel::Attested {
+            roots,
+            token_file: cwd.join(&args.token_file),
+        }
+    };
+    print!("{}", render(&cfg, workload, flavor, &channel));
     Ok(ExitCode::SUCCESS)
 }

@@ -14,13 +14,14 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState, ConfigInfo};
+use crate::attest;
 use crate::config::{self, Config};
-use crate::identity::SystemClock;
+use crate::identity::{Clock, SystemClock};
 use crate::workload_api::{run_workload_api, IdentitySource};
 use crate::xds::cache::Cache;
 use crate::xds::control::ControlPlane;
 use crate::xds::metrics::Metrics;
-use crate::xds::server::{AllowAnyCaller, Shared};
+use crate::xds::server::{tls, AllowAnyCaller, AttestingAuthorizer, NodeAuthorizer, Shared};
 use crate::xds::status::StatusRegistry;
 
 /// Default module path, relative to the working directory (what `just build-filter`
@@ -36,6 +37,22 @@ pub(crate) struct Args {
     /// target/wasm32-wasip1/wasm/warden_filter.wasm under the working directory.
     #[arg(long, env = "WARDEN_FILTER_MODULE")]
     filter_module: Option<PathBuf>,
+    /// Serve ADS as plaintext gRPC and trust every caller's node id (no TLS, no
+    /// attestation). For local development only: anyone who can reach the port gets any
+    /// workload's private key. Sidecars need `warden bootstrap --insecure-plaintext`.
+    #[arg(long, env = "WARDEN_INSECURE_PLAINTEXT_XDS")]
+    insecure_plaintext_xds: bool,
+    /// End ADS streams older than this (with ±10% jitter) so sidecars reconnect and
+    /// present their current credential again; `0s` disables the limit.
+    #[arg(long, default_value = "1h", value_parser = duration_or_zero)]
+    xds_max_stream_age: Duration,
+}
+
+fn duration_or_zero(s: &str) -> Result<Duration, String> {
+    if s == "0" || s == "0s" {
+        return Ok(Duration::ZERO);
+    }
+    crate::config::duration::parse_arg(s)
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -57,24 +74,67 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     if !module.is_file() {
         tracing::warn!(path = %module.display(), "filter module not found; Envoy will reject the warden-authz config until it exists (build it or pass --filter-module)");
     }
+    let metrics = Arc::new(Metrics::default());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let attesting = if args.insecure_plaintext_xds {
+        None
+    } else {
+        let auth = AttestingAuthorizer::new(cfg.clone(), clock.clone(), metrics.clone())
+            .map_err(|e| anyhow::anyhow!("attestation settings: {e}"))?;
+        Some(Arc::new(auth))
+    };
+    let authorizer: Arc<dyn NodeAuthorizer> = match &attesting {
+        Some(a) => a.clone(),
+        None => Arc::new(AllowAnyCaller),
+    };
     let shared = Shared {
         cache: Arc::new(Cache::new()),
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         status: Arc::new(StatusRegistry::default()),
-        authorizer: Arc::new(AllowAnyCaller),
+        authorizer,
+        max_stream_age: (!args.xds_max_stream_age.is_zero()).then_some(args.xds_max_stream_age),
     };
     let (xds_addr, admin_addr) = (cfg.server.xds_listen, cfg.server.admin_listen);
     let info = Arc::new(Mutex::new(config_info(&cfg, None)));
-    let (cp, applied) =
-        ControlPlane::start(cfg, module.clone(), Arc::new(SystemClock), shared.clone())
-            .context("starting the control plane")?;
+    let svid_ttl = cfg.ca.svid_ttl;
+    let (cp, applied) = ControlPlane::start(cfg, module.clone(), clock.clone(), shared.clone())
+        .context("starting the control plane")?;
     let cp = Arc::new(cp);
     tracing::info!(nodes = applied.changed.len(), svids = applied.minted, module = %module.display(), "snapshots published");
 
     let xds_listener = bind(xds_addr, "xds_listen").await?;
     let admin_listener = bind(admin_addr, "admin_listen").await?;
-    tracing::warn!(addr = %xds_addr, "ADS is served as plaintext gRPC without caller authentication; keep it on loopback");
-    let ads = crate::xds::server::serve(xds_listener, shared.clone());
+    let (ads, renewal) = if args.insecure_plaintext_xds {
+        for _ in 0..3 {
+            tracing::warn!(addr = %xds_addr, "INSECURE: --insecure-plaintext-xds: ADS is plaintext gRPC and every caller's node id is trusted without attestation; any process that reaches this port can obtain every workload's private key. Local development only.");
+        }
+        let ads: futures::future::BoxFuture<'static, _> =
+            Box::pin(crate::xds::server::serve(xds_listener, shared.clone()));
+        (ads, None)
+    } else {
+        let svid = tls::mint_server_svid(&cp.ca(), svid_ttl, clock.as_ref())
+            .context("minting the control plane's serving certificate")?;
+        let cert = Arc::new(tls::ServerCert::new(tls::certified_key(&svid)?));
+        let tls_config = tls::server_config(cert.clone())?;
+        tracing::info!(addr = %xds_addr, id = %svid.id, serial = %svid.serial_hex, max_stream_age = ?shared.max_stream_age, "ADS over TLS; callers must attest (join token or Kubernetes service-account token)");
+        let renewal = tokio::spawn(tls::renew_forever(
+            cert,
+            svid.not_before,
+            svid.not_after,
+            svid_ttl,
+            {
+                let cp = cp.clone();
+                move || cp.ca()
+            },
+            clock.clone(),
+        ));
+        let ads: futures::future::BoxFuture<'static, _> = Box::pin(crate::xds::server::serve_tls(
+            xds_listener,
+            tls_config,
+            shared.clone(),
+        ));
+        (ads, Some(renewal))
+    };
     let ready = Arc::new(AtomicBool::new(false));
     let admin_state = AdminState {
         xds: shared.clone(),
@@ -113,14 +173,14 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading config");
                 seen = fingerprint(&args.config);
-                reload(&cp, &args.config, &shared, &info);
+                reload(&cp, &args.config, &shared, &info, attesting.as_deref());
             }
             _ = tick.tick() => {
                 let now = fingerprint(&args.config);
                 if now != seen {
                     seen = now;
                     tracing::info!("config files changed: reloading");
-                    reload(&cp, &args.config, &shared, &info);
+                    reload(&cp, &args.config, &shared, &info, attesting.as_deref());
                 }
                 // Automatic CA rotation steps, SVID renewals (with backoff), expiry gauges.
                 let t = cp.tick();
@@ -131,6 +191,9 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     tracing::info!("shutting down");
+    if let Some(r) = renewal {
+        r.abort();
+    }
     let _ = wl_stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), wl_task).await;
     Ok(ExitCode::SUCCESS)
@@ -165,13 +228,25 @@ fn config_info(cfg: &Config, error: Option<String>) -> ConfigInfo {
     }
 }
 
-fn reload(cp: &ControlPlane, dir: &Path, shared: &Shared, info: &Mutex<ConfigInfo>) {
+fn reload(
+    cp: &ControlPlane,
+    dir: &Path,
+    shared: &Shared,
+    info: &Mutex<ConfigInfo>,
+    attesting: Option<&AttestingAuthorizer>,
+) {
     // Loading and building every node's snapshot is CPU work of up to seconds with
     // thousands of workloads: keep it off the async workers that drive the streams.
-    tokio::task::block_in_place(|| reload_blocking(cp, dir, shared, info))
+    tokio::task::block_in_place(|| reload_blocking(cp, dir, shared, info, attesting))
 }
 
-fn reload_blocking(cp: &ControlPlane, dir: &Path, shared: &Shared, info: &Mutex<ConfigInfo>) {
+fn reload_blocking(
+    cp: &ControlPlane,
+    dir: &Path,
+    shared: &Shared,
+    info: &Mutex<ConfigInfo>,
+    attesting: Option<&AttestingAuthorizer>,
+) {
     let started = std::time::Instant::now();
     let mut load_ms = 0;
     let result = config::load(dir)
@@ -179,9 +254,16 @@ fn reload_blocking(cp: &ControlPlane, dir: &Path, shared: &Shared, info: &Mutex<
         .and_then(|cfg| {
             load_ms = started.elapsed().as_millis();
             let new_info = config_info(&cfg, None);
-            cp.reload(cfg).map(|a| (a, new_info)).map_err(|e| {
+            // Check the attestation settings before anything changes, apply them after.
+            let attestor = attest::Attestor::from_config(cfg.clone())
+                .map_err(|e| format!("config reload rejected (attestation settings): {e}"))?;
+            let applied = cp.reload(cfg).map_err(|e| {
                 format!("config reload rejected; the last good config keeps serving: {e}")
-            })
+            })?;
+            if let Some(a) = attesting {
+                a.set(attestor);
+            }
+            Ok((applied, new_info))
         });
     let mut info = info.lock().unwrap_or_else(|p| p.into_inner());
     match result {

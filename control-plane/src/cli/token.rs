@@ -24,6 +24,11 @@ pub(crate) enum Command {
         /// Lifetime, e.g. 1h or 30d.
         #[arg(long, default_value = "24h", value_parser = duration::parse_arg)]
         ttl: Duration,
+        /// Write the token to this file (mode 0600, no trailing newline: Envoy sends the
+        /// file's bytes verbatim, and a newline makes the xDS call fail) instead of
+        /// printing it.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
     },
     /// List join tokens (ids, workloads, expiry, revoked); never the tokens themselves.
     List {
@@ -45,6 +50,7 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             config,
             workload,
             ttl,
+            out,
         } => {
             let cfg = load_config(&config)?;
             if cfg.workload(&workload).is_none() {
@@ -63,7 +69,11 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 expires: SystemTime::now() + ttl,
             };
             tokens_file::add(&config, &record)?;
-            println!("{}", token.token.as_str());
+            match &out {
+                Some(path) => crate::fsutil::write_atomic(path, token.token.as_bytes(), 0o600)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
+                None => println!("{}", token.token.as_str()),
+            }
             eprintln!(
                 "token {} for workload `{workload}`, valid {}; only its hash is in {}/tokens.yaml — this is the only time it is shown",
                 token.id,

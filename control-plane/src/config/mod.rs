@@ -157,6 +157,32 @@ pub struct Workload {
     pub upstreams: Vec<Upstream>,
     /// The file this workload came from.
     pub file: PathBuf,
+    /// How its sidecar may prove itself on the xDS stream (`attestation:` in the
+    /// workload file; default: every method).
+    pub attestation: Vec<AttestMethod>,
+}
+
+/// A way a sidecar proves which workload it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AttestMethod {
+    /// A join token created for the workload by name (`warden token create`).
+    JoinToken,
+    /// A Kubernetes projected service-account token whose namespace and service
+    /// account map to the workload's SPIFFE ID (needs `attestation.kubernetes`).
+    Kubernetes,
+}
+
+impl AttestMethod {
+    /// Every method, the default.
+    pub const ALL: [AttestMethod; 2] = [AttestMethod::JoinToken, AttestMethod::Kubernetes];
+
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttestMethod::JoinToken => "join_token",
+            AttestMethod::Kubernetes => "kubernetes",
+        }
+    }
 }
 
 /// The sidecar's mTLS listener and the local app behind it.

@@ -92,6 +92,8 @@ pub(crate) struct RawWorkload {
     pub(crate) name: String,
     pub(crate) spiffe_id: String,
     pub(crate) node_id: Option<String>,
+    /// How the sidecar proves itself: `join_token`, `kubernetes` (default: both).
+    pub(crate) attestation: Option<Vec<String>>,
     pub(crate) sidecar: RawSidecar,
     pub(crate) inbound: RawInbound,
     #[serde(default)]

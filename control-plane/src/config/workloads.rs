@@ -10,7 +10,7 @@ use super::diag::{did_you_mean, Diagnostic};
 use super::files::{Files, Parsed};
 use super::raw::RawWorkload;
 use super::validate::Ctx;
-use super::{Inbound, ServerSettings, Upstream, Workload};
+use super::{AttestMethod, Inbound, ServerSettings, Upstream, Workload};
 use crate::identity::TrustDomain;
 
 pub(super) fn workload(
@@ -65,7 +65,36 @@ pub(super) fn workload(
             ok = false;
         }
     }
+    let attestation = match &raw.attestation {
+        None => AttestMethod::ALL.to_vec(),
+        Some(list) => {
+            let mut out = Vec::new();
+            for (i, m) in list.iter().enumerate() {
+                match AttestMethod::ALL.iter().find(|k| k.as_str() == m) {
+                    Some(k) => out.push(*k),
+                    None => {
+                        ctx.error(
+                            &format!("attestation[{i}]"),
+                            format!("unknown attestation method `{m}`"),
+                            Some("use `join_token` and/or `kubernetes`".into()),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            if list.is_empty() {
+                ctx.error(
+                    "attestation",
+                    "a workload needs at least one attestation method",
+                    Some("e.g. attestation: [join_token]".into()),
+                );
+                ok = false;
+            }
+            out
+        }
+    };
     Some(Workload {
+        attestation,
         name: raw.name.clone(),
         spiffe_id: spiffe_id?,
         node_id: raw.node_id.clone().unwrap_or_else(|| raw.name.clone()),

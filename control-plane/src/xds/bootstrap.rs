@@ -1,12 +1,25 @@
-//! Renders the stock-Envoy bootstrap for one workload's sidecar from the template
-//! `envoy/bootstrap.yaml`: node id and cluster, admin address, the static `warden-xds`
-//! cluster (HTTP/2) and ADS (SotW `GRPC` or `DELTA_GRPC`). Pure string rendering.
+//! Renders the stock-Envoy bootstrap for one workload's sidecar from the templates in
+//! `envoy/`: node id and cluster, admin address, ADS (SotW `GRPC` or `DELTA_GRPC`) and
+//! the channel to `warden serve`. By default the channel is attested: `google_grpc` over
+//! TLS that verifies the control plane's certificate against the trust bundle and its
+//! SPIFFE ID, plus the workload's credential read from a file for every new stream. The
+//! plaintext channel (`envoy_grpc` to a static cluster) exists only for local
+//! development. Pure string rendering.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use crate::config::{Config, Workload};
+use crate::xds::server::tls::control_plane_dns_name;
 
 const TEMPLATE: &str = include_str!("../../../envoy/bootstrap.yaml");
+const ADS_ATTESTED: &str = include_str!("../../../envoy/ads-attested.yaml");
+const ADS_PLAINTEXT: &str = include_str!("../../../envoy/ads-plaintext.yaml");
+const STATIC_PLAINTEXT: &str = include_str!("../../../envoy/static-plaintext.yaml");
+
+/// Where the sidecar reads its credential when `--token-file` is not given: mount the
+/// join token or the projected service-account token (audience `warden`) here.
+pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/warden/token";
 
 /// Which ADS variant the sidecar speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,15 +30,51 @@ pub enum AdsFlavor {
     Delta,
 }
 
+/// The trust anchors the sidecar verifies the control plane with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootCerts {
+    /// A PEM file on the sidecar's host (read once when Envoy starts).
+    File(PathBuf),
+    /// PEM inlined into the bootstrap.
+    Inline(String),
+}
+
+/// How the sidecar connects to `warden serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// TLS + credential (the default).
+    Attested {
+        /// Trust anchors for the server's certificate.
+        roots: RootCerts,
+        /// The credential file (join token or service-account token), absolute.
+        token_file: PathBuf,
+    },
+    /// Plaintext and no credential: local development only.
+    InsecurePlaintext,
+}
+
 /// The bootstrap YAML for `workload`'s sidecar.
-pub fn render(config: &Config, workload: &Workload, flavor: AdsFlavor) -> String {
+pub fn render(
+    config: &Config,
+    workload: &Workload,
+    flavor: AdsFlavor,
+    channel: &Channel,
+) -> String {
     let ip = |a: SocketAddr| a.ip().to_string();
     let port = |a: SocketAddr| a.port().to_string();
+    let quoted = |s: &str| serde_json::Value::from(s).to_string();
     let api = match flavor {
         AdsFlavor::Sotw => "GRPC",
         AdsFlavor::Delta => "DELTA_GRPC",
     };
-    let vars = [
+    let (grpc, statics) = match channel {
+        Channel::Attested { .. } => (ADS_ATTESTED.trim_end(), ""),
+        Channel::InsecurePlaintext => (ADS_PLAINTEXT.trim_end(), STATIC_PLAINTEXT.trim_end()),
+    };
+    let template = TEMPLATE
+        .replace("{{grpc_services}}", grpc)
+        .replace("{{static_resources}}", statics);
+    let mut vars = vec![
         ("node_id", workload.node_id.clone()),
         ("node_cluster", workload.name.clone()),
         ("admin_address", ip(workload.sidecar_admin)),
@@ -34,9 +83,20 @@ pub fn render(config: &Config, workload: &Workload, flavor: AdsFlavor) -> String
         ("xds_address", ip(config.server.xds_listen)),
         ("xds_port", port(config.server.xds_listen)),
     ];
-    vars.iter().fold(TEMPLATE.to_string(), |acc, (k, v)| {
+    if let Channel::Attested { roots, token_file } = channel {
+        let roots = match roots {
+            RootCerts::File(p) => format!("{{ filename: {} }}", quoted(&p.to_string_lossy())),
+            RootCerts::Inline(pem) => format!("{{ inline_string: {} }}", quoted(pem)),
+        };
+        vars.push(("root_certs", roots));
+        vars.push(("token_file", quoted(&token_file.to_string_lossy())));
+        vars.push(("server_name", control_plane_dns_name(&config.trust_domain)));
+    }
+    let out = vars.iter().fold(template, |acc, (k, v)| {
         acc.replace(&format!("{{{{{k}}}}}"), v)
-    })
+    });
+    // The template's trailing placeholder may leave an empty last line.
+    format!("{}\n", out.trim_end())
 }
 
 #[cfg(test)]
@@ -48,6 +108,15 @@ mod tests {
     fn mesh() -> Config {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mesh");
         crate::config::load(&root).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    fn attested() -> Channel {
+        Channel::Attested {
+            roots: RootCerts::Inline(
+                "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+            ),
+            token_file: PathBuf::from("/run/warden/token"),
+        }
     }
 
     /// Envoy as the project locates it: `WARDEN_ENVOY`, `<workspace>/.venv/bin/envoy`, PATH.
@@ -70,8 +139,8 @@ mod tests {
     fn the_bootstrap_names_the_node_admin_and_ads_server() {
         let cfg = mesh();
         let w = cfg.workload("backend").unwrap();
-        let yaml: serde_yaml::Value =
-            serde_yaml::from_str(&render(&cfg, w, AdsFlavor::Delta)).unwrap();
+        let plain = render(&cfg, w, AdsFlavor::Delta, &Channel::InsecurePlaintext);
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&plain).unwrap();
         assert_eq!(yaml["node"]["id"], "backend-sidecar");
         assert_eq!(
             yaml["admin"]["address"]["socket_address"]["port_value"],
@@ -87,9 +156,40 @@ mod tests {
             xds["endpoint"]["address"]["socket_address"]["port_value"],
             18000
         );
+        for channel in [Channel::InsecurePlaintext, attested()] {
+            assert!(
+                !render(&cfg, w, AdsFlavor::Sotw, &channel).contains("{{"),
+                "every placeholder is filled"
+            );
+        }
+    }
+
+    #[test]
+    fn the_attested_bootstrap_verifies_the_control_plane_and_sends_the_token_file() {
+        let cfg = mesh();
+        let w = cfg.workload("frontend").unwrap();
+        let text = render(&cfg, w, AdsFlavor::Sotw, &attested());
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let g = &yaml["dynamic_resources"]["ads_config"]["grpc_services"][0]["google_grpc"];
+        assert_eq!(g["target_uri"], "127.0.0.1:18000");
+        assert_eq!(
+            g["channel_credentials"]["ssl_credentials"]["root_certs"]["inline_string"],
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        );
+        assert_eq!(
+            g["channel_args"]["args"]["grpc.ssl_target_name_override"]["string_value"],
+            "warden-control-plane.example.org"
+        );
+        assert_eq!(
+            g["credentials_factory_name"],
+            "envoy.grpc_credentials.file_based_metadata"
+        );
+        let plugin = &g["call_credentials"][0]["from_plugin"]["typed_config"];
+        assert_eq!(plugin["secret_data"]["filename"], "/run/warden/token");
+        assert_eq!(plugin["header_prefix"], "Bearer ");
         assert!(
-            !render(&cfg, w, AdsFlavor::Sotw).contains("{{"),
-            "every placeholder is filled"
+            yaml["static_resources"].is_null(),
+            "no plaintext cluster in an attested bootstrap"
         );
     }
 
@@ -101,23 +201,38 @@ mod tests {
         };
         let cfg = mesh();
         let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "wdn.00000000.x").unwrap();
+        let roots = dir.path().join("roots.pem");
+        let ca = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
+        std::fs::write(&roots, ca.cert.pem()).unwrap();
+        let channels = [
+            Channel::InsecurePlaintext,
+            Channel::Attested {
+                roots: RootCerts::File(roots.clone()),
+                token_file: token.clone(),
+            },
+            Channel::Attested {
+                roots: RootCerts::Inline(ca.cert.pem()),
+                token_file: token,
+            },
+        ];
         for flavor in [AdsFlavor::Sotw, AdsFlavor::Delta] {
-            let file = dir.path().join("bootstrap.yaml");
-            std::fs::write(
-                &file,
-                render(&cfg, cfg.workload("frontend").unwrap(), flavor),
-            )
-            .unwrap();
-            let out = std::process::Command::new(&envoy)
-                .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
-                .arg(&file)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            for channel in &channels {
+                let file = dir.path().join("bootstrap.yaml");
+                let w = cfg.workload("frontend").unwrap();
+                std::fs::write(&file, render(&cfg, w, flavor, channel)).unwrap();
+                let out = std::process::Command::new(&envoy)
+                    .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
+                    .arg(&file)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{channel:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct Metrics {
     svid_renewal_failures: AtomicU64,
     ca_rotation_steps: AtomicU64,
     expiry: Mutex<Expiry>,
+    attestations: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    attestation_failures: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// Gauges set by the control loop's tick (seconds until expiry, negative once past).
@@ -119,6 +121,22 @@ impl Metrics {
     /// SVID renewal failures so far.
     pub fn svid_renewal_failures(&self) -> u64 {
         self.svid_renewal_failures.load(Relaxed)
+    }
+    /// A caller proved who it is with `method` (`join_token`, `k8s_psat`).
+    pub fn attested(&self, method: &'static str) {
+        bump(&self.attestations, method);
+    }
+    /// A caller was refused for `reason` (an `AttestError::reason` label).
+    pub fn attestation_failed(&self, reason: &'static str) {
+        bump(&self.attestation_failures, reason);
+    }
+    /// Refusals so far for `reason`.
+    pub fn attestation_failures(&self, reason: &str) -> u64 {
+        let map = self
+            .attestation_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(reason).copied().unwrap_or(0)
     }
     /// Currently connected proxies (open ADS streams).
     pub fn connected(&self) -> u64 {
@@ -259,8 +277,47 @@ impl Metrics {
             "Sequence of the trust bundle (increases when its authorities change).",
             expiry.bundle_sequence,
         );
+        let labelled =
+            |out: &mut String,
+             name: &str,
+             help: &str,
+             label: &str,
+             known: &[&'static str],
+             v: &std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>| {
+                let mut map = v.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                for k in known {
+                    map.entry(k).or_insert(0);
+                }
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+                for (k, n) in map {
+                    let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {n}");
+                }
+            };
+        labelled(
+            &mut out,
+            "warden_xds_attestations_total",
+            "ADS callers that proved their workload, by method.",
+            "method",
+            &["join_token", "k8s_psat"],
+            &self.attestations,
+        );
+        labelled(
+            &mut out,
+            "warden_xds_attestation_failures_total",
+            "ADS streams refused by attestation, by reason.",
+            "reason",
+            &crate::attest::AttestError::REASONS,
+            &self.attestation_failures,
+        );
         out
     }
+}
+
+fn bump(map: &std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>, key: &'static str) {
+    *map.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_insert(0) += 1;
 }
 
 #[cfg(test)]

@@ -114,8 +114,30 @@ fn start() -> Result<Demo> {
         "WARDEN_FILTER_MODULE".to_owned(),
         locate::filter_module()?.display().to_string(),
     )];
+    // One join token per sidecar, made fresh for this run and kept outside the config
+    // (only their hashes land in the copied config's tokens.yaml).
+    let tokens = work.join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    for w in &cfg.workloads {
+        let out = tokens.join(&w.name);
+        wcli::cli(
+            &[
+                "token",
+                "create",
+                "--config",
+                &dir.display().to_string(),
+                "--workload",
+                &w.name,
+                "--ttl",
+                "24h",
+                "--out",
+                &out.display().to_string(),
+            ],
+            &env,
+        )?;
+    }
     println!(
-        "starting warden serve ({} → xds {}, admin {})",
+        "starting warden serve ({} → xds {} over TLS with join-token attestation, admin {})",
         dir.display(),
         cfg.server.xds_listen,
         cfg.server.admin_listen
@@ -133,6 +155,8 @@ fn start() -> Result<Demo> {
                 &dir.display().to_string(),
                 "--workload",
                 &w.name,
+                "--token-file",
+                &tokens.join(&w.name).display().to_string(),
             ],
             &env,
         )?;

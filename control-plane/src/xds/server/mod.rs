@@ -4,11 +4,13 @@
 //! pure state machines [`sotw`] and [`delta`], this module only does the I/O and records
 //! their [`Event`]s in metrics, logs and the status registry.
 
+mod attesting;
 mod auth;
 mod delta;
 mod event;
 mod sotw;
 mod stream;
+pub mod tls;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use xds_api::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 
+pub use attesting::AttestingAuthorizer;
 pub use auth::{AllowAnyCaller, Caller, NodeAuthorizer};
 pub use delta::DeltaState;
 pub use event::Event;
@@ -43,6 +46,9 @@ pub struct Shared {
     pub status: Arc<StatusRegistry>,
     /// Who may stream which node.
     pub authorizer: Arc<dyn NodeAuthorizer>,
+    /// Streams older than this are ended (UNAVAILABLE) so the client reconnects and
+    /// presents its credential again; `None`: no limit.
+    pub max_stream_age: Option<std::time::Duration>,
 }
 
 /// The ADS service.
@@ -65,21 +71,40 @@ impl AdsServer {
     }
 }
 
-/// Serves ADS on `listener` until the future is dropped or the listener fails, with the
-/// transport settings Warden uses everywhere (`warden serve`, tests, benchmarks): no
+/// The transport settings Warden uses everywhere (`warden serve`, tests, benchmarks): no
 /// per-connection stream cap (a benchmark multiplexes thousands of node streams on few
 /// connections), TCP_NODELAY, HTTP/2 keepalive to notice dead proxies.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    shared: Shared,
-) -> Result<(), tonic::transport::Error> {
+fn transport() -> tonic::transport::Server {
     tonic::transport::Server::builder()
         .max_concurrent_streams(Some(1 << 20))
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+}
+
+/// Serves ADS as **plaintext** gRPC on `listener` until the future is dropped or the
+/// listener fails. Only for local development (`warden serve --insecure-plaintext-xds`),
+/// tests of the protocol, and benchmarks: a caller's token crosses the wire in clear.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Shared,
+) -> Result<(), tonic::transport::Error> {
+    transport()
         .add_service(AdsServer::new(shared).into_service())
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .await
+}
+
+/// Serves ADS over TLS on `listener` with `config` (see [`tls::server_config`]); a
+/// client that does not complete a TLS handshake never reaches gRPC.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    shared: Shared,
+) -> Result<(), tonic::transport::Error> {
+    transport()
+        .add_service(AdsServer::new(shared).into_service())
+        .serve_with_incoming(tls::accept_tls(listener, config))
         .await
 }
 
@@ -133,3 +158,7 @@ impl AggregatedDiscoveryService for AdsServer {
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "secure_tests.rs"]
+mod secure_tests;

@@ -15,11 +15,16 @@ use crate::xds::types::{NodeId, ResourceType};
 const SDS: ResourceType = ResourceType::Secret;
 
 async fn start() -> (String, Shared) {
+    start_with_age(None).await
+}
+
+async fn start_with_age(max_stream_age: Option<Duration>) -> (String, Shared) {
     let shared = Shared {
         cache: Arc::new(Cache::new()),
         metrics: Arc::new(Metrics::default()),
         status: Arc::new(StatusRegistry::default()),
         authorizer: Arc::new(AllowAnyCaller),
+        max_stream_age,
     };
     shared
         .cache
@@ -213,4 +218,25 @@ async fn removing_a_node_ends_its_stream() {
     shared.cache.remove(&NodeId::new("n1"));
     let err = next(&mut resp).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn streams_older_than_the_age_limit_are_ended_so_clients_re_attest() {
+    let (url, shared) = start_with_age(Some(Duration::from_millis(300))).await;
+    let mut client = client(url).await;
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(sotw("n1", &["a"], "", "", None)).await.unwrap();
+    let mut resp = client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    next(&mut resp).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = next(&mut resp).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err}");
+    assert!(err.message().contains("age limit"), "{}", err.message());
+    assert!(started.elapsed() < Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(shared.metrics.connected(), 0);
 }

@@ -91,7 +91,12 @@ pub(super) async fn run<P: Protocol>(
     tracing::info!(%node, protocol = P::NAME, remote = ?caller.remote_addr, "ADS stream opened");
     shared.metrics.stream_opened();
     shared.status.connected(&node, P::NAME);
-    let end = drive::<P>(&shared, &node, first, requests, watch, &tx).await;
+    let deadline = shared.max_stream_age.map(|age| {
+        // Up to 10% early so a fleet started together does not reconnect together.
+        let jitter = age.mul_f64(rand::random::<f64>() * 0.1);
+        tokio::time::Instant::now() + (age - jitter)
+    });
+    let end = drive::<P>(&shared, &node, first, requests, watch, &tx, deadline).await;
     if let Err(status) = end {
         let _ = tx.send(Err(status)).await;
     }
@@ -131,7 +136,15 @@ async fn drive<P: Protocol>(
     mut requests: Streaming<P::Req>,
     mut watch: SnapshotWatch,
     tx: &Tx<P::Resp>,
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<(), Status> {
+    let expired = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     let removed = || {
         Status::not_found(format!(
             "node id `{node}` was removed from the Warden config"
@@ -144,6 +157,12 @@ async fn drive<P: Protocol>(
     send(tx, resp).await?;
     loop {
         tokio::select! {
+            () = &mut expired => {
+                tracing::info!(%node, "ADS stream reached its maximum age; the client reconnects and re-attests");
+                return Err(Status::unavailable(
+                    "stream age limit reached: reconnect (credentials are checked again)",
+                ));
+            }
             msg = requests.message() => {
                 let req = match msg {
                     Ok(Some(req)) => req,
