@@ -5,6 +5,7 @@
 //! for N = 1k and 10k.
 
 mod gen;
+mod rotation;
 mod stream;
 mod tls_names;
 
@@ -39,6 +40,10 @@ struct Args {
     /// Print the markdown table header first.
     #[arg(long)]
     header: bool,
+    /// Instead of a policy push, time one SVID renewal round (SVID TTL 20 s): from the
+    /// server signing until every stream has ACKed its new SVID, and the server's CPU.
+    #[arg(long)]
+    svid_rotation: bool,
 }
 
 /// What one run measured.
@@ -53,6 +58,7 @@ struct Figures {
     push_acks: usize,
     errors: usize,
     first_error: Option<String>,
+    svid_round: Option<rotation::SvidRound>,
 }
 
 fn main() -> Result<()> {
@@ -65,7 +71,8 @@ fn main() -> Result<()> {
         .tempdir()?;
     let config = dir.path().join("config");
     let (xds, admin) = (ports::free_addr()?, ports::free_addr()?);
-    gen::write(&config, args.streams, xds, admin)?;
+    let svid_ttl = if args.svid_rotation { "20s" } else { "1h" };
+    gen::write(&config, args.streams, xds, admin, svid_ttl)?;
     let mut spec = ProcessSpec::new("warden", locate::warden()?)
         .args([
             "serve".to_owned(),
@@ -89,7 +96,7 @@ fn main() -> Result<()> {
         .worker_threads(args.client_threads)
         .enable_all()
         .build()?;
-    let result = runtime.block_on(measure(&args, &server, &config, xds, timeout));
+    let result = runtime.block_on(measure(&args, &server, &config, (xds, admin), timeout));
     drop(runtime);
     let figures = match result {
         Ok(f) => f,
@@ -107,7 +114,7 @@ async fn measure(
     args: &Args,
     server: &Process,
     config: &std::path::Path,
-    xds: std::net::SocketAddr,
+    (xds, admin): (std::net::SocketAddr, std::net::SocketAddr),
     timeout: Duration,
 ) -> Result<Figures> {
     let mut figures = Figures {
@@ -142,7 +149,7 @@ async fn measure(
     while synced < args.streams {
         match next_event(&mut events, deadline).await? {
             Event::Synced => synced += 1,
-            Event::Acked { .. } => {}
+            Event::Acked { .. } | Event::SecretsChanged { .. } => {}
             Event::Ended { error, .. } => note_error(&mut figures, error),
         }
         if figures.errors > args.streams / 100 + 5 {
@@ -161,6 +168,15 @@ async fn measure(
         }
     }
     figures.rss_held_kb = rss_kb(server.pid())?;
+
+    if args.svid_rotation {
+        let sampler = rotation::Sampler::start(server.pid(), admin);
+        let baseline = rotation::svids_issued(admin)?;
+        let round =
+            rotation::svid_round(&mut events, figures.held, sampler, baseline, timeout).await?;
+        figures.svid_round = Some(round);
+        return Ok(figures);
+    }
 
     // Phase 2: a policy change, pushed to every node.
     let t0 = Instant::now();
@@ -221,6 +237,10 @@ fn rss_kb(pid: u32) -> Result<u64> {
 }
 
 fn print_row(args: &Args, f: &Figures) {
+    if let Some(round) = &f.svid_round {
+        print_rotation_row(args, f, round);
+        return;
+    }
     if args.header {
         println!(
             "| streams | held | connect + initial sync | server RSS idle | RSS with streams | RSS per stream | \
@@ -241,6 +261,31 @@ fn print_row(args: &Args, f: &Figures) {
         ms(f.push_first),
         ms(f.push_all),
         f.push_acks,
+        f.errors,
+    );
+    if let Some(err) = &f.first_error {
+        eprintln!("first stream error: {err}");
+    }
+}
+
+fn print_rotation_row(args: &Args, f: &Figures, r: &rotation::SvidRound) {
+    if args.header {
+        println!(
+            "| streams | held | SVIDs signed | signing spread | first signing → all ACKed | \
+             last signing → all ACKed | warden CPU in window | stream errors |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    }
+    let ms = |d: Duration| format!("{} ms", d.as_millis());
+    println!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+        args.streams,
+        f.held,
+        r.signed,
+        ms(r.signing_spread),
+        ms(r.first_signing_to_all),
+        ms(r.last_signing_to_all),
+        ms(r.cpu),
         f.errors,
     );
     if let Some(err) = &f.first_error {
