@@ -1,18 +1,14 @@
 //! The Workload API against a client nobody here wrote: the `spiffe` crate's
-//! `WorkloadApiClient` (its own tonic and generated code) over a real Unix socket.
+//! `WorkloadApiClient` (its own tonic and generated code) over a real Unix socket, served
+//! by the real `warden serve` process.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use spiffe::{JwtSvid, TrustDomain, WorkloadApiClient};
-use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
-use warden::config::{self, Config};
-use warden::identity::Ca;
-use warden::workload_api::run_workload_api;
 
 const BACKEND: &str = "spiffe://example.org/ns/demo/sa/backend";
 
@@ -43,20 +39,40 @@ fn my_uid() -> u32 {
     std::fs::metadata("/proc/self").unwrap().uid()
 }
 
-/// Start the API; dropping the returned sender stops it.
-async fn start(dir: &Path, socket: &Path) -> oneshot::Sender<()> {
-    let cfg: Config = config::load(dir).unwrap();
-    let ca = Arc::new(Ca::load_or_init(&cfg.ca_params(), &warden::identity::SystemClock).unwrap());
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = rx.await;
-        };
-        run_workload_api(&cfg, ca, stop).await.unwrap();
-    });
-    for _ in 0..100 {
+/// `warden serve` (the real binary) on the config dir; dropping it stops the process.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `warden serve` with OS-chosen xDS and admin ports and wait for the socket.
+async fn start(dir: &Path, socket: &Path) -> Served {
+    let yaml = dir.join("warden.yaml");
+    let text = std::fs::read_to_string(&yaml)
+        .unwrap()
+        .replace("127.0.0.1:18000", "127.0.0.1:0")
+        .replace("127.0.0.1:18001", "127.0.0.1:0");
+    std::fs::write(&yaml, text).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--config"])
+        .arg(dir)
+        .arg("--filter-module")
+        .arg(dir.join("no-filter.wasm"))
+        .env("WARDEN_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut served = Served(child);
+    for _ in 0..200 {
         if socket.exists() {
-            return tx;
+            return served;
+        }
+        if let Some(status) = served.0.try_wait().unwrap() {
+            panic!("warden serve exited early: {status}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -83,7 +99,7 @@ async fn the_spiffe_crate_fetches_an_x509_svid_with_the_trust_bundle() {
         &backend_for_my_uid(&format!(", \"unix:path:{}\"", exe.display())),
         0.5,
     );
-    let _stop = start(dir.path(), &socket).await;
+    let _served = start(dir.path(), &socket).await;
     let ctx = client(&socket).await.fetch_x509_context().await.unwrap();
     let svid = ctx.default_svid().unwrap();
     assert_eq!(svid.spiffe_id().to_string(), BACKEND);
@@ -98,7 +114,7 @@ async fn the_spiffe_crate_fetches_an_x509_svid_with_the_trust_bundle() {
 async fn the_x509_stream_pushes_a_new_svid_when_it_is_re_minted() {
     // 1m lifetime renewed at 5% of it: a new SVID after about 3 s.
     let (dir, socket) = config_dir(&backend_for_my_uid(""), 0.05);
-    let _stop = start(dir.path(), &socket).await;
+    let _served = start(dir.path(), &socket).await;
     let mut stream = client(&socket).await.stream_x509_svids().await.unwrap();
     let first = stream.next().await.unwrap().unwrap();
     let second = tokio::time::timeout(Duration::from_secs(15), stream.next())
@@ -113,7 +129,7 @@ async fn the_x509_stream_pushes_a_new_svid_when_it_is_re_minted() {
 #[tokio::test]
 async fn the_spiffe_crate_fetches_and_validates_a_jwt_svid() {
     let (dir, socket) = config_dir(&backend_for_my_uid(""), 0.5);
-    let _stop = start(dir.path(), &socket).await;
+    let _served = start(dir.path(), &socket).await;
     let c = client(&socket).await;
     let svid = c.fetch_jwt_svid(["database"], None).await.unwrap();
     assert_eq!(svid.spiffe_id().to_string(), BACKEND);
@@ -139,7 +155,7 @@ async fn a_caller_matching_no_selector_is_denied_not_given_an_empty_answer() {
         "  - name: backend\n    selectors: [\"unix:uid:4242\"]\n",
         0.5,
     );
-    let _stop = start(dir.path(), &socket).await;
+    let _served = start(dir.path(), &socket).await;
     let c = client(&socket).await;
     let err = c.fetch_x509_svid().await.unwrap_err();
     assert!(
@@ -171,7 +187,7 @@ async fn a_process_with_another_uid_is_refused() {
         return;
     }
     let (dir, socket) = config_dir(&backend_for_my_uid(""), 0.5);
-    let _stop = start(dir.path(), &socket).await;
+    let _served = start(dir.path(), &socket).await;
     let socket2 = socket.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(std::env::current_exe().unwrap())
@@ -198,4 +214,76 @@ async fn a_process_with_another_uid_is_refused() {
     // The same socket still serves the matching uid.
     let svid = client(&socket).await.fetch_x509_svid().await.unwrap();
     assert_eq!(svid.spiffe_id().to_string(), BACKEND);
+}
+
+/// Poll `fetch_x509_svid` until it names `want` (or the deadline passes).
+async fn wait_for_identity(socket: &Path, want: &str) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        match client(socket).await.fetch_x509_svid().await {
+            Ok(svid) if svid.spiffe_id().to_string() == want => return Ok(()),
+            Ok(svid) => last = svid.spiffe_id().to_string(),
+            Err(e) => last = format!("{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last)
+}
+
+#[tokio::test]
+async fn edited_selectors_apply_without_a_restart_and_end_streams_that_lost_their_identity() {
+    let (dir, socket) = config_dir(&backend_for_my_uid(""), 0.5);
+    let _served = start(dir.path(), &socket).await;
+    let mut stream = client(&socket).await.stream_x509_svids().await.unwrap();
+    assert_eq!(
+        stream
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .spiffe_id()
+            .to_string(),
+        BACKEND
+    );
+
+    // The entry moves to another uid: the open stream ends, new calls are refused.
+    let yaml = dir.path().join("workload-api.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(
+        &yaml,
+        text.replace(&format!("unix:uid:{}", my_uid()), "unix:uid:4242"),
+    )
+    .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the stream stays open after its caller lost every entry");
+    assert!(!matches!(end, Some(Ok(_))), "{end:?}");
+    let err = client(&socket).await.fetch_x509_svid().await.unwrap_err();
+    assert!(
+        matches!(err, spiffe::WorkloadApiError::NoIdentityIssued),
+        "{err:?}"
+    );
+
+    // A new entry with its own SPIFFE ID for this uid is served, still without a restart.
+    let job = "spiffe://example.org/jobs/nightly";
+    let text = std::fs::read_to_string(&yaml).unwrap().replace(
+        "workloads:\n",
+        &format!(
+            "workloads:\n  - name: nightly\n    spiffe_id: {job}\n    selectors: [\"unix:uid:{}\"]\n",
+            my_uid()
+        ),
+    );
+    std::fs::write(&yaml, text).unwrap();
+    wait_for_identity(&socket, job).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_invalid_edit_is_refused_and_the_last_good_selectors_keep_serving() {
+    let (dir, socket) = config_dir(&backend_for_my_uid(""), 0.5);
+    let _served = start(dir.path(), &socket).await;
+    let yaml = dir.path().join("workload-api.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(&yaml, text.replace("unix:uid:", "unix:user:")).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await; // two reload polls
+    wait_for_identity(&socket, BACKEND).await.unwrap();
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The Warden Workload API against the Python `spiffe` package (py-spiffe), from a
-separate process: starts `warden workload-api` on a copy of examples/mesh, then fetches an
+separate process: starts `warden serve` on a copy of examples/mesh (xDS and admin on
+OS-chosen ports), then fetches an
 X.509-SVID, waits for a rotation push, fetches/validates a JWT-SVID (remotely and offline
 against the JWT bundle), and checks that a request without the security header is refused
 with INVALID_ARGUMENT.
@@ -38,7 +39,14 @@ def start_warden(binary: Path, workdir: Path) -> "tuple[subprocess.Popen, Path]"
         "  - name: backend\n"
         f"    selectors: [\"unix:uid:{os.getuid()}\", \"unix:path:{exe}\"]\n"
     )
-    proc = subprocess.Popen([str(binary), "workload-api", "--config", str(cfg)])
+    yaml = cfg / "warden.yaml"
+    text = yaml.read_text().replace("127.0.0.1:18000", "127.0.0.1:0").replace("127.0.0.1:18001", "127.0.0.1:0")
+    yaml.write_text(text)
+    env = dict(os.environ, WARDEN_LOG="warn")
+    proc = subprocess.Popen(
+        [str(binary), "serve", "--config", str(cfg), "--filter-module", str(cfg / "no-filter.wasm")],
+        env=env,
+    )
     for _ in range(200):
         if socket.exists():
             return proc, socket

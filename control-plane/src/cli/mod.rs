@@ -13,7 +13,6 @@ mod policy;
 mod serve;
 mod token;
 mod validate;
-mod workload_api;
 
 use std::process::ExitCode;
 
@@ -47,8 +46,6 @@ enum Command {
     /// Create, list and revoke join tokens that sidecars use to prove who they are.
     #[command(subcommand)]
     Token(token::Command),
-    /// Serve the SPIFFE Workload API on a Unix socket (settings in workload-api.yaml).
-    WorkloadApi(workload_api::Args),
 }
 
 /// Entry point used by `main.rs`.
@@ -63,7 +60,6 @@ pub fn main() -> ExitCode {
         Command::Bootstrap(args) => bootstrap::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Token(cmd) => token::run(cmd),
-        Command::WorkloadApi(args) => workload_api::run(args),
     };
     match result {
         Ok(code) => code,

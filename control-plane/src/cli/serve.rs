@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::admin::{self, AdminState, ConfigInfo};
 use crate::config::{self, Config};
 use crate::identity::SystemClock;
+use crate::workload_api::{run_workload_api, IdentitySource};
 use crate::xds::cache::Cache;
 use crate::xds::control::ControlPlane;
 use crate::xds::metrics::Metrics;
@@ -81,14 +82,14 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     };
     // The SPIFFE Workload API for workloads without a sidecar (only with workload-api.yaml).
     let (wl_stop, wl_stopped) = tokio::sync::oneshot::channel::<()>();
-    let wl_cfg = cp.config();
+    let cp = Arc::new(cp);
     let wl_task = tokio::spawn({
-        let ca = cp.ca();
+        let source: Arc<dyn IdentitySource> = cp.clone();
         async move {
             let shutdown = async {
                 let _ = wl_stopped.await;
             };
-            if let Err(e) = crate::workload_api::run_workload_api(&wl_cfg, ca, shutdown).await {
+            if let Err(e) = run_workload_api(source, Arc::new(SystemClock), shutdown).await {
                 tracing::error!("Workload API stopped: {e}");
             }
         }

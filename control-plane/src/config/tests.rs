@@ -294,3 +294,36 @@ fn missing_main_file_is_a_clear_error() {
     assert!(errs[0].message.contains("file not found"));
     assert!(errs[0].file.ends_with("warden.yaml"));
 }
+
+#[test]
+fn a_wildcard_address_clashes_with_a_later_specific_one_but_other_ips_do_not() {
+    let dir = sample();
+    edit(
+        dir.path(),
+        "workloads/backend.yaml",
+        "listen: 127.0.0.1:15002",
+        "listen: 0.0.0.0:15001",
+    );
+    let errs = errors(dir.path());
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].file.ends_with("frontend.yaml"), "{}", errs[0]);
+    assert!(
+        errs[0]
+            .message
+            .contains("already used by backend: inbound.listen"),
+        "{}",
+        errs[0]
+    );
+
+    let dir = sample();
+    edit(
+        dir.path(),
+        "workloads/backend.yaml",
+        "listen: 127.0.0.1:15002",
+        "listen: 127.0.0.2:15001",
+    );
+    assert!(
+        crate::config::load(dir.path()).is_ok(),
+        "same port on another IP is fine"
+    );
+}

@@ -123,9 +123,10 @@ pub(super) fn cross_checks(
         .iter()
         .map(|p| p.value.name.as_str())
         .collect();
+    let known: std::collections::HashSet<&str> = names.iter().copied().collect();
     for w in workloads {
         for (i, u) in w.upstreams.iter().enumerate() {
-            if !names.contains(&u.workload.as_str()) {
+            if !known.contains(u.workload.as_str()) {
                 let (file, pos) = at(w, &format!("upstreams[{i}].workload"));
                 let hint = match did_you_mean(&u.workload, names.iter().copied()) {
                     Some(n) => format!("did you mean `{n}`?"),
@@ -186,8 +187,27 @@ fn port_clashes(
             add(u.listen, format!("upstreams[{i}].listen"));
         }
     }
+    // Indexed so the check stays linear with thousands of workloads: the first user of
+    // each exact address, of each port on a wildcard IP, and of each port on any IP.
+    let mut exact: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut wildcard: HashMap<u16, usize> = HashMap::new();
+    let mut any: HashMap<u16, usize> = HashMap::new();
     for (i, (addr, what, file, pos)) in bound.iter().enumerate() {
-        if let Some((_, first, ..)) = bound[..i].iter().find(|(a, ..)| clash(*a, *addr)) {
+        if addr.port() == 0 {
+            continue;
+        }
+        let candidates = if addr.ip().is_unspecified() {
+            [any.get(&addr.port()), None]
+        } else {
+            [exact.get(addr), wildcard.get(&addr.port())]
+        };
+        let first = candidates.into_iter().flatten().min().map(|&j| &bound[j]);
+        exact.entry(*addr).or_insert(i);
+        any.entry(addr.port()).or_insert(i);
+        if addr.ip().is_unspecified() {
+            wildcard.entry(addr.port()).or_insert(i);
+        }
+        if let Some((_, first, ..)) = first.filter(|(a, ..)| clash(*a, *addr)) {
             diags.push(
                 Diagnostic::at(
                     file,

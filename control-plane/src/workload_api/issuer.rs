@@ -1,22 +1,59 @@
-//! Keeps one current X.509-SVID per workload entry and re-mints it after
-//! `renew_fraction` of its lifetime (with +-10% jitter so entries don't renew in lockstep).
-//! Every change bumps an epoch on a `watch` channel; open `FetchX509SVID` streams wait on
-//! it and send the caller's SVIDs again when they changed. Also holds the JWT key.
+//! Keeps one current X.509-SVID per workload entry, re-minted after `renew_fraction` of
+//! its lifetime (with +-10% jitter so entries don't renew in lockstep), and follows the
+//! control plane: a CA rotation (new signer or a changed trust bundle) and a reloaded
+//! `workload-api.yaml` (entries added, changed or removed) take effect on the next
+//! [`Issuer::tick`]. Every visible change bumps an epoch on a `watch` channel; open
+//! streams wait on it and send again when what they show changed. Also holds the JWT key.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 use tokio::sync::watch;
 
-use super::attest::Entry;
-use super::jwt::JwtKey;
+use super::attest::{Caller, Entry};
+use super::jwt::{JwtError, Validated};
+use super::jwt_keys::JwtKeys;
 use super::pem;
+use crate::config::Config;
 use crate::identity::{Ca, CaError, Clock, SvidParams, TrustBundle};
 
-/// How long to wait before retrying a failed re-mint.
-const RETRY: Duration = Duration::from_secs(5);
+/// First retry delay after a failed re-mint; doubles up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// Longest wait between re-mint attempts while the current SVID is still valid.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// Where the Workload API gets its signer, trust bundle and config: in `warden serve` the
+/// control plane (whose active CA and bundle change when the CA rotates, and whose config
+/// changes on reload); standalone, one fixed CA.
+pub trait IdentitySource: Send + Sync + std::fmt::Debug + 'static {
+    /// The CA that signs new SVIDs now.
+    fn signer(&self) -> Arc<Ca>;
+    /// Every authority workloads must trust now (current, next and retiring CAs).
+    fn bundle(&self) -> TrustBundle;
+    /// The config currently served.
+    fn config(&self) -> Arc<Config>;
+}
+
+/// A source that never changes: one CA, one config (tests, embedding).
+#[derive(Debug)]
+pub struct FixedSource {
+    pub ca: Arc<Ca>,
+    pub config: Arc<Config>,
+}
+
+impl IdentitySource for FixedSource {
+    fn signer(&self) -> Arc<Ca> {
+        self.ca.clone()
+    }
+    fn bundle(&self) -> TrustBundle {
+        self.ca.bundle()
+    }
+    fn config(&self) -> Arc<Config> {
+        self.config.clone()
+    }
+}
 
 /// An SVID ready to put on the wire.
 #[derive(Debug)]
@@ -27,113 +64,289 @@ pub struct Minted {
     pub chain_der: Vec<u8>,
     /// DER PKCS#8 key.
     pub key_der: Vec<u8>,
+    pub not_after: SystemTime,
 }
 
 /// Lifetimes and the renewal point.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lifetimes {
     pub x509_ttl: Duration,
     pub jwt_ttl: Duration,
     pub renew_fraction: f64,
+    /// How long a JWT signing key signs before the next one takes over.
+    pub jwt_key_ttl: Duration,
+}
+
+/// One entry's current SVID and when to touch it next.
+#[derive(Debug, Clone)]
+struct Slot {
+    entry: Entry,
+    svid: Arc<Minted>,
+    /// Re-mint at or after this time (renewal point, or the next retry).
+    due: SystemTime,
+    failures: u32,
+}
+
+#[derive(Debug)]
+struct State {
+    lifetimes: Lifetimes,
+    slots: BTreeMap<String, Slot>,
+    bundle: TrustBundle,
+    signer: Arc<Ca>,
 }
 
 /// Current identities for all entries.
 #[derive(Debug)]
 pub struct Issuer {
-    ca: Arc<Ca>,
+    source: Arc<dyn IdentitySource>,
     clock: Arc<dyn Clock>,
-    pub(crate) jwt: JwtKey,
-    pub(crate) lifetimes: Lifetimes,
-    svids: RwLock<BTreeMap<String, Arc<Minted>>>,
+    jwt: RwLock<JwtKeys>,
+    state: RwLock<State>,
     epoch: watch::Sender<u64>,
 }
 
 impl Issuer {
-    /// Mint a first SVID for every entry.
+    /// Mint a first SVID for every entry; fails if any cannot be minted.
     pub fn new(
-        ca: Arc<Ca>,
+        source: Arc<dyn IdentitySource>,
         clock: Arc<dyn Clock>,
-        jwt: JwtKey,
+        jwt: JwtKeys,
         lifetimes: Lifetimes,
         entries: &[Entry],
-    ) -> Result<(Issuer, Vec<Duration>), CaError> {
-        let issuer = Issuer {
-            ca,
-            clock,
-            jwt,
-            lifetimes,
-            svids: RwLock::new(BTreeMap::new()),
-            epoch: watch::Sender::new(0),
-        };
-        let delays = entries
-            .iter()
-            .map(|e| issuer.remint(e))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((issuer, delays))
-    }
-
-    /// Mint a new SVID for `entry`, publish it, and return how long until the next one.
-    pub fn remint(&self, entry: &Entry) -> Result<Duration, CaError> {
-        let params = SvidParams {
-            id: entry.spiffe_id.clone(),
-            ttl: self.lifetimes.x509_ttl,
-        };
-        let now = self.clock.now();
-        let svid = self.ca.mint(&params, self.clock.as_ref())?;
-        let minted = Minted {
-            spiffe_id: svid.id.to_string(),
-            serial_hex: svid.serial_hex.clone(),
-            chain_der: pem::concat_der(&svid.cert_chain_pem, "CERTIFICATE"),
-            key_der: pem::concat_der(&svid.private_key_pem, "PRIVATE KEY"),
-        };
-        if let Ok(mut map) = self.svids.write() {
-            map.insert(entry.name.clone(), Arc::new(minted));
+    ) -> Result<Issuer, CaError> {
+        let signer = source.signer();
+        let now = clock.now();
+        let mut slots = BTreeMap::new();
+        for e in entries {
+            let (svid, due) = mint(&signer, clock.as_ref(), e, &lifetimes, now)?;
+            slots.insert(e.name.clone(), slot(e, svid, due));
         }
-        self.epoch.send_modify(|e| *e += 1);
-        let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
-        Ok(renew_after(
-            now,
-            svid.not_after,
-            self.lifetimes.renew_fraction,
-            jitter,
-        ))
+        let state = State {
+            lifetimes,
+            slots,
+            bundle: source.bundle(),
+            signer,
+        };
+        Ok(Issuer {
+            source,
+            clock,
+            jwt: RwLock::new(jwt),
+            state: RwLock::new(state),
+            epoch: watch::Sender::new(0),
+        })
     }
 
-    /// Re-mint `entry` forever, starting after `first_delay`. Runs until aborted.
-    pub async fn rotate(self: Arc<Self>, entry: Entry, first_delay: Duration) {
-        let mut delay = first_delay;
-        loop {
-            tokio::time::sleep(delay).await;
-            delay = match self.remint(&entry) {
-                Ok(next) => {
-                    tracing::info!(workload = %entry.name, id = %entry.spiffe_id, "re-minted X.509-SVID");
-                    next
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replace the entries and lifetimes (a reloaded `workload-api.yaml`): new entries and
+    /// entries whose SPIFFE ID changed are minted now, removed ones are dropped, others keep
+    /// their SVID. Open streams re-check which entries their caller still matches.
+    pub fn set_entries(&self, entries: &[Entry], lifetimes: Lifetimes) {
+        let now = self.clock.now();
+        let mut st = self.write();
+        let ttl_changed = st.lifetimes.x509_ttl != lifetimes.x509_ttl;
+        st.lifetimes = lifetimes;
+        let mut slots = BTreeMap::new();
+        for e in entries {
+            let keep = st
+                .slots
+                .get(&e.name)
+                .filter(|s| s.svid.spiffe_id == e.spiffe_id.as_str() && !ttl_changed);
+            let next = match keep {
+                Some(s) => Slot {
+                    entry: e.clone(),
+                    ..s.clone()
+                },
+                None => match mint(&st.signer, self.clock.as_ref(), e, &lifetimes, now) {
+                    Ok((svid, due)) => slot(e, svid, due),
+                    Err(err) => {
+                        tracing::error!(workload = %e.name, %err, "minting an X.509-SVID for a reloaded entry failed; it is not served until a retry succeeds");
+                        continue;
+                    }
+                },
+            };
+            slots.insert(e.name.clone(), next);
+        }
+        st.slots = slots;
+        drop(st);
+        self.epoch.send_modify(|e| *e += 1);
+    }
+
+    /// Follow the source and the clock: adopt a changed bundle, re-mint every SVID when
+    /// the signing CA changed (so the old CA can retire sooner), re-mint due SVIDs (a
+    /// failure keeps the still-valid SVID and retries with capped backoff). Returns the
+    /// number of SVIDs minted; bumps the epoch when anything visible changed.
+    pub fn tick(&self) -> usize {
+        let now = self.clock.now();
+        let (bundle, signer) = (self.source.bundle(), self.source.signer());
+        let mut st = self.write();
+        let mut changed = false;
+        if st.bundle.x509_authorities_der != bundle.x509_authorities_der {
+            tracing::info!(
+                authorities = bundle.x509_authorities_der.len(),
+                "trust bundle changed; pushing it to Workload API streams"
+            );
+            st.bundle = bundle;
+            changed = true;
+        }
+        let new_signer = !Arc::ptr_eq(&st.signer, &signer);
+        if new_signer {
+            st.signer = signer;
+        }
+        let lifetimes = st.lifetimes;
+        let signer = st.signer.clone();
+        let mut minted = 0;
+        for slot in st.slots.values_mut() {
+            if !new_signer && slot.due > now {
+                continue;
+            }
+            match mint(&signer, self.clock.as_ref(), &slot.entry, &lifetimes, now) {
+                Ok((svid, due)) => {
+                    tracing::info!(workload = %slot.entry.name, id = %slot.entry.spiffe_id, serial = %svid.serial_hex, "re-minted X.509-SVID");
+                    *slot = Slot {
+                        svid,
+                        due,
+                        failures: 0,
+                        entry: slot.entry.clone(),
+                    };
+                    minted += 1;
+                    changed = true;
                 }
                 Err(err) => {
-                    tracing::warn!(workload = %entry.name, %err, "re-minting the X.509-SVID failed; retrying");
-                    RETRY
+                    slot.failures += 1;
+                    let wait = retry_delay(slot.failures);
+                    slot.due = now + wait;
+                    let left = slot.svid.not_after.duration_since(now).unwrap_or_default();
+                    tracing::warn!(workload = %slot.entry.name, %err, retry_in_s = wait.as_secs(), expires_in_s = left.as_secs(), "re-minting the X.509-SVID failed; the current one is kept");
                 }
-            };
+            }
         }
+        drop(st);
+        changed |= self.rotate_jwt_keys(now, &lifetimes);
+        if changed {
+            self.epoch.send_modify(|e| *e += 1);
+        }
+        minted
+    }
+
+    /// JWT key rotation steps due now; `true` when the JWT bundle changed.
+    fn rotate_jwt_keys(&self, now: SystemTime, lifetimes: &Lifetimes) -> bool {
+        let mut keys = self.jwt.write().unwrap_or_else(|p| p.into_inner());
+        match keys.rotate_due(now, lifetimes.jwt_key_ttl, lifetimes.jwt_ttl) {
+            Ok(steps) => {
+                for step in &steps {
+                    tracing::info!(?step, "JWT signing key rotation");
+                }
+                !steps.is_empty()
+            }
+            Err(err) => {
+                tracing::error!(%err, "JWT key rotation failed; the current key keeps signing");
+                false
+            }
+        }
+    }
+
+    /// Sign a JWT-SVID with the active key.
+    pub fn sign_jwt(
+        &self,
+        id: &crate::identity::SpiffeId,
+        audience: &[String],
+    ) -> Result<String, JwtError> {
+        let ttl = self.lifetimes().jwt_ttl;
+        let keys = self.jwt.read().unwrap_or_else(|p| p.into_inner());
+        keys.sign(id, audience, self.clock.now(), ttl)
+    }
+
+    /// Validate a JWT-SVID against every published key.
+    pub fn validate_jwt(&self, token: &str, audience: &str) -> Result<Validated, JwtError> {
+        let keys = self.jwt.read().unwrap_or_else(|p| p.into_inner());
+        keys.validate(token, audience, self.clock.now())
+    }
+
+    /// The JWT bundle (JWKS JSON).
+    pub fn jwks_json(&self) -> String {
+        self.jwt
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .jwks_json()
+    }
+
+    /// The entries `caller` matches now (empty when none).
+    pub fn entries_for(&self, caller: &Caller) -> Vec<Entry> {
+        let st = self.read();
+        let entries: Vec<Entry> = st.slots.values().map(|s| s.entry.clone()).collect();
+        super::attest::matching(&entries, caller)
+            .into_iter()
+            .cloned()
+            .collect()
     }
 
     /// The current SVID of an entry.
     pub fn current(&self, name: &str) -> Option<Arc<Minted>> {
-        self.svids.read().ok()?.get(name).cloned()
+        self.read().slots.get(name).map(|s| s.svid.clone())
     }
 
-    /// Changes whenever any SVID is re-minted.
+    /// Changes whenever any SVID, the bundle or the entries change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.epoch.subscribe()
     }
 
     pub fn bundle(&self) -> TrustBundle {
-        self.ca.bundle()
+        self.read().bundle.clone()
+    }
+
+    pub fn lifetimes(&self) -> Lifetimes {
+        self.read().lifetimes
+    }
+
+    /// The config of the identity source (for reloads).
+    pub fn config(&self) -> Arc<Config> {
+        self.source.config()
     }
 
     pub fn now(&self) -> SystemTime {
         self.clock.now()
     }
+}
+
+fn slot(entry: &Entry, svid: Arc<Minted>, due: SystemTime) -> Slot {
+    Slot {
+        entry: entry.clone(),
+        svid,
+        due,
+        failures: 0,
+    }
+}
+
+/// Mint for `entry` and say when to renew it.
+fn mint(
+    ca: &Ca,
+    clock: &dyn Clock,
+    entry: &Entry,
+    lifetimes: &Lifetimes,
+    now: SystemTime,
+) -> Result<(Arc<Minted>, SystemTime), CaError> {
+    let params = SvidParams {
+        id: entry.spiffe_id.clone(),
+        ttl: lifetimes.x509_ttl,
+    };
+    let svid = ca.mint(&params, clock)?;
+    let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
+    let due = now + renew_after(now, svid.not_after, lifetimes.renew_fraction, jitter);
+    let minted = Minted {
+        spiffe_id: svid.id.to_string(),
+        serial_hex: svid.serial_hex.clone(),
+        chain_der: pem::concat_der(&svid.cert_chain_pem, "CERTIFICATE"),
+        key_der: pem::concat_der(&svid.private_key_pem, "PRIVATE KEY"),
+        not_after: svid.not_after,
+    };
+    Ok((Arc::new(minted), due))
 }
 
 /// When to renew: `fraction` of the remaining lifetime after minting, scaled by
@@ -149,25 +362,12 @@ pub fn renew_after(
     Duration::from_secs_f64(scaled.max(1.0))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renewal_happens_at_the_configured_fraction_of_the_lifetime() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let end = t + Duration::from_secs(3600);
-        assert_eq!(renew_after(t, end, 0.5, 0.0), Duration::from_secs(1800));
-        assert_eq!(renew_after(t, end, 0.5, 1.0), Duration::from_secs(1980));
-        assert_eq!(renew_after(t, end, 0.5, -1.0), Duration::from_secs(1620));
-    }
-
-    #[test]
-    fn an_expired_svid_is_renewed_after_one_second() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        assert_eq!(
-            renew_after(t, t - Duration::from_secs(5), 0.5, 0.0),
-            Duration::from_secs(1)
-        );
-    }
+/// Capped exponential backoff after `failures` consecutive failed re-mints.
+pub fn retry_delay(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    FIRST_RETRY.saturating_mul(1 << exp).min(MAX_RETRY)
 }
+
+#[cfg(test)]
+#[path = "issuer_tests.rs"]
+mod tests;

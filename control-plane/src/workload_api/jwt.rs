@@ -2,12 +2,11 @@
 //! `aud`, `iat` and a short `exp`; the header's `kid` names the key in the trust domain's
 //! JWT bundle (a JWKS whose keys have `use: "jwt-svid"`).
 //!
-//! The signing key is PKCS#8 in `jwt-signing-key.pem` in the CA state directory (mode 0600,
-//! written atomically: temp file, fsync, rename, fsync of the directory). `kid` is derived
-//! from the public key, so it is stable across restarts.
+//! This module holds one ES256 key and the token format; `jwt_keys` keeps the rotating set
+//! (active, next, retiring keys) and persists it. `kid` is derived from the public key, so
+//! it is stable across restarts.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -17,10 +16,8 @@ use ring::signature::{self, EcdsaKeyPair, KeyPair};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::identity::{SpiffeId, TrustDomain};
+use crate::identity::SpiffeId;
 
-/// File name of the JWT signing key inside the CA state directory.
-pub const KEY_FILE: &str = "jwt-signing-key.pem";
 const PEM_LABEL: &str = "PRIVATE KEY";
 
 /// Loading the key, signing or validating a token failed.
@@ -38,8 +35,8 @@ pub enum JwtError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not an ES256 PKCS#8 key; it was left untouched")]
-    BadKey { path: PathBuf },
+    #[error("{path} is not a valid JWT key file ({reason}); it was left untouched")]
+    BadKey { path: PathBuf, reason: String },
     #[error("signing failed")]
     Sign,
     #[error("at least one audience is required")]
@@ -60,11 +57,17 @@ pub enum JwtError {
     Subject(String),
 }
 
-/// The trust domain's JWT signing key.
-#[derive(Debug)]
+/// One ES256 JWT signing key.
 pub struct JwtKey {
     pair: EcdsaKeyPair,
+    pkcs8: zeroize::Zeroizing<Vec<u8>>,
     kid: String,
+}
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtKey").field("kid", &self.kid).finish()
+    }
 }
 
 /// A validated token: who it names and all its claims.
@@ -75,23 +78,22 @@ pub struct Validated {
 }
 
 impl JwtKey {
-    /// Load the key from `state_dir`, or create and persist one.
-    pub fn load_or_create(state_dir: &Path) -> Result<JwtKey, JwtError> {
-        let path = state_dir.join(KEY_FILE);
-        let der = match fs::read_to_string(&path) {
-            Ok(text) => pem_body(&text).ok_or_else(|| JwtError::BadKey { path: path.clone() })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let rng = SystemRandom::new();
-                let doc =
-                    EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                        .map_err(|_| JwtError::Sign)?;
-                let der = doc.as_ref().to_vec();
-                save_private(state_dir, &path, &to_pem(&der))?;
-                der
-            }
-            Err(source) => return Err(JwtError::Read { path, source }),
-        };
-        JwtKey::from_pkcs8(&der).ok_or(JwtError::BadKey { path })
+    /// A new random key.
+    pub fn generate() -> Result<JwtKey, JwtError> {
+        let rng = SystemRandom::new();
+        let doc = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| JwtError::Sign)?;
+        JwtKey::from_pkcs8(doc.as_ref()).ok_or(JwtError::Sign)
+    }
+
+    /// A key from its PKCS#8 PEM (`None` if it is not an ES256 key).
+    pub fn from_pem(text: &str) -> Option<JwtKey> {
+        JwtKey::from_pkcs8(&pem_body(text)?)
+    }
+
+    /// The PKCS#8 PEM to persist.
+    pub fn to_pem(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(to_pem(&self.pkcs8))
     }
 
     fn from_pkcs8(der: &[u8]) -> Option<JwtKey> {
@@ -99,7 +101,11 @@ impl JwtKey {
         let pair = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
             .ok()?;
         let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(pair.public_key().as_ref())[..18]);
-        Some(JwtKey { pair, kid })
+        Some(JwtKey {
+            pair,
+            pkcs8: zeroize::Zeroizing::new(der.to_vec()),
+            kid,
+        })
     }
 
     /// The key id in token headers and the JWKS.
@@ -133,85 +139,96 @@ impl JwtKey {
         ))
     }
 
-    /// Check signature, expiry (at `now`) and audience; return the subject and claims.
+    /// Check a token signed by this key (see [`validate`]).
     pub fn validate(
         &self,
         token: &str,
         audience: &str,
         now: SystemTime,
     ) -> Result<Validated, JwtError> {
-        let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(JwtError::Malformed("expected three dot-separated parts"));
-        };
-        let header = decode_json(h)?;
-        let alg = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if alg != "ES256" {
-            return Err(JwtError::Algorithm(alg.to_string()));
-        }
-        if header.get("kid").and_then(Value::as_str) != Some(self.kid.as_str()) {
-            return Err(JwtError::UnknownKey);
-        }
-        let sig = URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| JwtError::Malformed("signature is not base64url"))?;
-        let public = signature::UnparsedPublicKey::new(
-            &signature::ECDSA_P256_SHA256_FIXED,
-            self.pair.public_key().as_ref(),
-        );
-        public
-            .verify(format!("{h}.{c}").as_bytes(), &sig)
-            .map_err(|_| JwtError::Signature)?;
-        let claims = decode_json(c)?;
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .ok_or(JwtError::Malformed("no numeric exp"))?;
-        if exp <= unix(now) {
-            return Err(JwtError::Expired);
-        }
-        let aud_ok = match claims.get("aud") {
-            Some(Value::String(a)) => a == audience,
-            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
-            _ => false,
-        };
-        if audience.is_empty() || !aud_ok {
-            return Err(JwtError::Audience(audience.to_string()));
-        }
-        let sub = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let subject = sub
-            .parse()
-            .map_err(|_| JwtError::Subject(sub.to_string()))?;
-        Ok(Validated { subject, claims })
+        validate(token, audience, now, |kid| {
+            (kid == self.kid).then_some(self)
+        })
     }
 
-    /// The trust domain's JWT bundle (SPIFFE bundle format, JWKS JSON).
-    pub fn jwks_json(&self, _trust_domain: &TrustDomain) -> String {
+    /// This key as a JWK for the JWT bundle.
+    pub fn jwk(&self) -> Value {
         let point = self.pair.public_key().as_ref(); // 0x04 || x || y
         let (x, y) = point
             .get(1..)
             .unwrap_or_default()
             .split_at(point.len().saturating_sub(1) / 2);
         json!({
-            "keys": [{
-                "kty": "EC", "crv": "P-256", "use": "jwt-svid", "kid": self.kid,
-                "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
-            }],
-            "spiffe_refresh_hint": 300,
+            "kty": "EC", "crv": "P-256", "use": "jwt-svid", "kid": self.kid,
+            "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
         })
-        .to_string()
     }
 }
 
-fn unix(t: SystemTime) -> u64 {
+/// Check a token's algorithm, key (found by `kid` through `key_for`), signature, expiry
+/// (at `now`) and audience; return the subject and claims.
+pub fn validate<'k>(
+    token: &str,
+    audience: &str,
+    now: SystemTime,
+    key_for: impl Fn(&str) -> Option<&'k JwtKey>,
+) -> Result<Validated, JwtError> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::Malformed("expected three dot-separated parts"));
+    };
+    let header = decode_json(h)?;
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if alg != "ES256" {
+        return Err(JwtError::Algorithm(alg.to_string()));
+    }
+    let kid = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let key = key_for(kid).ok_or(JwtError::UnknownKey)?;
+    let sig = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| JwtError::Malformed("signature is not base64url"))?;
+    let public = signature::UnparsedPublicKey::new(
+        &signature::ECDSA_P256_SHA256_FIXED,
+        key.pair.public_key().as_ref(),
+    );
+    public
+        .verify(format!("{h}.{c}").as_bytes(), &sig)
+        .map_err(|_| JwtError::Signature)?;
+    let claims = decode_json(c)?;
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_u64)
+        .ok_or(JwtError::Malformed("no numeric exp"))?;
+    if exp <= unix(now) {
+        return Err(JwtError::Expired);
+    }
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => a == audience,
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
+    };
+    if audience.is_empty() || !aud_ok {
+        return Err(JwtError::Audience(audience.to_string()));
+    }
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let subject = sub
+        .parse()
+        .map_err(|_| JwtError::Subject(sub.to_string()))?;
+    Ok(Validated { subject, claims })
+}
+
+pub(crate) fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
@@ -250,15 +267,6 @@ fn pem_body(text: &str) -> Option<Vec<u8>> {
     let body = text.split_once(&begin)?.1.split_once(&end)?.0;
     let joined: String = body.chars().filter(|c| !c.is_whitespace()).collect();
     STANDARD.decode(joined).ok()
-}
-
-fn save_private(dir: &Path, path: &Path, text: &str) -> Result<(), JwtError> {
-    let werr = |source| JwtError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    crate::fsutil::create_private_dir(dir).map_err(werr)?;
-    crate::fsutil::write_atomic(path, text.as_bytes(), 0o600).map_err(werr)
 }
 
 #[cfg(test)]

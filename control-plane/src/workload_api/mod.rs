@@ -3,14 +3,16 @@
 //!
 //! - `settings`: `workload-api.yaml` (socket, selectors, lifetimes)
 //! - `attest`: caller credentials (`SO_PEERCRED`, `/proc/<pid>/exe`) against selectors
-//! - `issuer`: current X.509-SVIDs, re-minted at a fraction of their lifetime
-//! - `jwt`: JWT-SVID signing key, tokens, JWKS bundle
+//! - `issuer`: current X.509-SVIDs, re-minted at a fraction of their lifetime, following
+//!   CA rotations and reloaded entries
+//! - `jwt` / `jwt_keys`: JWT-SVID tokens; the rotating signing keys and the JWT bundle
 //! - `service` / `server`: the five RPCs and their hand-written tonic glue
 //! - `proto`: prost mirror of `proto/spiffe/workload.proto`
 
 pub mod attest;
 pub mod issuer;
 pub mod jwt;
+pub mod jwt_keys;
 mod pem;
 pub mod proto;
 mod server;
@@ -32,10 +34,14 @@ use tokio_stream::wrappers::UnixListenerStream;
 pub use server::WorkloadApiServer;
 pub use settings::{Settings, SettingsError};
 
+use std::time::Duration;
+
 use crate::config::Config;
-use crate::identity::{Ca, CaError, Clock, SystemClock};
+use crate::identity::{CaError, Clock};
+pub use issuer::{FixedSource, IdentitySource};
 use issuer::{Issuer, Lifetimes};
-use jwt::{JwtError, JwtKey};
+use jwt::JwtError;
+use jwt_keys::JwtKeys;
 use service::WorkloadApi;
 
 /// Starting or running the Workload API failed.
@@ -59,14 +65,21 @@ pub enum WorkloadApiError {
     Serve(#[from] tonic::transport::Error),
 }
 
-/// Run the Workload API for `cfg` until `shutdown` resolves. Without a
-/// `workload-api.yaml` in the config directory this logs that it is disabled and returns.
+/// How often the issuer follows the clock, the CA and the config.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Run the Workload API until `shutdown` resolves, following `source`: SVIDs renew on
+/// schedule, a CA rotation reaches open streams, and a changed `workload-api.yaml` (after a
+/// config reload) applies without a restart; an invalid one is logged and the last good
+/// entries keep serving. Without a `workload-api.yaml` at start this logs that it is
+/// disabled and returns (adding one later needs a restart, as does moving the socket).
 pub async fn run_workload_api(
-    cfg: &Config,
-    ca: Arc<Ca>,
+    source: Arc<dyn IdentitySource>,
+    clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), WorkloadApiError> {
-    let Some(settings) = Settings::load(cfg)? else {
+    let cfg = source.config();
+    let Some(settings) = Settings::load(&cfg)? else {
         tracing::info!(
             "no {} in {}; Workload API disabled",
             settings::FILE_NAME,
@@ -74,43 +87,19 @@ pub async fn run_workload_api(
         );
         return Ok(());
     };
-    serve(
-        &settings,
-        &cfg.ca.state_dir,
-        ca,
-        Arc::new(SystemClock),
-        shutdown,
-    )
-    .await
-}
-
-/// Serve `settings` with an explicit clock; the JWT key lives in `state_dir`.
-pub async fn serve(
-    settings: &Settings,
-    state_dir: &Path,
-    ca: Arc<Ca>,
-    clock: Arc<dyn Clock>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), WorkloadApiError> {
-    let jwt = JwtKey::load_or_create(state_dir)?;
-    let lifetimes = Lifetimes {
-        x509_ttl: settings.x509_ttl,
-        jwt_ttl: settings.jwt_ttl,
-        renew_fraction: settings.renew_fraction,
-    };
-    let (issuer, delays) = Issuer::new(ca, clock, jwt, lifetimes, &settings.entries)?;
-    let issuer = Arc::new(issuer);
-    let rotations: Vec<_> = settings
-        .entries
-        .iter()
-        .zip(delays)
-        .map(|(e, d)| tokio::spawn(issuer.clone().rotate(e.clone(), d)))
-        .collect();
+    let jwt = JwtKeys::load_or_create(&cfg.ca.state_dir, clock.now())?;
+    let issuer = Arc::new(Issuer::new(
+        source,
+        clock,
+        jwt,
+        lifetimes(&settings),
+        &settings.entries,
+    )?);
+    let follow = tokio::spawn(follow(issuer.clone(), cfg, settings.clone()));
     let listener = bind(&settings.socket)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let api = Arc::new(WorkloadApi {
         issuer,
-        entries: settings.entries.clone(),
         shutdown: stop_rx,
     });
     tracing::info!(socket = %settings.socket.display(), workloads = settings.entries.len(), "Workload API listening");
@@ -122,9 +111,52 @@ pub async fn serve(
         .add_service(WorkloadApiServer(api))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), signal)
         .await;
-    rotations.iter().for_each(|r| r.abort());
+    follow.abort();
     let _ = std::fs::remove_file(&settings.socket);
     Ok(result?)
+}
+
+fn lifetimes(s: &Settings) -> Lifetimes {
+    Lifetimes {
+        x509_ttl: s.x509_ttl,
+        jwt_ttl: s.jwt_ttl,
+        renew_fraction: s.renew_fraction,
+        jwt_key_ttl: s.jwt_key_ttl,
+    }
+}
+
+/// Once a second: re-read the settings when the served config changed, then tick.
+async fn follow(issuer: Arc<Issuer>, mut cfg: Arc<Config>, mut settings: Settings) {
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tick.tick().await;
+        let now = issuer.config();
+        if !Arc::ptr_eq(&now, &cfg) {
+            cfg = now;
+            match Settings::load(&cfg) {
+                Ok(Some(new)) if new != settings => {
+                    if new.socket != settings.socket {
+                        tracing::warn!(old = %settings.socket.display(), new = %new.socket.display(), "the Workload API socket moved in the config; restart `warden serve` to listen on the new path");
+                    }
+                    issuer.set_entries(&new.entries, lifetimes(&new));
+                    tracing::info!(
+                        workloads = new.entries.len(),
+                        "Workload API entries reloaded"
+                    );
+                    settings = new;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => tracing::warn!(
+                    "{} was removed; the Workload API keeps its last entries until restart",
+                    settings::FILE_NAME
+                ),
+                Err(e) => tracing::error!(
+                    "Workload API settings not reloaded, the last good ones keep serving: {e}"
+                ),
+            }
+        }
+        issuer.tick();
+    }
 }
 
 /// Bind the socket: create the parent directory (0755), replace a stale socket (never any
@@ -149,4 +181,18 @@ fn bind(path: &Path) -> Result<UnixListener, WorkloadApiError> {
     let listener = UnixListener::bind(path).map_err(err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).map_err(err)?;
     Ok(listener)
+}
+
+/// In `warden serve` the Workload API follows the control plane: its active CA, its trust
+/// bundle and its (reloaded) config.
+impl IdentitySource for crate::xds::control::ControlPlane {
+    fn signer(&self) -> Arc<crate::identity::Ca> {
+        self.ca()
+    }
+    fn bundle(&self) -> crate::identity::TrustBundle {
+        self.ca().bundle()
+    }
+    fn config(&self) -> Arc<Config> {
+        crate::xds::control::ControlPlane::config(self)
+    }
 }

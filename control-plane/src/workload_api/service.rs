@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 
-use super::attest::{self, Caller, Entry};
+use super::attest::{Caller, Entry};
 use super::issuer::Issuer;
 use super::proto::*;
 
@@ -22,15 +22,14 @@ pub(crate) type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>>
 #[derive(Debug)]
 pub(crate) struct WorkloadApi {
     pub(crate) issuer: Arc<Issuer>,
-    pub(crate) entries: Vec<Entry>,
     /// Becomes `true` on shutdown; open streams then end so the server can stop.
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
 impl WorkloadApi {
-    /// Header check and attestation: the entries this caller may use (never empty).
+    /// Header check and attestation: the caller and the entries it may use (never empty).
     #[allow(clippy::result_large_err)] // tonic::Status is what handlers return anyway
-    fn authorize<T>(&self, req: &Request<T>) -> Result<Vec<Entry>, Status> {
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(Caller, Vec<Entry>), Status> {
         let flag = req
             .metadata()
             .get("workload.spiffe.io")
@@ -46,10 +45,15 @@ impl WorkloadApi {
             .and_then(|info| info.peer_cred)
             .ok_or_else(|| Status::permission_denied("caller credentials unavailable"))?;
         let caller = Caller::from_cred(&cred);
-        let entries: Vec<Entry> = attest::matching(&self.entries, &caller)
-            .into_iter()
-            .cloned()
-            .collect();
+        let entries = self.entries_for(&caller)?;
+        Ok((caller, entries))
+    }
+
+    /// The entries `caller` matches now; `PERMISSION_DENIED` when none (also when a reload
+    /// removed the caller's entry while its stream was open).
+    #[allow(clippy::result_large_err)]
+    fn entries_for(&self, caller: &Caller) -> Result<Vec<Entry>, Status> {
+        let entries = self.issuer.entries_for(caller);
         if entries.is_empty() {
             tracing::info!(%caller, "workload API caller matches no workload; denied");
             return Err(Status::permission_denied("no identity issued"));
@@ -57,14 +61,15 @@ impl WorkloadApi {
         Ok(entries)
     }
 
-    fn x509_response(&self, entries: &[Entry]) -> (X509SvidResponse, Vec<String>) {
+    /// The response for `entries`, and a fingerprint of it (serials and bundle).
+    fn x509_response(&self, entries: &[Entry]) -> (X509SvidResponse, Vec<u8>) {
         let bundle = self.issuer.bundle().x509_authorities_der.concat();
-        let mut serials = Vec::new();
+        let mut fingerprint = bundle.clone();
         let svids = entries
             .iter()
             .filter_map(|e| self.issuer.current(&e.name))
             .map(|m| {
-                serials.push(m.serial_hex.clone());
+                fingerprint.extend_from_slice(m.serial_hex.as_bytes());
                 X509Svid {
                     spiffe_id: m.spiffe_id.clone(),
                     x509_svid: m.chain_der.clone(),
@@ -79,7 +84,7 @@ impl WorkloadApi {
             crl: Vec::new(),
             federated_bundles: HashMap::new(),
         };
-        (resp, serials)
+        (resp, fingerprint)
     }
 
     fn td_key(&self) -> String {
@@ -90,26 +95,30 @@ impl WorkloadApi {
         self: Arc<Self>,
         req: Request<X509SvidRequest>,
     ) -> Result<Response<ResponseStream<X509SvidResponse>>, Status> {
-        let entries = self.authorize(&req)?;
+        let (caller, _) = self.authorize(&req)?;
         let epoch = self.issuer.subscribe();
         let shutdown = self.shutdown.clone();
-        let state = (self, entries, epoch, shutdown, Vec::<String>::new());
-        let stream = futures::stream::unfold(
-            state,
-            |(api, entries, mut epoch, mut shutdown, last)| async move {
-                loop {
-                    epoch.borrow_and_update();
-                    let (resp, serials) = api.x509_response(&entries);
-                    if serials != last {
-                        return Some((Ok(resp), (api, entries, epoch, shutdown, serials)));
-                    }
-                    tokio::select! {
-                        changed = epoch.changed() => if changed.is_err() { return None },
-                        _ = shutdown.wait_for(|stop| *stop) => return None,
-                    }
+        let state = (self, caller, epoch, shutdown, Vec::<u8>::new());
+        // Re-attest on every change: a reload may have changed or removed this caller's
+        // entries. Send only when what this caller sees (SVIDs or bundle) changed.
+        let stream = futures::stream::unfold(Some(state), |state| async move {
+            let (api, caller, mut epoch, mut shutdown, last) = state?;
+            loop {
+                epoch.borrow_and_update();
+                let entries = match api.entries_for(&caller) {
+                    Ok(e) => e,
+                    Err(status) => return Some((Err(status), None)),
+                };
+                let (resp, fingerprint) = api.x509_response(&entries);
+                if fingerprint != last {
+                    return Some((Ok(resp), Some((api, caller, epoch, shutdown, fingerprint))));
                 }
-            },
-        );
+                tokio::select! {
+                    changed = epoch.changed() => if changed.is_err() { return None },
+                    _ = shutdown.wait_for(|stop| *stop) => return None,
+                }
+            }
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -118,19 +127,20 @@ impl WorkloadApi {
         req: Request<X509BundlesRequest>,
     ) -> Result<Response<ResponseStream<X509BundlesResponse>>, Status> {
         self.authorize(&req)?;
-        let bundle = self.issuer.bundle().x509_authorities_der.concat();
-        let resp = X509BundlesResponse {
-            crl: Vec::new(),
-            bundles: HashMap::from([(self.td_key(), bundle)]),
-        };
-        Ok(Response::new(once_then_wait(resp, self.shutdown.clone())))
+        Ok(Response::new(on_change(self, |api| {
+            let bundle = api.issuer.bundle().x509_authorities_der.concat();
+            X509BundlesResponse {
+                crl: Vec::new(),
+                bundles: HashMap::from([(api.td_key(), bundle)]),
+            }
+        })))
     }
 
     pub(crate) async fn fetch_jwt_svid(
         self: Arc<Self>,
         req: Request<JwtSvidRequest>,
     ) -> Result<Response<JwtSvidResponse>, Status> {
-        let entries = self.authorize(&req)?;
+        let (_, entries) = self.authorize(&req)?;
         let body = req.get_ref();
         if body.audience.is_empty() || body.audience.iter().any(String::is_empty) {
             return Err(Status::invalid_argument("audience must be specified"));
@@ -144,14 +154,11 @@ impl WorkloadApi {
                 "no identity issued for the requested SPIFFE ID",
             ));
         }
-        let now = self.issuer.now();
-        let ttl = self.issuer.lifetimes.jwt_ttl;
         let mut svids = Vec::new();
         for e in chosen {
             let token = self
                 .issuer
-                .jwt
-                .sign(&e.spiffe_id, &body.audience, now, ttl)
+                .sign_jwt(&e.spiffe_id, &body.audience)
                 .map_err(|err| Status::internal(err.to_string()))?;
             svids.push(JwtSvid {
                 spiffe_id: e.spiffe_id.to_string(),
@@ -167,12 +174,12 @@ impl WorkloadApi {
         req: Request<JwtBundlesRequest>,
     ) -> Result<Response<ResponseStream<JwtBundlesResponse>>, Status> {
         self.authorize(&req)?;
-        let td = self.issuer.bundle().trust_domain;
-        let jwks = self.issuer.jwt.jwks_json(&td).into_bytes();
-        let resp = JwtBundlesResponse {
-            bundles: HashMap::from([(self.td_key(), jwks)]),
-        };
-        Ok(Response::new(once_then_wait(resp, self.shutdown.clone())))
+        Ok(Response::new(on_change(self, |api| {
+            let jwks = api.issuer.jwks_json().into_bytes();
+            JwtBundlesResponse {
+                bundles: HashMap::from([(api.td_key(), jwks)]),
+            }
+        })))
     }
 
     pub(crate) async fn validate_jwt_svid(
@@ -189,8 +196,7 @@ impl WorkloadApi {
         }
         let v = self
             .issuer
-            .jwt
-            .validate(&body.svid, &body.audience, self.issuer.now())
+            .validate_jwt(&body.svid, &body.audience)
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
         Ok(Response::new(ValidateJwtSvidResponse {
             spiffe_id: v.subject.to_string(),
@@ -199,20 +205,32 @@ impl WorkloadApi {
     }
 }
 
-/// Send `item`, then keep the stream open (bundles only change when the CA rotates) until shutdown.
-fn once_then_wait<T: Send + 'static>(
-    item: T,
-    mut shutdown: watch::Receiver<bool>,
-) -> ResponseStream<T> {
-    let first = futures::stream::once(async move { Ok(item) });
-    let rest = futures::stream::once(async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    })
-    .filter_map(|()| async { None });
-    Box::pin(futures::StreamExt::chain(first, rest))
+/// Send `build(api)` now and again whenever it changes (a CA or JWT key rotation), until
+/// shutdown.
+fn on_change<T>(api: Arc<WorkloadApi>, build: fn(&WorkloadApi) -> T) -> ResponseStream<T>
+where
+    T: PartialEq + Clone + Send + 'static,
+{
+    let epoch = api.issuer.subscribe();
+    let shutdown = api.shutdown.clone();
+    let state = (api, epoch, shutdown, None::<T>);
+    Box::pin(futures::stream::unfold(
+        state,
+        move |(api, mut epoch, mut shutdown, last)| async move {
+            loop {
+                epoch.borrow_and_update();
+                let item = build(&api);
+                if last.as_ref() != Some(&item) {
+                    return Some((Ok(item.clone()), (api, epoch, shutdown, Some(item))));
+                }
+                tokio::select! {
+                    changed = epoch.changed() => if changed.is_err() { return None },
+                    _ = shutdown.wait_for(|stop| *stop) => return None,
+                }
+            }
+        },
+    ))
 }
-
-use futures::StreamExt as _;
 
 fn to_struct(map: serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
     prost_types::Struct {

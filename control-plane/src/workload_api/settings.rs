@@ -6,6 +6,7 @@
 //! ```yaml
 //! socket: /run/warden/workload.sock   # relative paths are relative to the config dir
 //! jwt_ttl: 5m                         # JWT-SVID lifetime (default 5m)
+//! jwt_key_ttl: 24h                    # JWT signing key lifetime; rotated like the CA (default 24h)
 //! x509_ttl: 1h                        # default: ca.svid_ttl from warden.yaml
 //! renew_fraction: 0.5                 # re-mint after this part of the lifetime (+-10% jitter)
 //! workloads:
@@ -28,6 +29,7 @@ use crate::identity::SpiffeId;
 /// File name inside the config directory.
 pub const FILE_NAME: &str = "workload-api.yaml";
 const DEFAULT_JWT_TTL: Duration = Duration::from_secs(300);
+const DEFAULT_JWT_KEY_TTL: Duration = Duration::from_secs(24 * 3600);
 const MIN_TTL: Duration = Duration::from_secs(60);
 
 /// `workload-api.yaml` is missing, unreadable or invalid.
@@ -44,11 +46,12 @@ pub enum SettingsError {
 }
 
 /// The resolved Workload API settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Absolute path of the Unix socket.
     pub socket: PathBuf,
     pub jwt_ttl: Duration,
+    pub jwt_key_ttl: Duration,
     pub x509_ttl: Duration,
     /// Part of an X.509-SVID's lifetime after which it is re-minted (0.01 ..= 0.9).
     pub renew_fraction: f64,
@@ -60,6 +63,7 @@ pub struct Settings {
 struct RawSettings {
     socket: PathBuf,
     jwt_ttl: Option<String>,
+    jwt_key_ttl: Option<String>,
     x509_ttl: Option<String>,
     renew_fraction: Option<f64>,
     workloads: Vec<RawEntry>,
@@ -101,6 +105,18 @@ impl Settings {
         };
         let jwt_ttl = ttl("jwt_ttl", raw.jwt_ttl.as_deref(), DEFAULT_JWT_TTL)?;
         let x509_ttl = ttl("x509_ttl", raw.x509_ttl.as_deref(), cfg.ca.svid_ttl)?;
+        let jwt_key_ttl = ttl(
+            "jwt_key_ttl",
+            raw.jwt_key_ttl.as_deref(),
+            DEFAULT_JWT_KEY_TTL,
+        )?;
+        if jwt_key_ttl < jwt_ttl * 6 {
+            return Err(invalid(format!(
+                "jwt_key_ttl: {} must be at least 6 x jwt_ttl ({}) so a retired key outlives its tokens; raise jwt_key_ttl or lower jwt_ttl",
+                duration::format(jwt_key_ttl),
+                duration::format(jwt_ttl)
+            )));
+        }
         let renew_fraction = raw.renew_fraction.unwrap_or(0.5);
         if !(0.01..=0.9).contains(&renew_fraction) {
             return Err(invalid(format!(
@@ -138,6 +154,7 @@ impl Settings {
         Ok(Settings {
             socket: cfg.dir.join(raw.socket),
             jwt_ttl,
+            jwt_key_ttl,
             x509_ttl,
             renew_fraction,
             entries,
