@@ -70,7 +70,10 @@ mod tests {
     #[test]
     fn ca_serials_are_normalised_and_deduplicated() {
         let serials = ca_serials(&dump());
-        assert_eq!(serials, BTreeSet::from(["a1b".to_owned(), "c0de".to_owned()]));
+        assert_eq!(
+            serials,
+            BTreeSet::from(["a1b".to_owned(), "c0de".to_owned()])
+        );
     }
 
     #[test]

@@ -98,11 +98,7 @@ impl Counters {
             ok: self.ok.load(Ordering::SeqCst),
             failed: self.failed.load(Ordering::SeqCst),
             connections: self.connections.load(Ordering::SeqCst),
-            failures: self
-                .failures
-                .lock()
-                .map(|f| f.clone())
-                .unwrap_or_default(),
+            failures: self.failures.lock().map(|f| f.clone()).unwrap_or_default(),
         }
     }
 
@@ -167,11 +163,9 @@ impl Load {
     /// flows at this point of a scenario); fails after `timeout`.
     pub fn wait_for_more(&self, more: u64, timeout: Duration) -> Result<()> {
         let target = self.report().sent + more;
-        wait::until_true(
-            &format!("{more} more requests"),
-            timeout,
-            || Ok(self.report().sent >= target),
-        )
+        wait::until_true(&format!("{more} more requests"), timeout, || {
+            Ok(self.report().sent >= target)
+        })
     }
 
     /// Stops every thread (each finishes its request in flight) and returns the totals.
@@ -236,7 +230,12 @@ impl Client {
                     }
                 }
                 Ok(response) => {
-                    self.fail(n, reused, uses, &format!("status {}: {}", response.status, short(&response.text())));
+                    self.fail(
+                        n,
+                        reused,
+                        uses,
+                        &format!("status {}: {}", response.status, short(&response.text())),
+                    );
                     conn = None;
                     uses = 0;
                 }

@@ -87,9 +87,11 @@ impl Warden {
     pub fn kill(&mut self) -> Result<()> {
         self.process.signal("KILL")?;
         let process = &mut self.process;
-        wait::until_true("warden to exit after SIGKILL", Duration::from_secs(10), || {
-            Ok(process.ensure_running().is_err())
-        })?;
+        wait::until_true(
+            "warden to exit after SIGKILL",
+            Duration::from_secs(10),
+            || Ok(process.ensure_running().is_err()),
+        )?;
         // Close the watchdog pipe now, while the dead PID cannot have been reused yet.
         self.process.stop();
         Ok(())

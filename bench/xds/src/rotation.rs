@@ -221,7 +221,11 @@ pub(crate) fn signing_window(
 /// Server CPU time between the last sample at or before `from` and the first at or
 /// after `to`.
 pub(crate) fn cpu_between(samples: &[Sample], from: Instant, to: Instant) -> Duration {
-    let start = samples.iter().rev().find(|s| s.at <= from).or(samples.first());
+    let start = samples
+        .iter()
+        .rev()
+        .find(|s| s.at <= from)
+        .or(samples.first());
     let end = samples.iter().find(|s| s.at >= to).or(samples.last());
     match (start, end) {
         (Some(a), Some(b)) => {
