@@ -4,6 +4,7 @@
 //! markdown table row (`--header` prints the header first). `bench/xds/run.sh` runs it
 //! for N = 1k and 10k.
 
+mod ca_rotation;
 mod gen;
 mod rotation;
 mod stream;
@@ -48,6 +49,11 @@ struct Args {
     /// enough that every stream is in sync before the first renewal).
     #[arg(long, default_value = "60s")]
     svid_ttl: String,
+    /// Instead of a policy push, force a CA rotation through the admin endpoint: time
+    /// `prepare` until every stream ACKed the new bundle, and `activate` until every
+    /// stream ACKed an SVID from the new CA (with the server's CPU).
+    #[arg(long)]
+    ca_activation: bool,
 }
 
 /// What one run measured.
@@ -63,6 +69,7 @@ struct Figures {
     errors: usize,
     first_error: Option<String>,
     svid_round: Option<rotation::SvidRound>,
+    ca_round: Option<ca_rotation::CaRound>,
 }
 
 fn main() -> Result<()> {
@@ -185,6 +192,13 @@ async fn measure(
         figures.svid_round = Some(round);
         return Ok(figures);
     }
+    if args.ca_activation {
+        let round =
+            ca_rotation::ca_round(&mut events, figures.held, (server.pid(), admin), timeout)
+                .await?;
+        figures.ca_round = Some(round);
+        return Ok(figures);
+    }
 
     // Phase 2: a policy change, pushed to every node.
     let t0 = Instant::now();
@@ -249,6 +263,10 @@ fn print_row(args: &Args, f: &Figures) {
         print_rotation_row(args, f, round);
         return;
     }
+    if let Some(round) = &f.ca_round {
+        print_ca_row(args, f, round);
+        return;
+    }
     if args.header {
         println!(
             "| streams | held | connect + initial sync | server RSS idle | RSS with streams | RSS per stream | \
@@ -299,4 +317,26 @@ fn print_rotation_row(args: &Args, f: &Figures, r: &rotation::SvidRound) {
     if let Some(err) = &f.first_error {
         eprintln!("first stream error: {err}");
     }
+}
+
+fn print_ca_row(args: &Args, f: &Figures, r: &ca_rotation::CaRound) {
+    if args.header {
+        println!(
+            "| streams | held | prepare → all ACKed new bundle | activate refused (409) | \
+             activate → all ACKed new-CA SVID | SVIDs signed | warden CPU in window | stream errors |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    }
+    let ms = |d: Duration| format!("{} ms", d.as_millis());
+    println!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+        args.streams,
+        f.held,
+        ms(r.prepare_to_all),
+        r.refused,
+        ms(r.activate_to_all),
+        r.signed,
+        ms(r.cpu),
+        f.errors,
+    );
 }

@@ -139,7 +139,7 @@ pub(crate) async fn svid_round(
     baseline: u64,
     timeout: Duration,
 ) -> Result<SvidRound> {
-    let acked = first_svid_change_per_stream(events, held, timeout).await?;
+    let acked = first_change_per_stream(events, held, timeout, |svid, _, _| svid).await?;
     let all_acked = acked.values().copied().max().context("no stream")?;
     // One more sample after the last ACK, so the CPU window is closed.
     tokio::time::sleep(SAMPLE * 2).await;
@@ -154,11 +154,13 @@ pub(crate) async fn svid_round(
     })
 }
 
-/// When each stream first ACKed a replaced SVID.
-pub(crate) async fn first_svid_change_per_stream(
+/// When each stream first ACKed an SDS response whose changes `wanted(svid, bundle, at)`
+/// accepts.
+pub(crate) async fn first_change_per_stream(
     events: &mut mpsc::UnboundedReceiver<Event>,
     held: usize,
     timeout: Duration,
+    wanted: impl Fn(bool, bool, Instant) -> bool,
 ) -> Result<HashMap<usize, Instant>> {
     let deadline = Instant::now() + timeout;
     let mut acked = HashMap::new();
@@ -167,17 +169,17 @@ pub(crate) async fn first_svid_change_per_stream(
         match tokio::time::timeout(left, events.recv()).await {
             Ok(Some(Event::SecretsChanged {
                 stream,
-                svid: true,
+                svid,
+                bundle,
                 at,
-                ..
-            })) => {
+            })) if wanted(svid, bundle, at) => {
                 acked.entry(stream).or_insert(at);
             }
             Ok(Some(Event::Ended { error })) => bail!("a stream ended during rotation: {error}"),
             Ok(Some(_)) => {}
             Ok(None) => bail!("every stream ended"),
             Err(_) => bail!(
-                "timed out: {} of {held} streams ACKed a new SVID",
+                "timed out: {} of {held} streams ACKed the change",
                 acked.len()
             ),
         }
