@@ -88,13 +88,14 @@ impl SerialLog {
             .collect()
     }
 
-    /// The shortest time between two rotations on one sidecar.
+    /// The shortest time between two observed rotations on one sidecar.
     fn shortest_interval(&self) -> Option<Duration> {
         self.seen
             .iter()
             .flat_map(|(name, serials)| {
-                let base = self.baseline.get(name).copied().unwrap_or(0).max(1);
-                serials[base - 1..]
+                // Between rotations only: the baseline serial's arrival was not observed.
+                let base = self.baseline.get(name).copied().unwrap_or(0);
+                serials[base.min(serials.len())..]
                     .windows(2)
                     .map(|w| w[1].1.duration_since(w[0].1))
                     .collect::<Vec<_>>()
