@@ -169,6 +169,11 @@ fn control_plane_killed_and_restarted_under_load_drops_no_request_and_keeps_its_
     report_failure(control_plane_restart(XdsMode::Sotw))
 }
 
+#[test]
+fn control_plane_restart_over_delta_xds_drops_no_request_and_resyncs() -> Result<()> {
+    report_failure(control_plane_restart(XdsMode::Delta))
+}
+
 fn connected_states(mesh: &Mesh) -> Result<Vec<u64>> {
     WORKLOADS
         .iter()
