@@ -1,7 +1,10 @@
 //! Admin HTTP endpoint: `/healthz` (process up), `/readyz` (first snapshot published,
 //! ADS listening), `/metrics` (Prometheus text) and `/config_dump` (JSON: per node and
 //! type the version current in the cache, sent, ACKed and the last NACK with Envoy's
-//! `error_detail`). Read-only; no secrets are ever rendered.
+//! `error_detail`). Read-only; no secrets are ever rendered. CA rotation (`/ca/*`, the only
+//! endpoints that change anything) lives in [`ca`].
+
+pub mod ca;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -68,11 +71,19 @@ pub fn router(state: AdminState) -> Router {
 
 /// Serves the admin endpoint on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) -> Result<(), AdminError> {
+    serve_router(listener, router(state)).await
+}
+
+/// Serves `router` (e.g. [`router`] merged with [`ca::router`]) on `listener`.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+) -> Result<(), AdminError> {
     let addr = listener.local_addr().map_err(|source| AdminError::Serve {
         addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         source,
     })?;
-    axum::serve(listener, router(state))
+    axum::serve(listener, router)
         .await
         .map_err(|source| AdminError::Serve { addr, source })
 }

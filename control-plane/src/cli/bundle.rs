@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::common::{load_config, open_ca};
+use super::common::{load_authority_bundle, load_config};
 
 /// Output format of `warden bundle`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -26,7 +26,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = load_config(&args.config)?;
-    let bundle = open_ca(&cfg)?.bundle();
+    let bundle = load_authority_bundle(&cfg)?;
     match args.format {
         Format::Pem => print!("{}", bundle.to_pem()),
         Format::Jwks => println!("{}", bundle.to_jwks_json()),

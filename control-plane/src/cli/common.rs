@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::config::{self, Config};
-use crate::identity::{Ca, SystemClock};
+use crate::identity::{Authority, SystemClock};
 
 /// Load and validate a config directory; invalid config is an error listing every problem.
 pub(crate) fn load_config(dir: &Path) -> anyhow::Result<Config> {
@@ -20,8 +20,14 @@ pub(crate) fn load_config(dir: &Path) -> anyhow::Result<Config> {
     })
 }
 
-/// Open (or create) the CA the config names.
-pub(crate) fn open_ca(cfg: &Config) -> anyhow::Result<Ca> {
-    Ca::load_or_init(&cfg.ca_params(), &SystemClock)
+/// Open (or create) every CA generation the config's state dir holds (current signs;
+/// the bundle also holds a prepared next CA and retired ones).
+pub(crate) fn open_authority(cfg: &Config) -> anyhow::Result<Authority> {
+    Authority::load_or_init(&cfg.ca_params(), &SystemClock)
         .with_context(|| format!("cannot open the CA in {}", cfg.ca.state_dir.display()))
+}
+
+/// The full trust bundle (every CA in it) of the config's state dir.
+pub(crate) fn load_authority_bundle(cfg: &Config) -> anyhow::Result<crate::identity::TrustBundle> {
+    Ok(open_authority(cfg)?.bundle())
 }

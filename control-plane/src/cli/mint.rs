@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::common::{load_config, open_ca};
+use super::common::{load_config, open_authority};
 use crate::config::duration;
 use crate::identity::{SvidParams, SystemClock};
 
@@ -51,7 +51,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     }
-    let ca = open_ca(&cfg)?;
+    // Signs with the current CA; bundle.pem holds every CA in the bundle. Not recorded
+    // as signing for retirement: `mint` is a development tool.
+    let authority = open_authority(&cfg)?;
+    let ca = authority.active();
     let svid = ca.mint(&SvidParams { id, ttl }, &SystemClock)?;
     fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -67,7 +70,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     )?;
     write_file(
         &args.out.join("bundle.pem"),
-        ca.bundle().to_pem().as_bytes(),
+        authority.bundle().to_pem().as_bytes(),
         0o644,
     )?;
     let expires = time::OffsetDateTime::from(svid.not_after);

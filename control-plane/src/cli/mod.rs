@@ -7,6 +7,7 @@
 
 mod bootstrap;
 mod bundle;
+mod ca;
 mod common;
 mod mint;
 mod policy;
@@ -43,6 +44,10 @@ enum Command {
     /// Test and evaluate Rego policies with the same engine the Envoy filter runs.
     #[command(subcommand)]
     Policy(policy::Command),
+    /// CA rotation: `status` explains the CA's state; `prepare`, `activate`, `retire` force
+    /// a step (each refused with the reason when unsafe).
+    #[command(subcommand)]
+    Ca(ca::Command),
     /// Create, list and revoke join tokens that sidecars use to prove who they are.
     #[command(subcommand)]
     Token(token::Command),
@@ -59,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Bootstrap(args) => bootstrap::run(args),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Ca(cmd) => ca::run(cmd),
         Command::Token(cmd) => token::run(cmd),
     };
     match result {

@@ -68,6 +68,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let (cp, applied) =
         ControlPlane::start(cfg, module.clone(), Arc::new(SystemClock), shared.clone())
             .context("starting the control plane")?;
+    let cp = Arc::new(cp);
     tracing::info!(nodes = applied.changed.len(), svids = applied.minted, module = %module.display(), "snapshots published");
 
     let xds_listener = bind(xds_addr, "xds_listen").await?;
@@ -82,7 +83,6 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     };
     // The SPIFFE Workload API for workloads without a sidecar (only with workload-api.yaml).
     let (wl_stop, wl_stopped) = tokio::sync::oneshot::channel::<()>();
-    let cp = Arc::new(cp);
     let wl_task = tokio::spawn({
         let source: Arc<dyn IdentitySource> = cp.clone();
         async move {
@@ -95,7 +95,8 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         }
     });
     let mut ads_task = tokio::spawn(ads);
-    let mut admin_task = tokio::spawn(admin::serve(admin_listener, admin_state));
+    let admin_router = admin::router(admin_state).merge(admin::ca::router(cp.clone()));
+    let mut admin_task = tokio::spawn(admin::serve_router(admin_listener, admin_router));
     ready.store(true, Ordering::Relaxed);
     tracing::info!(xds = %xds_addr, admin = %admin_addr, "warden serving");
 
@@ -121,11 +122,10 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
                     tracing::info!("config files changed: reloading");
                     reload(&cp, &args.config, &shared, &info);
                 }
-                if cp.next_renewal().is_some_and(|t| t <= SystemTime::now()) {
-                    match cp.renew_due() {
-                        Ok(a) => tracing::info!(renewed = a.minted, pushed = a.changed.len(), "SVIDs renewed"),
-                        Err(e) => tracing::error!("SVID renewal failed (current SVIDs kept): {e}"),
-                    }
+                // Automatic CA rotation steps, SVID renewals (with backoff), expiry gauges.
+                let t = cp.tick();
+                if t.renewed.minted > 0 || t.renewed.failed > 0 {
+                    tracing::info!(renewed = t.renewed.minted, failed = t.renewed.failed, pushed = t.renewed.changed.len(), "SVIDs renewed");
                 }
             }
         }

@@ -8,6 +8,7 @@
 //! self-signed root, run one replica (or share the state directory read-only).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
@@ -72,7 +73,12 @@ pub enum CaError {
 pub struct Ca {
     trust_domain: TrustDomain,
     issuer: Issuer<'static, KeyPair>,
+    not_before: SystemTime,
     not_after: SystemTime,
+    serial_hex: String,
+    /// The latest `notAfter` of any SVID minted by this process (seconds since the epoch),
+    /// seeded from the state file so a restart never forgets earlier SVIDs.
+    signed_until: AtomicU64,
     /// PEM of the certificates that follow a leaf: empty for a self-signed root, otherwise
     /// our intermediate and any upstream intermediates.
     chain_tail_pem: String,
@@ -87,19 +93,23 @@ impl Ca {
         let state = match state::load(&params.state_dir)? {
             Some(state) => state,
             None => {
-                let state = create(params, upstream.as_ref(), clock)?;
+                let slot = create(params, upstream.as_ref(), clock)?;
+                let state = CaState::new(params.trust_domain.to_string(), slot);
                 state::save(&params.state_dir, &state)?;
                 tracing::info!(state_dir = %params.state_dir.display(), "created a new CA");
                 state
             }
         };
-        Ca::from_state(params, state, upstream, clock)
+        check_trust_domain(params, &state)?;
+        Ca::from_slot(params, &state.current, upstream.as_ref(), clock)
     }
 
-    fn from_state(
+    /// Load one CA generation from its slot (checks key, certificate, upstream signature
+    /// and expiry).
+    pub(crate) fn from_slot(
         params: &CaParams,
-        state: CaState,
-        upstream: Option<Upstream>,
+        slot: &CaSlot,
+        upstream: Option<&Upstream>,
         clock: &dyn Clock,
     ) -> Result<Ca, CaError> {
         let path = params.state_dir.join(STATE_FILE);
@@ -107,13 +117,7 @@ impl Ca {
             path: path.clone(),
             reason,
         };
-        if state.trust_domain != params.trust_domain.as_str() {
-            return Err(invalid(format!(
-                "this CA belongs to trust domain `{}` but the config says `{}`; use another state_dir for another trust domain",
-                state.trust_domain, params.trust_domain
-            )));
-        }
-        let key = keys::parse_key_pem(&state.current.key_pem)
+        let key = keys::parse_key_pem(&slot.key_pem)
             .map_err(|e| invalid(format!("the CA key is unreadable ({e})")))?;
         let key_type = KeyType::of(&key)
             .ok_or_else(|| invalid("the CA key has an unsupported algorithm".into()))?;
@@ -123,7 +127,7 @@ impl Ca {
                 params.key_type
             )));
         }
-        let der = pem_certs(&state.current.cert_pem)
+        let der = pem_certs(&slot.cert_pem)
             .map_err(invalid)?
             .into_iter()
             .next()
@@ -135,13 +139,15 @@ impl Ca {
             ));
         }
         let not_after = SystemTime::from(cert.validity().not_after.to_datetime());
+        let not_before = SystemTime::from(cert.validity().not_before.to_datetime());
+        let serial_hex = hex::encode(cert.raw_serial());
         if not_after <= clock.now() {
             return Err(CaError::Expired {
                 path,
                 not_after: cert.validity().not_after.to_string(),
             });
         }
-        let (chain_tail_pem, roots) = match &upstream {
+        let (chain_tail_pem, roots) = match upstream {
             None => (String::new(), vec![der.clone()]),
             Some(up) => {
                 let up_cert = parse_cert(&up.chain_der[0]).map_err(invalid)?;
@@ -150,7 +156,7 @@ impl Ca {
                         "the intermediate CA here was not signed by the upstream CA in {}; use a new state_dir for a new upstream",
                         up.cert_path.display()
                     )))?;
-                let mut tail = state.current.cert_pem.clone();
+                let mut tail = slot.cert_pem.clone();
                 for der in &up.chain_der[..up.chain_der.len() - 1] {
                     tail.push_str(&der_to_pem(der));
                 }
@@ -161,9 +167,12 @@ impl Ca {
         Ok(Ca {
             trust_domain: params.trust_domain.clone(),
             issuer,
+            not_before,
             not_after,
+            serial_hex,
+            signed_until: AtomicU64::new(slot.signed_until_unix.unwrap_or(0)),
             chain_tail_pem,
-            cert_pem: state.current.cert_pem,
+            cert_pem: slot.cert_pem.clone(),
             bundle: TrustBundle {
                 trust_domain: params.trust_domain.clone(),
                 x509_authorities_der: roots,
@@ -186,6 +195,8 @@ impl Ca {
         let (not_before, not_after) = svid::validity(clock.now(), params.ttl, self.not_after);
         let template = svid::leaf_template(&params.id, serial, not_before, not_after)?;
         let leaf = template.signed_by(&key, &self.issuer)?;
+        self.signed_until
+            .fetch_max(unix_secs_ceil(not_after), Ordering::SeqCst);
         let mut cert_chain_pem = leaf.pem();
         cert_chain_pem.push_str(&self.chain_tail_pem);
         Ok(Svid {
@@ -213,18 +224,59 @@ impl Ca {
         self.not_after
     }
 
+    /// When the CA certificate became valid.
+    pub fn not_before(&self) -> SystemTime {
+        self.not_before
+    }
+
+    /// The CA certificate's serial number, lowercase hex.
+    pub fn serial_hex(&self) -> &str {
+        &self.serial_hex
+    }
+
+    /// The latest `notAfter` of any SVID this CA signed (as far as this process knows,
+    /// including what the state file recorded); `None` if it signed none.
+    pub fn signed_until(&self) -> Option<SystemTime> {
+        match self.signed_until.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+        }
+    }
+
     /// The trust domain this CA signs for.
     pub fn trust_domain(&self) -> &TrustDomain {
         &self.trust_domain
     }
 }
 
+/// Seconds since the epoch, rounded up (an SVID's `notAfter` must never be under-counted).
+pub(crate) fn unix_secs_ceil(t: SystemTime) -> u64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() + u64::from(d.subsec_nanos() > 0),
+        Err(_) => 0,
+    }
+}
+
+/// Refuses a state file of another trust domain.
+pub(crate) fn check_trust_domain(params: &CaParams, state: &CaState) -> Result<(), CaError> {
+    if state.trust_domain != params.trust_domain.as_str() {
+        return Err(CaError::StateInvalid {
+            path: params.state_dir.join(STATE_FILE),
+            reason: format!(
+                "this CA belongs to trust domain `{}` but the config says `{}`; use another state_dir for another trust domain",
+                state.trust_domain, params.trust_domain
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Create a new CA generation: a fresh key and a certificate (self-signed or upstream-signed).
-fn create(
+pub(crate) fn create(
     params: &CaParams,
     upstream: Option<&Upstream>,
     clock: &dyn Clock,
-) -> Result<CaState, CaError> {
+) -> Result<CaSlot, CaError> {
     let key = params.key_type.generate()?;
     let now = clock.now();
     let mut tpl = CertificateParams::default();
@@ -266,29 +318,23 @@ fn create(
             tpl.signed_by(&key, &up.issuer)?
         }
     };
-    Ok(CaState::new(
-        params.trust_domain.to_string(),
-        CaSlot {
-            key_pem: key.serialize_pem(),
-            cert_pem: cert.pem(),
-        },
-    ))
+    Ok(CaSlot::new(key.serialize_pem(), cert.pem()))
 }
 
 /// A loaded upstream CA.
 #[derive(Debug)]
-struct Upstream {
+pub(crate) struct Upstream {
     cert_path: PathBuf,
     issuer: Issuer<'static, KeyPair>,
     /// The certificate file's chain in file order: the upstream CA first.
     chain_der: Vec<Vec<u8>>,
     /// The trust anchor: the last certificate of the chain.
-    root_der: Vec<u8>,
+    pub(crate) root_der: Vec<u8>,
     not_after: SystemTime,
 }
 
 impl Upstream {
-    fn load(files: &UpstreamCa) -> Result<Upstream, CaError> {
+    pub(crate) fn load(files: &UpstreamCa) -> Result<Upstream, CaError> {
         let read = |path: &Path| {
             std::fs::read_to_string(path).map_err(|source| CaError::UpstreamRead {
                 path: path.to_path_buf(),
@@ -372,4 +418,4 @@ pub(crate) fn der_to_pem(der: &[u8]) -> String {
 
 #[cfg(test)]
 #[path = "ca_tests.rs"]
-mod tests;
+pub(super) mod tests;

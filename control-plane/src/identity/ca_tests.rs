@@ -224,7 +224,7 @@ fn foreign_ids_are_not_minted() {
 }
 
 /// Write an upstream root (cert + PKCS#8 key) made with openssl, as an operator would.
-fn openssl_root(dir: &Path) -> UpstreamCa {
+pub(crate) fn openssl_root(dir: &Path) -> UpstreamCa {
     let cert = dir.join("root.pem");
     let key = dir.join("root.key");
     let status = Command::new("openssl")

@@ -2,21 +2,29 @@
 //! ([`Ca`]) that mints X.509-SVIDs, and trust bundles ([`TrustBundle`]).
 //!
 //! Time is injected through [`Clock`] so certificate code never reads the system clock
-//! itself. The only I/O here is the CA's state directory (`state.rs`).
+//! itself. The only I/O here is the CA's state directory (`state.rs`). CA rotation: the
+//! pure rules in `rotation.rs`, the set of CA generations in `authority.rs`, its status in
+//! plain words in `ca_status.rs`.
 
+mod authority;
 mod bundle;
-mod ca;
+pub(crate) mod ca;
+mod ca_status;
 mod keys;
+pub mod rotation;
 mod spiffe_id;
 mod state;
 mod svid;
 
 use std::time::SystemTime;
 
+pub use authority::{Authority, RotateError};
 pub use bundle::TrustBundle;
 pub use ca::{Ca, CaError, CaParams, UpstreamCa};
+pub use ca_status::{human, CaStatus, NodeAcks, RetiredStatus, SlotStatus, StepRefusals};
 pub use keys::KeyType;
 pub use spiffe_id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN};
+pub(crate) use svid::BACKDATE;
 pub use svid::{Svid, SvidParams};
 
 /// Source of the current time. Injected so rotation and expiry logic can be tested with

@@ -1,5 +1,6 @@
-//! The CA's state directory: one JSON file (`ca.json`, mode 0600) holding the CA key and
-//! certificate, written atomically (temp file in the same directory, fsync, rename, fsync
+//! The CA's state directory: one JSON file (`ca.json`, mode 0600) holding the current CA
+//! (key and certificate), an optional prepared next CA and the retired CAs still in the
+//! trust bundle, written atomically (temp file in the same directory, fsync, rename, fsync
 //! of the directory) so a crash never leaves a half-written CA behind.
 //!
 //! Loading never "repairs" anything: a corrupt file is an error for a person to look at,
@@ -33,13 +34,53 @@ pub enum StateError {
     Corrupt { path: PathBuf, reason: String },
 }
 
-/// One CA generation: its private key and certificate.
+/// One CA generation: its private key and certificate, plus rotation bookkeeping.
+/// Fields added after format 1 default, so a v1 `ca.json` loads unchanged.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct CaSlot {
     /// PKCS#8 PEM private key.
     pub(crate) key_pem: String,
     /// PEM certificate of this CA (self-signed root, or intermediate signed upstream).
     pub(crate) cert_pem: String,
+    /// When this CA was prepared (published in the bundle), seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) prepared_at_unix: Option<u64>,
+    /// When this CA started signing, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) activated_at_unix: Option<u64>,
+    /// The bundle sequence from which this CA's trust anchor is in the bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) published_sequence: Option<u64>,
+    /// An upper bound of the latest `notAfter` of any SVID this CA signed (written before
+    /// such an SVID is handed out, with some lead so it is not written on every mint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) signed_until_unix: Option<u64>,
+}
+
+impl CaSlot {
+    pub(crate) fn new(key_pem: String, cert_pem: String) -> Self {
+        CaSlot {
+            key_pem,
+            cert_pem,
+            prepared_at_unix: None,
+            activated_at_unix: None,
+            published_sequence: None,
+            signed_until_unix: None,
+        }
+    }
+}
+
+/// A CA that no longer signs but stays in the trust bundle until the last SVID it signed
+/// has expired. Its private key is dropped on retirement: it will never sign again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetiredSlot {
+    /// PEM certificate of the retired CA.
+    pub(crate) cert_pem: String,
+    /// When it stopped signing.
+    pub(crate) retired_at_unix: u64,
+    /// When it may leave the bundle: the latest `notAfter` of any SVID it signed.
+    pub(crate) retire_after_unix: u64,
 }
 
 impl std::fmt::Debug for CaSlot {
@@ -57,6 +98,19 @@ pub(crate) struct CaState {
     pub(crate) format: u32,
     pub(crate) trust_domain: String,
     pub(crate) current: CaSlot,
+    /// A prepared CA: in the bundle, not signing yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) next: Option<CaSlot>,
+    /// CAs that stopped signing and are still in the bundle.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) retired: Vec<RetiredSlot>,
+    /// Sequence of the trust bundle; increases whenever its set of authorities changes.
+    #[serde(default = "first_sequence")]
+    pub(crate) bundle_sequence: u64,
+}
+
+fn first_sequence() -> u64 {
+    1
 }
 
 impl CaState {
@@ -65,6 +119,9 @@ impl CaState {
             format: FORMAT_VERSION,
             trust_domain,
             current,
+            next: None,
+            retired: Vec::new(),
+            bundle_sequence: first_sequence(),
         }
     }
 }
@@ -112,11 +169,41 @@ mod tests {
     fn sample() -> CaState {
         CaState::new(
             "example.org".into(),
-            CaSlot {
-                key_pem: "KEY".into(),
-                cert_pem: "CERT".into(),
-            },
+            CaSlot::new("KEY".into(), "CERT".into()),
         )
+    }
+
+    #[test]
+    fn a_version_1_file_without_rotation_fields_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 =
+            r#"{"format":1,"trust_domain":"example.org","current":{"key_pem":"K","cert_pem":"C"}}"#;
+        fs::write(dir.path().join(STATE_FILE), v1).unwrap();
+        let st = load(dir.path()).unwrap().unwrap();
+        assert!(st.next.is_none() && st.retired.is_empty());
+        assert_eq!(st.bundle_sequence, 1);
+        assert_eq!(st.current.signed_until_unix, None);
+    }
+
+    #[test]
+    fn next_and_retired_slots_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = sample();
+        let mut next = CaSlot::new("K2".into(), "C2".into());
+        next.prepared_at_unix = Some(10);
+        next.published_sequence = Some(2);
+        st.next = Some(next);
+        st.retired.push(RetiredSlot {
+            cert_pem: "C0".into(),
+            retired_at_unix: 5,
+            retire_after_unix: 50,
+        });
+        st.bundle_sequence = 2;
+        save(dir.path(), &st).unwrap();
+        let back = load(dir.path()).unwrap().unwrap();
+        assert_eq!(back.next.unwrap().published_sequence, Some(2));
+        assert_eq!(back.retired[0].retire_after_unix, 50);
+        assert_eq!(back.bundle_sequence, 2);
     }
 
     #[test]

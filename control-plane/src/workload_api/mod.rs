@@ -190,7 +190,8 @@ impl IdentitySource for crate::xds::control::ControlPlane {
         self.ca()
     }
     fn bundle(&self) -> crate::identity::TrustBundle {
-        self.ca().bundle()
+        // Every CA in the bundle (current, prepared next, retired until their SVIDs expire).
+        crate::xds::control::ControlPlane::bundle(self)
     }
     fn config(&self) -> Arc<Config> {
         crate::xds::control::ControlPlane::config(self)

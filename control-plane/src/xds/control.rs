@@ -2,18 +2,27 @@
 //! into node snapshots and published to the cache. Every change (startup, config reload,
 //! SVID renewal) goes through one path: build every node's snapshot first, publish only
 //! if all succeed, so a bad change never half-applies and the last good keeps serving.
+//!
+//! The CA is an [`Authority`] (current, next, retired CAs); its rotation steps and the
+//! periodic tick live in `rotation.rs`. SVIDs renew at 45–55 % of their life
+//! (`renewal.rs`); a failed mint keeps the still-valid SVID and retries with backoff.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use super::renewal::{renew_at, Failing};
 use super::resources::{build_node_snapshot, NodeInputs, ResourceError};
 use super::server::Shared;
 use super::snapshot::Snapshot;
-use super::types::NodeId;
+use super::types::{NodeId, ResourceType};
 use crate::config::Config;
-use crate::identity::{Ca, CaError, Clock, Svid, SvidParams};
+use crate::identity::{Authority, Ca, CaError, Clock, Svid, SvidParams, TrustBundle};
+
+/// How many (SDS version, bundle sequence) pairs are remembered per node to map an ACKed
+/// version back to the bundle it carried. A node further behind counts as lagging.
+const PUBLISHED_HISTORY: usize = 64;
 
 /// Why a change could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +50,8 @@ pub struct Applied {
     pub removed: Vec<NodeId>,
     /// SVIDs minted.
     pub minted: usize,
+    /// Renewals that failed (the still-valid SVID was kept).
+    pub failed: usize,
 }
 
 /// When an SVID should be renewed: at half its lifetime (SPIRE's and Istio's default).
@@ -52,19 +63,29 @@ pub fn refresh_at(not_before: SystemTime, not_after: SystemTime) -> SystemTime {
 }
 
 #[derive(Debug)]
-struct State {
-    config: Arc<Config>,
-    svids: BTreeMap<String, Svid>,
+pub(super) struct State {
+    pub(super) config: Arc<Config>,
+    pub(super) svids: BTreeMap<String, Svid>,
+    /// Serial of the CA that signed each workload's SVID.
+    signers: BTreeMap<String, String>,
+    /// Workloads whose renewal failed, with the next attempt.
+    pub(super) failing: BTreeMap<String, Failing>,
+    /// Per node, the SDS versions published and the bundle sequence each carried.
+    pub(super) published: HashMap<NodeId, VecDeque<(String, u64)>>,
+    /// Serials of SVIDs already warned about as close to expiry (warn once each).
+    pub(super) warned: std::collections::BTreeSet<String>,
+    /// When a blocked automatic activation was last warned about.
+    pub(super) blocked_warned_at: Option<SystemTime>,
 }
 
-/// The control plane's mutable core.
+/// The control plane's mutable core. Lock order: `state` before `authority`.
 #[derive(Debug)]
 pub struct ControlPlane {
-    shared: Shared,
-    ca: Arc<Ca>,
-    clock: Arc<dyn Clock>,
+    pub(super) shared: Shared,
+    pub(super) authority: Mutex<Authority>,
+    pub(super) clock: Arc<dyn Clock>,
     filter_module: PathBuf,
-    state: Mutex<State>,
+    pub(super) state: Mutex<State>,
 }
 
 impl ControlPlane {
@@ -75,14 +96,19 @@ impl ControlPlane {
         clock: Arc<dyn Clock>,
         shared: Shared,
     ) -> Result<(Self, Applied), ControlError> {
-        let ca = Arc::new(Ca::load_or_init(&config.ca_params(), clock.as_ref())?);
+        let authority = Authority::load_or_init(&config.ca_params(), clock.as_ref())?;
         let state = State {
             config: Arc::new(config),
             svids: BTreeMap::new(),
+            signers: BTreeMap::new(),
+            failing: BTreeMap::new(),
+            published: HashMap::new(),
+            warned: Default::default(),
+            blocked_warned_at: None,
         };
         let cp = Self {
             shared,
-            ca,
+            authority: Mutex::new(authority),
             clock,
             filter_module,
             state: Mutex::new(state),
@@ -92,9 +118,19 @@ impl ControlPlane {
         Ok((cp, applied))
     }
 
-    /// The CA that signs every SVID (shared with the Workload API).
+    /// The CA that signs SVIDs now (shared with the Workload API). Changes on activation.
     pub fn ca(&self) -> Arc<Ca> {
-        self.ca.clone()
+        self.authority().active()
+    }
+
+    /// The trust bundle: every CA in it (current, prepared next, retired until their
+    /// SVIDs expire), with a sequence that increases whenever that set changes.
+    pub fn bundle(&self) -> TrustBundle {
+        self.authority().bundle()
+    }
+
+    pub(super) fn authority(&self) -> std::sync::MutexGuard<'_, Authority> {
+        self.authority.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The config currently served.
@@ -102,7 +138,7 @@ impl ControlPlane {
         self.lock().config.clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -126,57 +162,105 @@ impl ControlPlane {
         self.apply_locked(Arc::new(config), |_, _| false)
     }
 
-    /// Renews every SVID at or past its refresh time and republishes (only SDS changes).
+    /// Renews every SVID at or past its renewal point (45–55 % of its life, see
+    /// `renewal.rs`) or signed by a CA that no longer signs, unless a failed attempt's
+    /// backoff has not passed; republishes (only SDS changes).
     pub fn renew_due(&self) -> Result<Applied, ControlError> {
-        let now = self.clock.now();
         let config = self.config();
-        self.apply_locked(config, |_, svid| {
-            refresh_at(svid.not_before, svid.not_after) <= now
-        })
+        self.apply_locked(config, |_, _| false)
     }
 
-    /// The earliest refresh time over all SVIDs (`None` without workloads).
+    /// Re-mints every SVID now (after a CA activation).
+    pub(super) fn renew_all(&self) -> Result<Applied, ControlError> {
+        let config = self.config();
+        self.apply_locked(config, |_, _| true)
+    }
+
+    /// The earliest renewal time over all SVIDs (`None` without workloads).
     pub fn next_renewal(&self) -> Option<SystemTime> {
-        self.lock()
+        let state = self.lock();
+        state
             .svids
-            .values()
-            .map(|s| refresh_at(s.not_before, s.not_after))
+            .iter()
+            .map(|(name, s)| {
+                let at = renew_at(name, &s.serial_hex, s.not_before, s.not_after);
+                match state.failing.get(name) {
+                    Some(f) => at.max(f.retry_at),
+                    None => at,
+                }
+            })
             .min()
     }
 
     /// Builds every node's snapshot from `config` (re-minting SVIDs that are missing,
-    /// whose ID changed, or that `renew` selects), then publishes all or nothing.
+    /// whose ID changed, that are due, signed by a CA that no longer signs, or that
+    /// `force` selects), then publishes all or nothing. A failed renewal of a still-valid
+    /// SVID keeps it and schedules a retry.
     fn apply_locked(
         &self,
         config: Arc<Config>,
-        renew: impl Fn(&str, &Svid) -> bool,
+        force: impl Fn(&str, &Svid) -> bool,
     ) -> Result<Applied, ControlError> {
         let mut state = self.lock();
-        let bundle = self.ca.bundle();
+        let (ca, bundle) = {
+            let a = self.authority();
+            (a.active(), a.bundle())
+        };
+        let now = self.clock.now();
         let mut svids = BTreeMap::new();
-        let mut minted = 0;
+        let mut signers = BTreeMap::new();
+        let (mut minted, mut failed) = (0, 0);
         for w in &config.workloads {
-            let keep = state
+            let held = state
                 .svids
                 .get(&w.name)
-                .filter(|s| s.id == w.spiffe_id && !renew(&w.name, s))
+                .filter(|s| s.id == w.spiffe_id)
                 .cloned();
-            let svid = match keep {
-                Some(s) => s,
-                None => {
-                    let params = SvidParams {
-                        id: w.spiffe_id.clone(),
-                        ttl: config.ca.svid_ttl,
-                    };
-                    let s = self.ca.mint(&params, self.clock.as_ref())?;
-                    self.shared.metrics.svid_issued();
-                    minted += 1;
-                    tracing::info!(workload = %w.name, id = %w.spiffe_id, serial = %s.serial_hex, "SVID issued");
-                    s
+            let signer = state.signers.get(&w.name).cloned();
+            let failing = state.failing.get(&w.name).copied();
+            let want_new = match &held {
+                None => true,
+                Some(s) => {
+                    let due = renew_at(&w.name, &s.serial_hex, s.not_before, s.not_after) <= now
+                        || signer.as_ref().is_some_and(|x| x != ca.serial_hex())
+                        || force(&w.name, s);
+                    due && failing.is_none_or(|f| f.retry_at <= now)
                 }
             };
-            svids.insert(w.name.clone(), svid);
+            if !want_new {
+                if let Some(s) = held {
+                    svids.insert(w.name.clone(), s);
+                    signers.insert(w.name.clone(), signer.unwrap_or_default());
+                }
+                continue;
+            }
+            let params = SvidParams {
+                id: w.spiffe_id.clone(),
+                ttl: config.ca.svid_ttl,
+            };
+            match self.mint(&ca, &params) {
+                Ok(s) => {
+                    minted += 1;
+                    state.failing.remove(&w.name);
+                    tracing::info!(workload = %w.name, id = %w.spiffe_id, serial = %s.serial_hex, ca = %ca.serial_hex(), "SVID issued");
+                    svids.insert(w.name.clone(), s);
+                    signers.insert(w.name.clone(), ca.serial_hex().to_string());
+                }
+                Err(e) => match held.filter(|s| s.not_after > now) {
+                    Some(s) => {
+                        failed += 1;
+                        self.shared.metrics.svid_renewal_failed();
+                        let f = Failing::after_failure(failing, now);
+                        tracing::warn!(workload = %w.name, failures = f.failures, retry_in_s = f.retry_at.duration_since(now).unwrap_or_default().as_secs(), "SVID renewal failed, the still-valid SVID is kept: {e}");
+                        state.failing.insert(w.name.clone(), f);
+                        svids.insert(w.name.clone(), s);
+                        signers.insert(w.name.clone(), signer.unwrap_or_default());
+                    }
+                    None => return Err(e),
+                },
+            }
         }
+
         let mut snapshots: Vec<(NodeId, Snapshot)> = Vec::new();
         for w in &config.workloads {
             let inputs = NodeInputs {
@@ -193,6 +277,7 @@ impl ControlPlane {
         }
         let mut applied = Applied {
             minted,
+            failed,
             ..Default::default()
         };
         let keep: Vec<&NodeId> = snapshots.iter().map(|(n, _)| n).collect();
@@ -203,14 +288,39 @@ impl ControlPlane {
             }
         }
         for (node, snap) in snapshots {
+            let sds = snap.version(ResourceType::Secret).to_string();
+            let history = state.published.entry(node.clone()).or_default();
+            if history
+                .back()
+                .is_none_or(|(v, seq)| *v != sds || *seq != bundle.sequence)
+            {
+                history.push_back((sds, bundle.sequence));
+                if history.len() > PUBLISHED_HISTORY {
+                    history.pop_front();
+                }
+            }
             if self.shared.cache.set(&node, snap) {
                 self.shared.metrics.snapshot_published();
                 applied.changed.push(node);
             }
         }
+        state
+            .published
+            .retain(|n, _| config.workloads.iter().any(|w| w.node_id == n.as_str()));
+        state.failing.retain(|n, _| svids.contains_key(n));
         state.config = config;
         state.svids = svids;
+        state.signers = signers;
         Ok(applied)
+    }
+
+    /// Mints with `ca` and records in the state file how long its SVIDs stay valid
+    /// before the SVID is handed to anyone (so a retired CA never leaves the bundle early).
+    fn mint(&self, ca: &Ca, params: &SvidParams) -> Result<Svid, ControlError> {
+        let s = ca.mint(params, self.clock.as_ref())?;
+        self.authority().persist_signing(self.clock.as_ref())?;
+        self.shared.metrics.svid_issued();
+        Ok(s)
     }
 }
 

@@ -66,7 +66,12 @@ fn renewal_at_half_life_changes_only_secrets() {
     let before = sh.cache.get(&node).unwrap();
     assert_eq!(cp.renew_due().unwrap().minted, 0, "nothing due yet");
     let due = cp.next_renewal().unwrap();
-    *clock.0.lock().unwrap() = due + Duration::from_secs(1);
+    let ttl = cp.config().ca.svid_ttl;
+    assert!(
+        due >= start + ttl * 45 / 100 - Duration::from_secs(31) && due <= start + ttl * 55 / 100
+    );
+    // Past 55 % of the life every SVID is due, whatever its jitter.
+    *clock.0.lock().unwrap() = start + ttl * 56 / 100;
     let renewed = cp.renew_due().unwrap();
     assert_eq!(renewed.minted, 3);
     let after = sh.cache.get(&node).unwrap();

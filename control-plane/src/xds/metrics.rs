@@ -1,8 +1,10 @@
 //! Process-wide counters of the control plane (lock-free atomics), rendered as
 //! Prometheus text by the admin endpoint. No I/O here.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 use super::types::ResourceType;
 
@@ -40,6 +42,20 @@ pub struct Metrics {
     config_reloads: AtomicU64,
     config_reload_failures: AtomicU64,
     snapshots_published: AtomicU64,
+    svid_renewal_failures: AtomicU64,
+    ca_rotation_steps: AtomicU64,
+    expiry: Mutex<Expiry>,
+}
+
+/// Gauges set by the control loop's tick (seconds until expiry, negative once past).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    /// Per workload name.
+    pub svids: BTreeMap<String, i64>,
+    /// Per CA slot (`current`, `next`, `retired-<serial>`; retired: until it may leave).
+    pub cas: BTreeMap<String, i64>,
+    /// The trust bundle's sequence.
+    pub bundle_sequence: u64,
 }
 
 impl Metrics {
@@ -87,6 +103,22 @@ impl Metrics {
     /// A node snapshot was published.
     pub fn snapshot_published(&self) {
         self.snapshots_published.fetch_add(1, Relaxed);
+    }
+    /// An SVID renewal failed (the still-valid SVID was kept).
+    pub fn svid_renewal_failed(&self) {
+        self.svid_renewal_failures.fetch_add(1, Relaxed);
+    }
+    /// A CA rotation step (prepare, activate, retire) ran.
+    pub fn ca_rotation_step(&self) {
+        self.ca_rotation_steps.fetch_add(1, Relaxed);
+    }
+    /// Replaces the expiry gauges.
+    pub fn set_expiry(&self, expiry: Expiry) {
+        *self.expiry.lock().unwrap_or_else(|p| p.into_inner()) = expiry;
+    }
+    /// SVID renewal failures so far.
+    pub fn svid_renewal_failures(&self) -> u64 {
+        self.svid_renewal_failures.load(Relaxed)
     }
     /// Currently connected proxies (open ADS streams).
     pub fn connected(&self) -> u64 {
@@ -186,6 +218,47 @@ impl Metrics {
             "Config reloads rejected (last good config kept).",
             &self.config_reload_failures,
         );
+        counter(
+            &mut out,
+            "warden_svid_renewal_failures_total",
+            "SVID renewals that failed (the still-valid SVID was kept; retried with backoff).",
+            &self.svid_renewal_failures,
+        );
+        counter(
+            &mut out,
+            "warden_ca_rotation_steps_total",
+            "CA rotation steps run (prepare, activate, retire; automatic or forced).",
+            &self.ca_rotation_steps,
+        );
+        let expiry = self.expiry.lock().map(|e| e.clone()).unwrap_or_default();
+        let labeled =
+            |out: &mut String, name: &str, help: &str, label: &str, v: &BTreeMap<String, i64>| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+                for (k, v) in v {
+                    let k = k.replace('\\', "\\\\").replace('"', "\\\"");
+                    let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {v}");
+                }
+            };
+        labeled(
+            &mut out,
+            "warden_svid_expiry_seconds",
+            "Seconds until each workload's current X.509-SVID expires.",
+            "workload",
+            &expiry.svids,
+        );
+        labeled(
+            &mut out,
+            "warden_ca_expiry_seconds",
+            "Seconds until each CA expires (retired CAs: until they may leave the bundle).",
+            "slot",
+            &expiry.cas,
+        );
+        gauge(
+            &mut out,
+            "warden_ca_bundle_sequence",
+            "Sequence of the trust bundle (increases when its authorities change).",
+            expiry.bundle_sequence,
+        );
         out
     }
 }
@@ -209,5 +282,30 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("warden_xds_connected_proxies 1"), "{text}");
+    }
+
+    #[test]
+    fn expiry_gauges_are_rendered_with_labels() {
+        let m = Metrics::default();
+        let mut e = Expiry::default();
+        e.svids.insert("backend".into(), 42);
+        e.cas.insert("current".into(), 3600);
+        e.bundle_sequence = 2;
+        m.set_expiry(e);
+        m.svid_renewal_failed();
+        let text = m.render();
+        assert!(
+            text.contains("warden_svid_expiry_seconds{workload=\"backend\"} 42"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_ca_expiry_seconds{slot=\"current\"} 3600"),
+            "{text}"
+        );
+        assert!(text.contains("warden_ca_bundle_sequence 2"), "{text}");
+        assert!(
+            text.contains("warden_svid_renewal_failures_total 1"),
+            "{text}"
+        );
     }
 }
