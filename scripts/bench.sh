@@ -32,6 +32,12 @@ if [ -x bench/xds/run.sh ]; then
     echo >> "$report"
 fi
 
+if [ -x bench/xds/rotation.sh ]; then
+    section "Rotation: SVID renewal and forced CA rotation over 1,000 ADS streams"
+    bench/xds/rotation.sh 1000 | tee -a "$report"
+    echo >> "$report"
+fi
+
 if [ -x bench/filter/run.sh ]; then
     section "Authorization filter: server Envoy, mTLS, 1 worker"
     bench/filter/run.sh | tee -a "$report"

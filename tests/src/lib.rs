@@ -10,8 +10,10 @@
 //! Blocking std code on purpose: every wait is bounded ([`wait`]).
 
 pub mod app;
+pub mod certs;
 pub mod envoy;
 pub mod http;
+pub mod load;
 pub mod locate;
 pub mod mesh;
 pub mod ports;

@@ -58,6 +58,10 @@ pub struct MeshSpec {
     pub policy_mode: String,
     /// Whether deny responses carry the reason.
     pub expose_reason: bool,
+    /// `ca.ttl` (the CA certificate's lifetime), e.g. `24h`.
+    pub ca_ttl: String,
+    /// `ca.svid_ttl` (each X.509-SVID's lifetime), e.g. `1h`; rotation tests shorten it.
+    pub svid_ttl: String,
 }
 
 /// Allows frontend → backend and backend → database, denies everything else.
@@ -86,6 +90,8 @@ impl MeshSpec {
             policy: DEFAULT_POLICY.to_owned(),
             policy_mode: "enforce".to_owned(),
             expose_reason: false,
+            ca_ttl: "24h".to_owned(),
+            svid_ttl: "1h".to_owned(),
         }
         .workload("frontend", &["backend"])
         .workload("backend", &[])
@@ -98,6 +104,13 @@ impl MeshSpec {
             name: name.to_owned(),
             upstreams: upstreams.iter().map(|s| (*s).to_owned()).collect(),
         });
+        self
+    }
+
+    /// Sets `ca.ttl` and `ca.svid_ttl` (duration text such as `2m`, `30s`).
+    pub fn ttls(mut self, ca_ttl: &str, svid_ttl: &str) -> Self {
+        self.ca_ttl = ca_ttl.to_owned();
+        self.svid_ttl = svid_ttl.to_owned();
         self
     }
 }
@@ -303,6 +316,29 @@ impl Mesh {
         &mut self.warden
     }
 
+    /// SIGKILLs `warden serve`, then starts a new one on the same config directory,
+    /// state directory and ports (log `warden-restart-<n>.log`) and waits for `/readyz`.
+    /// `while_down` runs between the two (e.g. to check traffic still flows).
+    pub fn kill_and_restart_warden(
+        &mut self,
+        restart: u32,
+        while_down: impl FnOnce(&Self) -> Result<()>,
+    ) -> Result<()> {
+        self.warden.kill()?;
+        while_down(self)?;
+        let mut warden = Warden::serve_as(
+            &format!("warden-restart-{restart}"),
+            &self.config_dir(),
+            self.admin,
+            &self.dir.path().join("logs"),
+            &self.env,
+        )?;
+        warden.wait_ready(warden::READY_TIMEOUT)?;
+        // The killed server's guard only reaps it (and keeps its log tail for reports).
+        drop(std::mem::replace(&mut self.warden, warden));
+        Ok(())
+    }
+
     /// The ADS address.
     pub fn xds_addr(&self) -> SocketAddr {
         self.xds
@@ -462,10 +498,10 @@ fn write_config(
     std::fs::create_dir_all(dir.join("policies"))?;
     let warden_yaml = format!(
         "trust_domain: {TRUST_DOMAIN}\n\
-         ca:\n  key_type: ec-p256\n  ttl: 24h\n  svid_ttl: 1h\n  state_dir: .warden\n\
+         ca:\n  key_type: ec-p256\n  ttl: {}\n  svid_ttl: {}\n  state_dir: .warden\n\
          server:\n  xds_listen: {xds}\n  admin_listen: {admin}\n\
          policy:\n  entrypoint: data.envoy.authz.allow\n  mode: {}\n  deny_status: 403\n  expose_reason: {}\n",
-        spec.policy_mode, spec.expose_reason
+        spec.ca_ttl, spec.svid_ttl, spec.policy_mode, spec.expose_reason
     );
     write_if_changed(&dir.join("warden.yaml"), &warden_yaml)?;
     for w in workloads.values() {

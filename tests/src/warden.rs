@@ -31,7 +31,19 @@ impl Warden {
         log_dir: &Path,
         env: &[(String, String)],
     ) -> Result<Self> {
-        let mut spec = ProcessSpec::new("warden", locate::warden()?)
+        Self::serve_as("warden", config_dir, admin, log_dir, env)
+    }
+
+    /// Like [`Warden::serve`], logging to `<log_dir>/<name>.log` (a restarted server
+    /// gets its own log).
+    pub fn serve_as(
+        name: &str,
+        config_dir: &Path,
+        admin: SocketAddr,
+        log_dir: &Path,
+        env: &[(String, String)],
+    ) -> Result<Self> {
+        let mut spec = ProcessSpec::new(name, locate::warden()?)
             .args([
                 "serve".to_owned(),
                 "--config".to_owned(),
@@ -69,6 +81,20 @@ impl Warden {
                 .map(|r| r.status == 200)
                 .unwrap_or(false))
         })
+    }
+
+    /// SIGKILLs the server (no shutdown path runs) and waits until it has exited.
+    pub fn kill(&mut self) -> Result<()> {
+        self.process.signal("KILL")?;
+        let process = &mut self.process;
+        wait::until_true(
+            "warden to exit after SIGKILL",
+            Duration::from_secs(10),
+            || Ok(process.ensure_running().is_err()),
+        )?;
+        // Close the watchdog pipe now, while the dead PID cannot have been reused yet.
+        self.process.stop();
+        Ok(())
     }
 
     /// Asks the server to reload its config directory (SIGHUP to its PID).

@@ -35,13 +35,14 @@ pub(crate) fn write(
     n: usize,
     xds: std::net::SocketAddr,
     admin: std::net::SocketAddr,
+    svid_ttl: &str,
 ) -> Result<()> {
     std::fs::create_dir_all(dir.join("workloads"))?;
     std::fs::create_dir_all(dir.join("policies"))?;
     std::fs::write(
         dir.join("warden.yaml"),
         format!(
-            "trust_domain: example.org\nca:\n  key_type: ec-p256\n  ttl: 24h\n  svid_ttl: 1h\n  state_dir: .warden\n\
+            "trust_domain: example.org\nca:\n  key_type: ec-p256\n  ttl: 24h\n  svid_ttl: {svid_ttl}\n  state_dir: .warden\n\
              server:\n  xds_listen: {xds}\n  admin_listen: {admin}\n\
              policy:\n  entrypoint: data.envoy.authz.allow\n  mode: enforce\n  deny_status: 403\n  expose_reason: false\n"
         ),

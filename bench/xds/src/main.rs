@@ -4,7 +4,9 @@
 //! markdown table row (`--header` prints the header first). `bench/xds/run.sh` runs it
 //! for N = 1k and 10k.
 
+mod ca_rotation;
 mod gen;
+mod rotation;
 mod stream;
 mod tls_names;
 
@@ -39,6 +41,19 @@ struct Args {
     /// Print the markdown table header first.
     #[arg(long)]
     header: bool,
+    /// Instead of a policy push, time one SVID renewal round: from the server signing
+    /// until every stream has ACKed its new SVID, and the server's CPU.
+    #[arg(long)]
+    svid_rotation: bool,
+    /// `ca.svid_ttl` of the generated config (renewal comes at about half of it; long
+    /// enough that every stream is in sync before the first renewal).
+    #[arg(long, default_value = "60s")]
+    svid_ttl: String,
+    /// Instead of a policy push, force a CA rotation through the admin endpoint: time
+    /// `prepare` until every stream ACKed the new bundle, and `activate` until every
+    /// stream ACKed an SVID from the new CA (with the server's CPU).
+    #[arg(long)]
+    ca_activation: bool,
 }
 
 /// What one run measured.
@@ -53,6 +68,8 @@ struct Figures {
     push_acks: usize,
     errors: usize,
     first_error: Option<String>,
+    svid_round: Option<rotation::SvidRound>,
+    ca_round: Option<ca_rotation::CaRound>,
 }
 
 fn main() -> Result<()> {
@@ -65,7 +82,12 @@ fn main() -> Result<()> {
         .tempdir()?;
     let config = dir.path().join("config");
     let (xds, admin) = (ports::free_addr()?, ports::free_addr()?);
-    gen::write(&config, args.streams, xds, admin)?;
+    let svid_ttl = if args.svid_rotation {
+        &args.svid_ttl
+    } else {
+        "1h"
+    };
+    gen::write(&config, args.streams, xds, admin, svid_ttl)?;
     let mut spec = ProcessSpec::new("warden", locate::warden()?)
         .args([
             "serve".to_owned(),
@@ -92,7 +114,7 @@ fn main() -> Result<()> {
         .worker_threads(args.client_threads)
         .enable_all()
         .build()?;
-    let result = runtime.block_on(measure(&args, &server, &config, xds, timeout));
+    let result = runtime.block_on(measure(&args, &server, &config, (xds, admin), timeout));
     drop(runtime);
     let figures = match result {
         Ok(f) => f,
@@ -110,7 +132,7 @@ async fn measure(
     args: &Args,
     server: &Process,
     config: &std::path::Path,
-    xds: std::net::SocketAddr,
+    (xds, admin): (std::net::SocketAddr, std::net::SocketAddr),
     timeout: Duration,
 ) -> Result<Figures> {
     let mut figures = Figures {
@@ -145,7 +167,7 @@ async fn measure(
     while synced < args.streams {
         match next_event(&mut events, deadline).await? {
             Event::Synced => synced += 1,
-            Event::Acked { .. } => {}
+            Event::Acked { .. } | Event::SecretsChanged { .. } => {}
             Event::Ended { error, .. } => note_error(&mut figures, error),
         }
         if figures.errors > args.streams / 100 + 5 {
@@ -164,6 +186,22 @@ async fn measure(
         }
     }
     figures.rss_held_kb = rss_kb(server.pid())?;
+
+    if args.svid_rotation {
+        let sampler = rotation::Sampler::start(server.pid(), admin);
+        let baseline = rotation::svids_issued(admin)?;
+        let round =
+            rotation::svid_round(&mut events, figures.held, sampler, baseline, timeout).await?;
+        figures.svid_round = Some(round);
+        return Ok(figures);
+    }
+    if args.ca_activation {
+        let round =
+            ca_rotation::ca_round(&mut events, figures.held, (server.pid(), admin), timeout)
+                .await?;
+        figures.ca_round = Some(round);
+        return Ok(figures);
+    }
 
     // Phase 2: a policy change, pushed to every node.
     let t0 = Instant::now();
@@ -224,6 +262,14 @@ fn rss_kb(pid: u32) -> Result<u64> {
 }
 
 fn print_row(args: &Args, f: &Figures) {
+    if let Some(round) = &f.svid_round {
+        print_rotation_row(args, f, round);
+        return;
+    }
+    if let Some(round) = &f.ca_round {
+        print_ca_row(args, f, round);
+        return;
+    }
     if args.header {
         println!(
             "| streams | held | connect + initial sync | server RSS idle | RSS with streams | RSS per stream | \
@@ -249,4 +295,51 @@ fn print_row(args: &Args, f: &Figures) {
     if let Some(err) = &f.first_error {
         eprintln!("first stream error: {err}");
     }
+}
+
+fn print_rotation_row(args: &Args, f: &Figures, r: &rotation::SvidRound) {
+    if args.header {
+        println!(
+            "| streams | held | SVIDs signed | signing spread | first signing → all ACKed | \
+             last signing → all ACKed | warden CPU in window | stream errors |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    }
+    let ms = |d: Duration| format!("{} ms", d.as_millis());
+    println!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+        args.streams,
+        f.held,
+        r.signed,
+        ms(r.signing_spread),
+        ms(r.first_signing_to_all),
+        ms(r.last_signing_to_all),
+        ms(r.cpu),
+        f.errors,
+    );
+    if let Some(err) = &f.first_error {
+        eprintln!("first stream error: {err}");
+    }
+}
+
+fn print_ca_row(args: &Args, f: &Figures, r: &ca_rotation::CaRound) {
+    if args.header {
+        println!(
+            "| streams | held | prepare → all ACKed new bundle | activate refused (409) | \
+             activate → all ACKed new-CA SVID | SVIDs signed | warden CPU in window | stream errors |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    }
+    let ms = |d: Duration| format!("{} ms", d.as_millis());
+    println!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+        args.streams,
+        f.held,
+        ms(r.prepare_to_all),
+        r.refused,
+        ms(r.activate_to_all),
+        r.signed,
+        ms(r.cpu),
+        f.errors,
+    );
 }

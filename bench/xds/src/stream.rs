@@ -3,7 +3,7 @@
 //! clusters and listeners reference; ECDS for the discovered HTTP filters), ACKs every
 //! response, and reports what it did as [`Event`]s.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 use xds_api::pb::envoy::config::cluster::v3::Cluster;
 use xds_api::pb::envoy::config::core::v3::{Node, TypedExtensionConfig};
 use xds_api::pb::envoy::config::listener::v3::Listener;
-use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{secret, Secret};
 use xds_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use xds_api::pb::google::protobuf::Any;
@@ -36,6 +36,14 @@ pub(crate) enum Event {
     Synced,
     /// An ACK was sent.
     Acked { stream: usize, at: Instant },
+    /// An ACK was sent for an SDS response that replaced secrets the stream already had:
+    /// its own SVID (`svid`) and/or a trust bundle (`bundle`).
+    SecretsChanged {
+        stream: usize,
+        svid: bool,
+        bundle: bool,
+        at: Instant,
+    },
     /// The stream failed or ended.
     Ended { error: String },
 }
@@ -63,6 +71,8 @@ struct State {
     ecds: TypeState,
     cds_refs: Refs,
     lds_refs: Refs,
+    /// Encoded bytes of every secret held, by name.
+    secrets: BTreeMap<String, Vec<u8>>,
 }
 
 impl State {
@@ -131,6 +141,11 @@ async fn drive(
     while let Some(response) = responses.message().await? {
         let type_url = response.type_url.clone();
         let have = absorb(&mut state, &response)?;
+        let changed = if type_url == SDS {
+            secret_changes(&mut state.secrets, &response)?
+        } else {
+            (false, false)
+        };
         let Some(st) = state.of(&type_url) else {
             continue;
         };
@@ -139,10 +154,16 @@ async fn drive(
         st.nonce = response.nonce;
         st.acked = true;
         tx.send(request(&type_url, st)).await?;
-        let _ = events.send(Event::Acked {
-            stream,
-            at: Instant::now(),
-        });
+        let at = Instant::now();
+        let _ = events.send(Event::Acked { stream, at });
+        if changed.0 || changed.1 {
+            let _ = events.send(Event::SecretsChanged {
+                stream,
+                svid: changed.0,
+                bundle: changed.1,
+                at,
+            });
+        }
 
         if type_url == CDS && !lds_requested {
             // Envoy asks for listeners once its clusters are in.
@@ -170,6 +191,29 @@ async fn drive(
         }
     }
     Ok(())
+}
+
+/// Records the secrets of an SDS response; returns whether a certificate secret (SVID)
+/// and whether a validation secret (bundle) replaced one held before.
+fn secret_changes(
+    held: &mut BTreeMap<String, Vec<u8>>,
+    response: &DiscoveryResponse,
+) -> Result<(bool, bool)> {
+    let (mut svid, mut bundle) = (false, false);
+    for any in &response.resources {
+        let secret: Secret = any.to_msg()?;
+        let is_svid = matches!(secret.r#type, Some(secret::Type::TlsCertificate(_)));
+        if let Some(old) = held.insert(secret.name, any.value.clone()) {
+            if old != any.value {
+                if is_svid {
+                    svid = true;
+                } else {
+                    bundle = true;
+                }
+            }
+        }
+    }
+    Ok((svid, bundle))
 }
 
 /// Updates the references found in clusters and listeners; returns the resource names

@@ -1,0 +1,83 @@
+//! Reading Envoy's `/certs` admin output: which leaf certificates (by serial) a sidecar
+//! currently serves for a SPIFFE ID, and which CA certificates it trusts. Pure functions
+//! over the JSON, so rotation scenarios can watch serials change.
+//!
+//! Shape (Envoy 1.40): `{"certificates": [{"ca_cert": [cert..], "cert_chain": [cert..]}]}`
+//! with one entry per TLS context, each cert `{"serial_number", "subject_alt_names":
+//! [{"uri": ..}], "valid_from", "expiration_time", ..}`.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+fn certs<'a>(dump: &'a Value, field: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    dump["certificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(move |context| context[field].as_array().into_iter().flatten())
+}
+
+fn has_uri_san(cert: &Value, uri: &str) -> bool {
+    cert["subject_alt_names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|san| san["uri"].as_str() == Some(uri))
+}
+
+fn serial(cert: &Value) -> Option<String> {
+    cert["serial_number"]
+        .as_str()
+        .map(|s| s.trim_start_matches('0').to_ascii_lowercase())
+}
+
+/// Serials of the leaf certificates with URI SAN `spiffe_id` in any TLS context.
+pub fn svid_serials(dump: &Value, spiffe_id: &str) -> BTreeSet<String> {
+    certs(dump, "cert_chain")
+        .filter(|c| has_uri_san(c, spiffe_id))
+        .filter_map(serial)
+        .collect()
+}
+
+/// Serials of every trusted CA certificate in any TLS context.
+pub fn ca_serials(dump: &Value) -> BTreeSet<String> {
+    certs(dump, "ca_cert").filter_map(serial).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dump() -> Value {
+        serde_json::json!({"certificates": [
+            {"ca_cert": [{"serial_number": "0a1b", "subject_alt_names": []}],
+             "cert_chain": [{"serial_number": "ff01",
+                             "subject_alt_names": [{"uri": "spiffe://example.org/a"}]}]},
+            {"ca_cert": [{"serial_number": "0A1B"}, {"serial_number": "c0de"}],
+             "cert_chain": [{"serial_number": "ff02",
+                             "subject_alt_names": [{"uri": "spiffe://example.org/b"}]}]}
+        ]})
+    }
+
+    #[test]
+    fn leaf_serials_are_picked_by_uri_san() {
+        let serials = svid_serials(&dump(), "spiffe://example.org/a");
+        assert_eq!(serials, BTreeSet::from(["ff01".to_owned()]));
+        assert!(svid_serials(&dump(), "spiffe://example.org/c").is_empty());
+    }
+
+    #[test]
+    fn ca_serials_are_normalised_and_deduplicated() {
+        let serials = ca_serials(&dump());
+        assert_eq!(
+            serials,
+            BTreeSet::from(["a1b".to_owned(), "c0de".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_dump_without_certificates_has_no_serials() {
+        assert!(ca_serials(&serde_json::json!({})).is_empty());
+    }
+}
