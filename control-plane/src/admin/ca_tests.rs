@@ -35,6 +35,7 @@ async fn ca_steps_answer_200_or_409_with_the_reason() {
         metrics: Arc::new(Metrics::default()),
         status: Arc::new(StatusRegistry::default()),
         authorizer: Arc::new(AllowAnyCaller),
+        max_stream_age: None,
     };
     let (cp, _) =
         ControlPlane::start(cfg, "/m.wasm".into(), Arc::new(SystemClock), shared).unwrap();

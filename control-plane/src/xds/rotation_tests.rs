@@ -35,6 +35,7 @@ fn shared() -> Shared {
         metrics: Arc::new(Metrics::default()),
         status: Arc::new(StatusRegistry::default()),
         authorizer: Arc::new(AllowAnyCaller),
+        max_stream_age: None,
     }
 }
 
