@@ -1,7 +1,8 @@
 //! `warden-demo`: the sample mesh of `examples/mesh/` on 127.0.0.1 — `warden serve`, one
 //! stock Envoy sidecar and one tiny app per workload — and a guided tour printed as tables:
 //! an allowed call, a denied call with its reason, a caller with no certificate, every
-//! workload's SPIFFE ID and certificate, and a live policy change from deny to allow.
+//! workload's SPIFFE ID and certificate, how the sidecars attested on the xDS channel and
+//! the CA's rotation state, and a live policy change from deny to allow.
 //!
 //! By default it stays up (a progress line every few seconds) until Ctrl-C; `--once` runs
 //! the tour and exits, non-zero if any step did not behave as it should. Everything it
@@ -292,6 +293,7 @@ fn tour(demo: &Demo) -> Result<bool> {
     );
 
     print_identities(demo)?;
+    ok &= print_control_plane(demo)?;
 
     // Live policy change.
     let policy = demo.dir.join("policies/authz.rego");
@@ -365,6 +367,32 @@ fn tour(demo: &Demo) -> Result<bool> {
         }
     );
     Ok(ok)
+}
+
+/// How the sidecars proved who they are, and the CA's rotation state in plain words.
+fn print_control_plane(demo: &Demo) -> Result<bool> {
+    let metric = |name: &str, labels: &[(&str, &str)]| demo.warden.metric(name, labels);
+    let attested = metric("warden_xds_attestations_total", &[("method", "join_token")])?;
+    let refused = metric("warden_xds_attestation_failures_total", &[])?;
+    let rows = vec![[
+        format!("{attested} ADS stream(s) admitted by join token"),
+        format!("{refused} refused"),
+        "ADS over TLS with the control plane's SVID; each stream proves its workload \
+         (token hash in tokens.yaml) and may only claim that workload's node id"
+            .to_string(),
+    ]];
+    print_table(
+        "Who may fetch which SVID (attestation on the xDS channel)",
+        &["admitted", "refused", "how"],
+        &rows,
+    );
+    let dir = demo.dir.display().to_string();
+    let status = wcli::cli(&["ca", "status", "--config", &dir], &demo.env)?;
+    println!("\nCertificate authority (`warden ca status`):");
+    for line in status.lines() {
+        println!("  {line}");
+    }
+    Ok(attested >= demo.sidecars.len() as f64)
 }
 
 /// What the response tells: who the backend saw, or why it was denied.
