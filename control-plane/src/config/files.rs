@@ -18,7 +18,17 @@ use super::{RegoFile, MAIN_FILE, POLICIES_DIR, TOKENS_FILE, WORKLOADS_DIR};
 pub(crate) struct Parsed<T> {
     pub(crate) path: PathBuf,
     pub(crate) value: T,
-    pub(crate) spans: Spans,
+    /// The file's text, indexed for positions only when a diagnostic needs one (with
+    /// thousands of workload files most configs never do).
+    text: String,
+    spans: std::sync::OnceLock<Spans>,
+}
+
+impl<T> Parsed<T> {
+    /// Where each YAML path of this file is.
+    pub(crate) fn spans(&self) -> &Spans {
+        self.spans.get_or_init(|| Spans::index(&self.text))
+    }
 }
 
 /// Everything read from the directory, before semantic checks.
@@ -139,7 +149,8 @@ pub(crate) fn parse_yaml<T: DeserializeOwned>(
         Ok(value) => Ok(Parsed {
             path: path.to_path_buf(),
             value,
-            spans: Spans::index(text),
+            text: text.to_owned(),
+            spans: std::sync::OnceLock::new(),
         }),
         Err(e) => {
             let pos = e

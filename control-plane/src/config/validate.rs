@@ -30,7 +30,7 @@ pub(super) struct Ctx<'a, T> {
 
 impl<T> Ctx<'_, T> {
     pub(super) fn error(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
-        let mut d = Diagnostic::at(&self.file.path, self.file.spans.value(path), message);
+        let mut d = Diagnostic::at(&self.file.path, self.file.spans().value(path), message);
         d.hint = hint;
         self.diags.push(d);
     }

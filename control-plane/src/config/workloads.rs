@@ -124,7 +124,7 @@ pub(super) fn cross_checks(
     let at = |w: &Workload, path: &str| {
         let spans = by_file
             .get(w.file.as_path())
-            .map(|p| p.spans.value(path))
+            .map(|p| p.spans().value(path))
             .unwrap_or_default();
         (w.file.clone(), spans)
     };
@@ -190,24 +190,25 @@ fn port_clashes(
     diags: &mut Vec<Diagnostic>,
 ) {
     let main = &files.main;
-    let mut bound: Vec<(SocketAddr, String, PathBuf, super::Pos)> = vec![
+    // (address, who uses it, the workload (None: warden.yaml), YAML path); positions are
+    // looked up only for a clash.
+    let mut bound: Vec<(SocketAddr, String, Option<&Workload>, String)> = vec![
         (
             server.xds_listen,
             "server.xds_listen".into(),
-            main.path.clone(),
-            main.spans.value("server.xds_listen"),
+            None,
+            "server.xds_listen".into(),
         ),
         (
             server.admin_listen,
             "server.admin_listen".into(),
-            main.path.clone(),
-            main.spans.value("server.admin_listen"),
+            None,
+            "server.admin_listen".into(),
         ),
     ];
     for w in workloads {
         let mut add = |addr: SocketAddr, path: String| {
-            let (file, pos) = at(w, &path);
-            bound.push((addr, format!("{}: {path}", w.name), file, pos));
+            bound.push((addr, format!("{}: {path}", w.name), Some(w), path));
         };
         add(w.sidecar_admin, "sidecar.admin".into());
         add(w.inbound.listen, "inbound.listen".into());
@@ -221,7 +222,7 @@ fn port_clashes(
     let mut exact: HashMap<SocketAddr, usize> = HashMap::new();
     let mut wildcard: HashMap<u16, usize> = HashMap::new();
     let mut any: HashMap<u16, usize> = HashMap::new();
-    for (i, (addr, what, file, pos)) in bound.iter().enumerate() {
+    for (i, (addr, what, owner, path)) in bound.iter().enumerate() {
         if addr.port() == 0 {
             continue;
         }
@@ -237,10 +238,14 @@ fn port_clashes(
             wildcard.entry(addr.port()).or_insert(i);
         }
         if let Some((_, first, ..)) = first.filter(|(a, ..)| clash(*a, *addr)) {
+            let (file, pos) = match owner {
+                Some(w) => at(w, path),
+                None => (main.path.clone(), main.spans().value(path)),
+            };
             diags.push(
                 Diagnostic::at(
-                    file,
-                    *pos,
+                    &file,
+                    pos,
                     format!("port clash: {what} uses {addr}, already used by {first}"),
                 )
                 .hint("every listener, app and admin address needs its own port"),
