@@ -183,30 +183,7 @@ impl Ca {
 
     /// Mint an X.509-SVID with a fresh P-256 key.
     pub fn mint(&self, params: &SvidParams, clock: &dyn Clock) -> Result<Svid, CaError> {
-        if !params.id.is_member_of(&self.trust_domain) {
-            return Err(CaError::ForeignId {
-                id: params.id.to_string(),
-                trust_domain: self.trust_domain.to_string(),
-            });
-        }
-        let key = KeyType::EcP256.generate()?;
-        let serial = svid::random_serial();
-        let serial_hex = hex::encode(serial.to_bytes());
-        let (not_before, not_after) = svid::validity(clock.now(), params.ttl, self.not_after);
-        let template = svid::leaf_template(&params.id, serial, not_before, not_after)?;
-        let leaf = template.signed_by(&key, &self.issuer)?;
-        self.signed_until
-            .fetch_max(unix_secs_ceil(not_after), Ordering::SeqCst);
-        let mut cert_chain_pem = leaf.pem();
-        cert_chain_pem.push_str(&self.chain_tail_pem);
-        Ok(Svid {
-            id: params.id.clone(),
-            cert_chain_pem,
-            private_key_pem: Zeroizing::new(key.serialize_pem()),
-            not_before,
-            not_after,
-            serial_hex,
-        })
+        self.mint_with_dns_names(params, &[], clock)
     }
 
     /// Mint an X.509-SVID that also carries `dns_names` as DNS SANs (the SPIFFE spec
@@ -237,6 +214,9 @@ impl Ca {
                 .push(rcgen::SanType::DnsName(name));
         }
         let leaf = template.signed_by(&key, &self.issuer)?;
+        // Recorded so this CA stays in the bundle until the last SVID it signed expired.
+        self.signed_until
+            .fetch_max(unix_secs_ceil(not_after), Ordering::SeqCst);
         let mut cert_chain_pem = leaf.pem();
         cert_chain_pem.push_str(&self.chain_tail_pem);
         Ok(Svid {
