@@ -10,3 +10,6 @@ pub mod identity;
 pub mod policy;
 pub mod workload_api;
 pub mod xds;
+
+#[cfg(test)]
+mod test_support;

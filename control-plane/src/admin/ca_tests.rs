@@ -1,15 +1,10 @@
 //! `/ca/*` over a real socket: status JSON shape, 200 on a step, 409 with the reason.
 
-use std::path::Path;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::identity::SystemClock;
-use crate::xds::cache::Cache;
-use crate::xds::metrics::Metrics;
-use crate::xds::server::{AllowAnyCaller, Shared};
-use crate::xds::status::StatusRegistry;
+use crate::test_support::{sample_mesh, shared};
 
 async fn call(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, Value) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -27,16 +22,8 @@ async fn call(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, Val
 #[tokio::test]
 async fn ca_steps_answer_200_or_409_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mesh");
-    let mut cfg = crate::config::load(&root).unwrap_or_else(|d| panic!("{d}"));
-    cfg.ca.state_dir = dir.path().to_path_buf();
-    let shared = Shared {
-        cache: Arc::new(Cache::new()),
-        metrics: Arc::new(Metrics::default()),
-        status: Arc::new(StatusRegistry::default()),
-        authorizer: Arc::new(AllowAnyCaller),
-        max_stream_age: None,
-    };
+    let cfg = sample_mesh(dir.path());
+    let shared = shared();
     let (cp, _) =
         ControlPlane::start(cfg, "/m.wasm".into(), Arc::new(SystemClock), shared).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -2,29 +2,11 @@
 //! across restarts (a fresh `Authority` loaded from the same state directory).
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use super::*;
 use crate::identity::{CaParams, KeyType, Svid, SvidParams};
-
-#[derive(Debug)]
-struct ManualClock(Mutex<SystemTime>);
-
-impl ManualClock {
-    fn new() -> Self {
-        ManualClock(Mutex::new(SystemTime::now()))
-    }
-    fn advance(&self, secs: u64) {
-        *self.0.lock().unwrap() += Duration::from_secs(secs);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap()
-    }
-}
+use crate::test_support::ManualClock;
 
 /// A CA living 6000 s: prepare at 3000 s, activate at 5000 s.
 fn params(dir: &Path) -> CaParams {
@@ -66,7 +48,7 @@ fn a_full_rotation_keeps_the_old_ca_trusted_until_its_last_svid_expires() {
     assert_eq!(a.bundle().x509_authorities_der.len(), 1);
     assert_eq!(a.bundle().sequence, 1);
 
-    clock.advance(3000);
+    clock.advance(Duration::from_secs(3000));
     let old_svid = mint(&a, &clock, 600);
     a.prepare(&clock).unwrap();
     let bundle = a.bundle();
@@ -79,7 +61,7 @@ fn a_full_rotation_keeps_the_old_ca_trusted_until_its_last_svid_expires() {
     );
     let next = a.next().unwrap();
 
-    clock.advance(100);
+    clock.advance(Duration::from_secs(100));
     a.activate(&[], &clock).unwrap();
     assert_eq!(a.active().serial_hex(), next.serial_hex());
     assert_eq!(
@@ -97,13 +79,13 @@ fn a_full_rotation_keeps_the_old_ca_trusted_until_its_last_svid_expires() {
         unix_secs_ceil(old_svid.not_after)
     );
 
-    clock.advance(100);
+    clock.advance(Duration::from_secs(100));
     let err = a.retire(false, &clock).unwrap_err();
     assert!(
         matches!(err, RotateError::Refused(Refusal::StillInUse { .. })),
         "{err}"
     );
-    clock.advance(401); // notAfter rounded up to the next whole second
+    clock.advance(Duration::from_secs(401)); // notAfter rounded up to the next whole second
     assert_eq!(
         a.retire(false, &clock).unwrap(),
         vec![old.serial_hex().to_string()]
@@ -175,9 +157,9 @@ fn automatic_steps_follow_the_thresholds_and_the_acks() {
     let mut a = Authority::load_or_init(&params(dir.path()), &clock).unwrap();
     let lag = vec!["frontend-sidecar".to_string()];
     assert_eq!(a.auto_step(&[], &clock).unwrap(), None);
-    clock.advance(3001);
+    clock.advance(Duration::from_secs(3001));
     assert_eq!(a.auto_step(&[], &clock).unwrap(), Some(Step::Prepare));
-    clock.advance(2000);
+    clock.advance(Duration::from_secs(2000));
     assert_eq!(a.auto_step(&lag, &clock).unwrap(), None, "a node lags");
     assert_eq!(a.auto_step(&[], &clock).unwrap(), Some(Step::Activate));
     // Nothing was signed by the old CA: it may leave at once.
@@ -193,7 +175,7 @@ fn signing_is_recorded_ahead_so_a_restart_keeps_old_svids_trusted() {
     let mut a = Authority::load_or_init(&p, &clock).unwrap();
     let svid = mint(&a, &clock, 600);
     assert!(a.persist_signing(&clock).unwrap());
-    clock.advance(10);
+    clock.advance(Duration::from_secs(10));
     mint(&a, &clock, 600);
     assert!(
         !a.persist_signing(&clock).unwrap(),
@@ -281,7 +263,7 @@ fn the_status_explains_each_phase_in_plain_words() {
     assert!(words.contains("no next CA yet"), "{words}");
 
     a.prepare(&clock).unwrap();
-    clock.advance(7200 / 60);
+    clock.advance(Duration::from_secs(7200 / 60));
     let acks = NodeAcks {
         connected: vec!["a".into(), "b".into(), "c".into()],
         lagging: vec!["c".into()],

@@ -5,22 +5,8 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::identity::{CaParams, KeyType};
+use crate::test_support::ManualClock;
 use crate::workload_api::attest::Selector;
-
-#[derive(Debug)]
-struct ManualClock(Mutex<SystemTime>);
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap()
-    }
-}
-
-impl ManualClock {
-    fn advance(&self, by: Duration) {
-        *self.0.lock().unwrap() += by;
-    }
-}
 
 /// A source whose signer the test swaps, like a CA activation in the control plane.
 #[derive(Debug)]
@@ -83,7 +69,7 @@ struct Fixture {
 
 fn fixture(entries: &[Entry]) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock(Mutex::new(SystemTime::now())));
+    let clock = Arc::new(ManualClock::new());
     let config =
         crate::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mesh"))
             .unwrap();

@@ -1,41 +1,11 @@
 //! Control plane tests: start, renewal at half life, reloads (changed, removed, refused).
 
 use std::path::Path;
-use std::sync::Mutex as StdMutex;
 
 use super::*;
-use crate::xds::cache::Cache;
-use crate::xds::metrics::Metrics;
-use crate::xds::server::AllowAnyCaller;
-use crate::xds::status::StatusRegistry;
 use crate::xds::types::ResourceType;
 
-/// A clock the test moves by hand.
-#[derive(Debug)]
-struct ManualClock(StdMutex<SystemTime>);
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap()
-    }
-}
-
-fn shared() -> Shared {
-    Shared {
-        cache: Arc::new(Cache::new()),
-        metrics: Arc::new(Metrics::default()),
-        status: Arc::new(StatusRegistry::default()),
-        authorizer: Arc::new(AllowAnyCaller),
-        max_stream_age: None,
-    }
-}
-
-fn mesh(state: &Path) -> Config {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mesh");
-    let mut cfg = crate::config::load(&root).unwrap_or_else(|d| panic!("{d}"));
-    cfg.ca.state_dir = state.to_path_buf();
-    cfg
-}
+use crate::test_support::{sample_mesh as mesh, shared, ManualClock};
 
 #[test]
 fn refresh_is_at_half_the_lifetime() {
@@ -53,7 +23,7 @@ fn refresh_is_at_half_the_lifetime() {
 fn renewal_at_half_life_changes_only_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let start = SystemTime::now();
-    let clock = Arc::new(ManualClock(StdMutex::new(start)));
+    let clock = Arc::new(ManualClock::at(start));
     let sh = shared();
     let (cp, applied) = ControlPlane::start(
         mesh(dir.path()),
@@ -146,7 +116,7 @@ fn a_trust_domain_change_is_refused_and_the_last_good_keeps_serving() {
 fn a_renewal_pushes_only_the_nodes_whose_svid_changed() {
     let dir = tempfile::tempdir().unwrap();
     let start = SystemTime::now();
-    let clock = Arc::new(ManualClock(StdMutex::new(start)));
+    let clock = Arc::new(ManualClock::at(start));
     let sh = shared();
     let (cp, _) = ControlPlane::start(
         mesh(dir.path()),

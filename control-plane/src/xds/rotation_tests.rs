@@ -2,48 +2,18 @@
 //! tick with a hand-moved clock, renewal failures with backoff, restarts.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::config::Config;
-use crate::identity::Clock;
-use crate::xds::cache::Cache;
-use crate::xds::metrics::Metrics;
-use crate::xds::server::{AllowAnyCaller, Shared};
-use crate::xds::status::StatusRegistry;
+use crate::test_support::{sample_mesh, shared, ManualClock};
+use crate::xds::server::Shared;
 use crate::xds::types::ResourceType;
-
-#[derive(Debug)]
-struct ManualClock(Mutex<SystemTime>);
-
-impl ManualClock {
-    fn set(&self, t: SystemTime) {
-        *self.0.lock().unwrap() = t;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> SystemTime {
-        *self.0.lock().unwrap()
-    }
-}
-
-fn shared() -> Shared {
-    Shared {
-        cache: Arc::new(Cache::new()),
-        metrics: Arc::new(Metrics::default()),
-        status: Arc::new(StatusRegistry::default()),
-        authorizer: Arc::new(AllowAnyCaller),
-        max_stream_age: None,
-    }
-}
 
 /// The sample mesh with a 6000 s CA and 600 s SVIDs, state in `state`.
 fn mesh(state: &Path) -> Config {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mesh");
-    let mut cfg = crate::config::load(&root).unwrap_or_else(|d| panic!("{d}"));
-    cfg.ca.state_dir = state.to_path_buf();
+    let mut cfg = sample_mesh(state);
     cfg.ca.ttl = Duration::from_secs(6000);
     cfg.ca.svid_ttl = Duration::from_secs(600);
     cfg
@@ -74,7 +44,7 @@ fn connect_all(sh: &Shared) {
 #[test]
 fn activation_waits_until_every_connected_node_acked_the_new_bundle() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock(Mutex::new(SystemTime::now())));
+    let clock = Arc::new(ManualClock::at(SystemTime::now()));
     let sh = shared();
     let cp = start(dir.path(), clock.clone(), &sh);
     connect_all(&sh);
@@ -117,7 +87,7 @@ fn activation_waits_until_every_connected_node_acked_the_new_bundle() {
 #[test]
 fn a_disconnected_node_does_not_block_activation() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock(Mutex::new(SystemTime::now())));
+    let clock = Arc::new(ManualClock::at(SystemTime::now()));
     let sh = shared();
     let cp = start(dir.path(), clock, &sh);
     connect_all(&sh);
@@ -134,7 +104,7 @@ fn a_disconnected_node_does_not_block_activation() {
 fn the_tick_prepares_activates_and_retires_on_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = SystemTime::now();
-    let clock = Arc::new(ManualClock(Mutex::new(t0)));
+    let clock = Arc::new(ManualClock::at(t0));
     let sh = shared();
     let cp = start(dir.path(), clock.clone(), &sh);
     connect_all(&sh);
@@ -172,7 +142,7 @@ fn a_failed_renewal_keeps_the_valid_svid_and_retries_with_backoff() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let t0 = SystemTime::now();
-    let clock = Arc::new(ManualClock(Mutex::new(t0)));
+    let clock = Arc::new(ManualClock::at(t0));
     let sh = shared();
     let cp = start(&state, clock.clone(), &sh);
     let serials: Vec<String> = cp
@@ -220,7 +190,7 @@ fn a_failed_renewal_keeps_the_valid_svid_and_retries_with_backoff() {
 #[test]
 fn a_restart_serves_the_same_cas_and_bundle() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock(Mutex::new(SystemTime::now())));
+    let clock = Arc::new(ManualClock::at(SystemTime::now()));
     let sh = shared();
     let cp = start(dir.path(), clock.clone(), &sh);
     cp.ca_prepare().unwrap();
@@ -240,7 +210,7 @@ fn a_restart_serves_the_same_cas_and_bundle() {
 fn short_lived_svids_renew_once_per_half_life_not_on_every_tick() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = SystemTime::now();
-    let clock = Arc::new(ManualClock(Mutex::new(t0)));
+    let clock = Arc::new(ManualClock::at(t0));
     let sh = shared();
     let mut cfg = mesh(dir.path());
     cfg.ca.svid_ttl = Duration::from_secs(20);
