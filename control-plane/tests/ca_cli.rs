@@ -1,22 +1,14 @@
 //! `warden ca` as a user runs it without a control plane: `status` reads the state dir
 //! (and says so), steps fail with exit 2 because only `warden serve` can run them.
 
-use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+use common::warden;
 
-fn warden(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(args)
-        .output()
-        .expect("warden runs")
-}
+use std::fs;
 
 /// A private copy of the sample mesh whose admin address nobody listens on.
 fn sample() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mesh");
-    copy(&src, dir.path());
+    let dir = common::sample();
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = free.local_addr().unwrap().port();
     drop(free);
@@ -25,18 +17,6 @@ fn sample() -> tempfile::TempDir {
     let text = text.replace("127.0.0.1:18001", &format!("127.0.0.1:{port}"));
     fs::write(&yaml, text).unwrap();
     dir
-}
-
-fn copy(src: &Path, dst: &Path) {
-    fs::create_dir_all(dst).unwrap();
-    for e in fs::read_dir(src).unwrap().flatten() {
-        let to = dst.join(e.file_name());
-        if e.path().is_dir() {
-            copy(&e.path(), &to)
-        } else {
-            fs::copy(e.path(), to).unwrap();
-        }
-    }
 }
 
 fn text(b: &[u8]) -> String {

@@ -1,37 +1,13 @@
 //! The `warden` CLI as a user runs it: exit codes, messages, and files that independent
 //! tools (the `spiffe` crate, `openssl verify`) accept.
 
+mod common;
+use common::{sample, warden};
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn warden(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(args)
-        .output()
-        .expect("warden runs")
-}
-
-/// A private copy of the sample mesh (so the CA state dir is per test).
-fn sample() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mesh");
-    copy(&src, dir.path());
-    dir
-}
-
-fn copy(src: &Path, dst: &Path) {
-    fs::create_dir_all(dst).unwrap();
-    for e in fs::read_dir(src).unwrap().flatten() {
-        let to = dst.join(e.file_name());
-        if e.path().is_dir() {
-            copy(&e.path(), &to)
-        } else {
-            fs::copy(e.path(), to).unwrap();
-        }
-    }
-}
+use std::process::Command;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -2,6 +2,8 @@
 //! live reload of a changed file, rejected reloads that keep the last good config.
 //! Ports are bound at 127.0.0.1:0 and read back; the child is killed by PID on drop.
 
+mod common;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -40,18 +42,6 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-fn copy(src: &Path, dst: &Path) {
-    fs::create_dir_all(dst).unwrap();
-    for e in fs::read_dir(src).unwrap().flatten() {
-        let to = dst.join(e.file_name());
-        if e.path().is_dir() {
-            copy(&e.path(), &to)
-        } else {
-            fs::copy(e.path(), to).unwrap();
-        }
-    }
-}
-
 fn edit(path: &Path, from: &str, to: &str) {
     let text = fs::read_to_string(path).unwrap();
     assert!(text.contains(from), "{from} not in {}", path.display());
@@ -72,11 +62,18 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 }
 
 fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    copy(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mesh"),
-        dir.path(),
-    );
+    // A port picked by `free_port` can be taken by someone else before warden binds it;
+    // then warden exits at once, and a fresh pair of ports is tried.
+    for _ in 0..3 {
+        if let Some(server) = try_start() {
+            return server;
+        }
+    }
+    panic!("warden serve did not start on three pairs of free ports");
+}
+
+fn try_start() -> Option<Server> {
+    let dir = common::sample();
     let (xds, admin) = (free_port(), free_port());
     let main = dir.path().join("warden.yaml");
     edit(&main, "127.0.0.1:18000", &xds.to_string());
@@ -93,7 +90,7 @@ fn start() -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Server {
+    let mut server = Server {
         child,
         admin,
         xds,
@@ -101,10 +98,13 @@ fn start() -> Server {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while http_get(admin, "/readyz").map(|r| r.0) != Some(200) {
+        if server.child.try_wait().unwrap().is_some() {
+            return None;
+        }
         assert!(Instant::now() < deadline, "warden serve not ready in 20 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    server
+    Some(server)
 }
 
 fn metric(s: &Server, name: &str) -> String {
@@ -152,11 +152,7 @@ async fn next(s: &mut tonic::Streaming<DiscoveryResponse>) -> DiscoveryResponse 
 
 #[test]
 fn serve_with_an_invalid_config_exits_one_with_diagnostics() {
-    let dir = tempfile::tempdir().unwrap();
-    copy(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mesh"),
-        dir.path(),
-    );
+    let dir = common::sample();
     edit(
         &dir.path().join("workloads/backend.yaml"),
         "workload: database",
