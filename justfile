@@ -3,16 +3,19 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 wasm := "target/wasm32-wasip1/wasm/warden_filter.wasm"
+wasm_extended := "target/wasm32-wasip1/wasm-extended/warden_filter.wasm"
 
 # List recipes.
 default:
     @just --list
 
-# Build the warden CLI and the Envoy filter module.
+# Build the warden CLI and the Envoy filter modules: core (core Rego builtins, served to
+# most policies) and extended (also regex, glob, net, ... builtins).
 build:
     cargo build -p warden
-    cargo build -p warden-filter --target wasm32-wasip1 --profile wasm
-    @ls -l {{wasm}} | awk '{print "filter module: " $NF " (" $5 " bytes)"}'
+    cargo build -p warden-filter --target wasm32-wasip1 --profile wasm --no-default-features
+    cargo build -p warden-filter --target wasm32-wasip1 --profile wasm-extended
+    @ls -l {{wasm}} {{wasm_extended}} | awk '{print "filter module: " $NF " (" $5 " bytes)"}'
 
 # The whole test suite: lint, unit + property + end-to-end tests (real Envoy), policy tests.
 test: build lint
@@ -27,6 +30,7 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p warden-filter --target wasm32-wasip1 -- -D warnings
+    cargo clippy -p warden-filter --target wasm32-wasip1 --no-default-features -- -D warnings
 
 # Run the demo mesh on 127.0.0.1 (Ctrl-C to stop; `--once` runs the tour and exits).
 demo *ARGS: build

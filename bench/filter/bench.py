@@ -120,12 +120,14 @@ def rbac_filter():
 
 
 def warden_config():
-    with open(os.path.join(ROOT, "examples", "mesh", "policies", "authz.rego")) as f:
-        source = f.read()
-    return json.dumps({
-        "policy_version": "bench", "destination_principal": BACKEND,
-        "modules": [{"name": "policies/authz.rego", "source": source}],
-    })
+    """What the control plane sends the backend's sidecar for the sample mesh (settings,
+    Rego sources, compiled RVM program), from `warden policy config`."""
+    warden = os.environ.get("WARDEN_BIN", os.path.join(ROOT, "target", "release", "warden"))
+    out = subprocess.run([warden, "policy", "config", "--config", os.path.join(ROOT, "examples", "mesh"),
+                          "--workload", "backend"], check=True, capture_output=True, text=True).stdout
+    config = json.loads(out)
+    assert config["destination_principal"] == BACKEND, config["destination_principal"]
+    return json.dumps(config)
 
 
 def hcm(stat, filters, route):
@@ -246,7 +248,9 @@ def run_variant(d, name, filters, seconds, rate):
             time.sleep(0.01)
         if ready is None:
             raise RuntimeError(f"{name}: no 200 within 60 s")
-        hey(["-z", "1s", "-c", "4"])  # warm-up (connections, V8 tiering)
+        # Warm-up: connections, and V8 finishing its compile work in background threads
+        # (counted as server CPU if it overlaps the measured phases).
+        hey(["-z", os.environ.get("BENCH_WARMUP", "5s"), "-c", "4"])
         fixed = phase(server, ["-z", f"{seconds}s", "-c", "10", "-q", str(rate // 10)])
         maxr = phase(server, ["-z", f"{seconds}s", "-c", "16"])
         return {"ready_s": ready, "fixed": fixed, "max": maxr}
@@ -254,12 +258,30 @@ def run_variant(d, name, filters, seconds, rate):
         stop(server)
 
 
+def median_run(runs):
+    """Per-field median over rounds (codes are summed, so no failure is hidden)."""
+    def med(values):
+        values = sorted(values)
+        return values[len(values) // 2]
+    out = {"ready_s": med([r["ready_s"] for r in runs])}
+    for phase_name in ("fixed", "max"):
+        phases = [r[phase_name] for r in runs]
+        merged = {k: med([p[k] for p in phases]) for k in ("p50_ms", "p99_ms", "rps", "cpu_us_per_req")}
+        codes = {}
+        for p in phases:
+            for c, n in p["codes"].items():
+                codes[c] = codes.get(c, 0) + n
+        merged["codes"] = codes
+        out[phase_name] = merged
+    return out
+
+
 def main():
     seconds = int(os.environ.get("BENCH_SECONDS", "5"))
     rate = int(os.environ.get("BENCH_RATE", "1000"))
     warden_wasm = sys.argv[1]
     empty_wasm = sys.argv[2]
-    slim_wasm = sys.argv[3] if len(sys.argv) > 3 else None
+    extended_wasm = sys.argv[3] if len(sys.argv) > 3 else None
     d = tempfile.mkdtemp(prefix="warden-bench-")
     client = None
     try:
@@ -275,15 +297,21 @@ def main():
             ("empty Wasm", [wasm_filter(empty_wasm, "")]),
             ("Warden", [wasm_filter(warden_wasm, warden_config())]),
         ]
-        if slim_wasm:
-            variants.append(("Warden slim", [wasm_filter(slim_wasm, warden_config())]))
-        results = {}
-        for name, filters in variants:
-            results[name] = run_variant(d, name.replace(" ", "-").lower(), filters, seconds, rate)
-            print(f"# {name}: done", file=sys.stderr)
+        if extended_wasm:
+            variants.append(("Warden extended", [wasm_filter(extended_wasm, warden_config())]))
+        only = [v.strip() for v in os.environ.get("BENCH_ONLY", "").split(",") if v.strip()]
+        if only:  # e.g. BENCH_ONLY="empty Wasm,Warden"; the baseline always runs
+            variants = [v for v in variants if v[0] == "no authz" or v[0] in only]
+        rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+        runs = {name: [] for name, _ in variants}
+        for round_no in range(rounds):  # interleaved, so drift hits every variant alike
+            for name, filters in variants:
+                runs[name].append(run_variant(d, name.replace(" ", "-").lower(), filters, seconds, rate))
+                print(f"# round {round_no + 1}/{rounds} {name}: done", file=sys.stderr)
+        results = {name: median_run(r) for name, r in runs.items()}
         base = results["no authz"]
         print(f"\nServer Envoy, 1 worker, mTLS; fixed rate {rate} rps and max rate (16 conns), {seconds} s each; "
-              f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.\n")
+              f"median of {rounds} interleaved rounds; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.\n")
         print("| variant | ready (s) | CPU µs/req @fixed | +µs | p50 / p99 ms @fixed | CPU µs/req @max | +µs | max rps | p50 / p99 ms @max | non-200 |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for name, r in results.items():
@@ -294,9 +322,9 @@ def main():
                   f"{f['p50_ms']:.2f} / {f['p99_ms']:.2f} | {m['cpu_us_per_req']:.1f} | "
                   f"{m['cpu_us_per_req'] - base['max']['cpu_us_per_req']:+.1f} | {m['rps']:.0f} | "
                   f"{m['p50_ms']:.2f} / {m['p99_ms']:.2f} | {bad} |")
-        print(f"\nWarden .wasm: {os.path.getsize(warden_wasm) / 1e6:.2f} MB; empty .wasm: "
+        print(f"\nWarden core module .wasm: {os.path.getsize(warden_wasm) / 1e6:.2f} MB; empty .wasm: "
               f"{os.path.getsize(empty_wasm) / 1e6:.2f} MB"
-              + (f"; Warden slim (no opa-builtins) .wasm: {os.path.getsize(slim_wasm) / 1e6:.2f} MB" if slim_wasm else ""))
+              + (f"; Warden extended module .wasm: {os.path.getsize(extended_wasm) / 1e6:.2f} MB" if extended_wasm else ""))
     finally:
         stop(client)
         if os.environ.get("BENCH_KEEP"):

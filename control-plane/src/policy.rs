@@ -53,17 +53,19 @@ pub fn plugin_config(config: &Config, workload: &Workload) -> PluginConfig {
     } else {
         serde_json::Value::Object(serde_json::Map::new())
     };
+    // Compiled once when the config was loaded (a config that loaded has one).
+    plugin.program = config.policies.program.clone();
     plugin
 }
 
-/// Builds and compiles the filter configuration for one workload, exactly as the filter
-/// will in `on_configure`. An error means: do not push this policy.
+/// Builds the filter configuration for one workload and loads its program exactly as the
+/// filter will in `on_configure`. An error means: do not push this policy.
 pub fn compile_for(
     config: &Config,
     workload: &Workload,
 ) -> Result<(PluginConfig, CompiledPolicy), PolicyError> {
     let plugin = plugin_config(config, workload);
-    let compiled = CompiledPolicy::compile(&plugin)?;
+    let compiled = CompiledPolicy::load(&plugin)?;
     Ok((plugin, compiled))
 }
 

@@ -156,6 +156,36 @@ fn bundle_prints_pem_and_jwks_of_the_same_ca() {
 }
 
 #[test]
+fn policy_config_prints_what_the_sidecar_filter_receives() {
+    let dir = sample();
+    let out = warden(&[
+        "policy",
+        "config",
+        "--config",
+        s(dir.path()),
+        "--workload",
+        "backend",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        config["destination_principal"],
+        "spiffe://example.org/ns/demo/sa/backend"
+    );
+    assert!(
+        config["program"].as_str().is_some_and(|p| p.len() > 100),
+        "{config}"
+    );
+    // The filter loads it as is.
+    let plugin = warden_filter::PluginConfig::from_json(&out.stdout).unwrap();
+    assert!(warden_filter::CompiledPolicy::load(&plugin).is_ok());
+}
+
+#[test]
 fn help_lists_every_verb() {
     let out = warden(&["--help"]);
     let text = String::from_utf8_lossy(&out.stdout);

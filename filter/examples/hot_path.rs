@@ -21,9 +21,9 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let policy = CompiledPolicy::compile(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
-        "compile: {:?} ({:?} engine, needs {:?})",
+        "compile: {:?} (RVM program {} base64 chars, needs {:?})",
         started.elapsed(),
-        policy.engine_kind(),
+        policy.config().program.len(),
         policy.needs()
     );
     let headers: Vec<(String, String)> = [
@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
             Peer::Verified("spiffe://example.org/ns/demo/sa/frontend".into()),
             headers.clone(),
         );
-        let input = request.to_input(&config.destination_principal);
+        let input = policy.input_for(&request);
         build += t0.elapsed();
         let t1 = Instant::now();
         let _ = policy.evaluate(input);

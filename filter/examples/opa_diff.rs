@@ -29,7 +29,6 @@ fn main() -> anyhow::Result<()> {
                     "result": outcome.result,
                     "error": outcome.error,
                     "allowed": outcome.allowed,
-                    "engine": outcome.engine,
                 }),
                 Err(error) => serde_json::json!({
                     "file": name,

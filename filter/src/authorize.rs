@@ -2,6 +2,7 @@
 //! does ([`Action`]) and what it logs. This is the exact path both the Envoy filter and
 //! `warden policy eval` run. No I/O: the caller reads the request and applies the action.
 
+use crate::cache::DecisionCache;
 use crate::config::Mode;
 use crate::decision::{Decision, DenyReason};
 use crate::input::RequestAttributes;
@@ -12,20 +13,17 @@ pub const SPIFFE_ID_HEADER: &str = "x-spiffe-id";
 /// Response header naming the decision on a deny.
 pub const DECISION_ID_HEADER: &str = "x-warden-decision-id";
 
-/// Identifies one decision in logs and in the deny response.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DecisionId(String);
-
-impl DecisionId {
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// Identifies one decision in logs and in the deny response. Formatted only when shown
+/// (an allowed request never formats its id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DecisionId {
+    prefix: u64,
+    sequence: u64,
 }
 
 impl std::fmt::Display for DecisionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "{:016x}-{:016x}", self.prefix, self.sequence)
     }
 }
 
@@ -48,7 +46,10 @@ impl DecisionIds {
     /// The next id, e.g. `3f2a9c01d2e4b5a6-000000000000002a`.
     pub fn next_id(&mut self) -> DecisionId {
         self.next = self.next.wrapping_add(1);
-        DecisionId(format!("{:016x}-{:016x}", self.prefix, self.next))
+        DecisionId {
+            prefix: self.prefix,
+            sequence: self.next,
+        }
     }
 }
 
@@ -84,6 +85,16 @@ pub enum Counter {
     Errors,
 }
 
+impl Counter {
+    /// Every counter, in discriminant order.
+    pub const ALL: [Counter; 4] = [
+        Counter::Allowed,
+        Counter::Denied,
+        Counter::DryRunDenied,
+        Counter::Errors,
+    ];
+}
+
 /// The outcome of one authorization.
 #[derive(Debug, Clone)]
 pub struct Verdict {
@@ -98,13 +109,35 @@ pub struct Verdict {
 /// Authorizes one request with a compiled policy.
 pub fn authorize(policy: &CompiledPolicy, request: &RequestAttributes, id: DecisionId) -> Verdict {
     let config = policy.config();
-    let input = request.to_input(&config.destination_principal);
+    let input = policy.input_for(request);
     let decision = Decision::from_result(&config.entrypoint, policy.evaluate(input));
     Verdict {
         id,
         decision,
         mode: config.mode,
     }
+}
+
+/// [`authorize`] with remembered decisions: a request the cache knows is not evaluated
+/// again. Errors are never remembered.
+pub fn authorize_cached(
+    policy: &CompiledPolicy,
+    request: &RequestAttributes,
+    id: DecisionId,
+    cache: &mut DecisionCache,
+) -> Verdict {
+    if let Some(decision) = cache.get(policy, request) {
+        return Verdict {
+            id,
+            decision,
+            mode: policy.config().mode,
+        };
+    }
+    let verdict = authorize(policy, request, id);
+    if !matches!(&verdict.decision, Decision::Deny { reason, .. } if reason.is_error()) {
+        cache.put(policy, request, &verdict.decision);
+    }
+    verdict
 }
 
 impl Verdict {
@@ -218,7 +251,7 @@ impl Verdict {
         let path = request.path.split(['?', '#']).next().unwrap_or_default();
         let line = serde_json::json!({
             "msg": "warden authz decision",
-            "decision_id": self.id.as_str(),
+            "decision_id": self.id.to_string(),
             "decision": if self.decision.is_allow() { "allow" } else { "deny" },
             "enforced": !self.lets_through() || self.decision.is_allow(),
             "mode": config.mode,

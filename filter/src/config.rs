@@ -55,8 +55,15 @@ pub struct PluginConfig {
     /// This workload's SPIFFE ID: `input.attributes.destination.principal`.
     #[serde(default)]
     pub destination_principal: String,
-    /// Rego modules (policy tests excluded).
+    /// Rego modules (policy tests excluded). The filter does not compile them (it runs
+    /// `program`); it scans them to read only the request parts the policy can look at.
+    #[serde(default)]
     pub modules: Vec<PolicyModule>,
+    /// The modules compiled for `entrypoint` to a regorus RVM program, in regorus's binary
+    /// form, base64. Filled by the control plane (`CompiledPolicy::compile` in the CLI);
+    /// the filter rejects a configuration without it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub program: String,
     /// The data document (`data.*` next to the rules).
     #[serde(default = "empty_object")]
     pub data: serde_json::Value,
@@ -107,6 +114,7 @@ impl PluginConfig {
             log_decisions: false,
             destination_principal: String::new(),
             modules,
+            program: String::new(),
             data: empty_object(),
         }
     }

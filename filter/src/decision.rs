@@ -84,15 +84,17 @@ impl Decision {
 
     /// Interprets an evaluation result for the decision rule `rule`.
     pub fn from_result(rule: &str, result: Result<Value, PolicyError>) -> Self {
-        let rule = rule.to_string();
         let value = match result {
             Ok(value) => value,
             Err(error) => return Self::deny(DenyReason::Error(error)),
         };
-        match value {
-            Value::Bool(true) => Self::Allow {
+        if value == Value::Bool(true) {
+            return Self::Allow {
                 headers: Vec::new(),
-            },
+            };
+        }
+        let rule = rule.to_string();
+        match value {
             Value::Bool(false) => Self::deny(DenyReason::False { rule }),
             Value::Undefined => Self::deny(DenyReason::Undefined { rule }),
             Value::Object(_) => from_object(rule, &value),

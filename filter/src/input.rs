@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 
 use regorus::Value;
 
+use crate::policy::InputNeeds;
+
 /// Headers a client could forge to claim an identity; never part of the input.
 pub const IDENTITY_HEADERS: [&str; 2] = ["x-spiffe-id", "x-forwarded-client-cert"];
 
@@ -90,59 +92,132 @@ impl RequestAttributes {
         }
     }
 
-    /// The Rego input document.
+    /// The full Rego input document (every field), as [`InputShape`] builds it.
     pub fn to_input(&self, destination_principal: &str) -> Value {
-        let mut headers: BTreeMap<Value, Value> = BTreeMap::new();
-        for (name, value) in &self.headers {
-            let name = name.to_ascii_lowercase();
-            if IDENTITY_HEADERS.contains(&name.as_str()) {
-                continue;
-            }
-            // Repeated headers are joined with a comma, as Envoy does for ext_authz.
-            let key = Value::from(name);
-            let joined = match headers.get(&key).and_then(|v| v.as_string().ok()) {
-                Some(prev) => format!("{prev},{value}"),
-                None => value.clone(),
-            };
-            headers.insert(key, Value::from(joined));
+        InputShape::new(destination_principal, InputNeeds::ALL).build(self)
+    }
+}
+
+/// Builds input documents for one policy: the keys and this workload's principal are made
+/// once, and fields the policy never names ([`InputNeeds`]) are left out, so a request
+/// costs as few allocations as its input needs. `method` and `path` are always there.
+#[derive(Debug, Clone)]
+pub struct InputShape {
+    needs: InputNeeds,
+    destination: Value,
+    keys: Keys,
+}
+
+/// Object keys of the input document, made once.
+#[derive(Debug, Clone)]
+struct Keys {
+    attributes: Value,
+    source: Value,
+    destination: Value,
+    principal: Value,
+    request: Value,
+    http: Value,
+    method: Value,
+    path: Value,
+    host: Value,
+    scheme: Value,
+    headers: Value,
+    parsed_path: Value,
+    parsed_query: Value,
+    source_principal: Value,
+}
+
+impl InputShape {
+    /// The shape for a workload (`destination_principal`) and what its policy reads.
+    pub fn new(destination_principal: &str, needs: InputNeeds) -> Self {
+        let key = Value::from;
+        Self {
+            needs,
+            destination: Value::from(destination_principal),
+            keys: Keys {
+                attributes: key("attributes"),
+                source: key("source"),
+                destination: key("destination"),
+                principal: key("principal"),
+                request: key("request"),
+                http: key("http"),
+                method: key("method"),
+                path: key("path"),
+                host: key("host"),
+                scheme: key("scheme"),
+                headers: key("headers"),
+                parsed_path: key("parsed_path"),
+                parsed_query: key("parsed_query"),
+                source_principal: key("source_principal"),
+            },
         }
-        let (path_only, query) = split_query(&self.path);
-        let http = object([
-            ("method", Value::from(self.method.as_str())),
-            ("path", Value::from(self.path.as_str())),
-            ("host", Value::from(self.host.as_str())),
-            ("scheme", Value::from(self.scheme.as_str())),
-            ("headers", Value::from(headers)),
-        ]);
+    }
+
+    /// The input document for one request.
+    pub fn build(&self, request: &RequestAttributes) -> Value {
+        let (k, needs) = (&self.keys, self.needs);
+        let mut http = BTreeMap::new();
+        http.insert(k.method.clone(), Value::from(request.method.as_str()));
+        http.insert(k.path.clone(), Value::from(request.path.as_str()));
+        if needs.host {
+            http.insert(k.host.clone(), Value::from(request.host.as_str()));
+        }
+        if needs.scheme {
+            http.insert(k.scheme.clone(), Value::from(request.scheme.as_str()));
+        }
+        if needs.headers {
+            http.insert(k.headers.clone(), headers_object(&request.headers));
+        }
+        let principal = request.peer.principal().map(Value::from);
         let mut source = BTreeMap::new();
-        if let Some(principal) = self.peer.principal() {
-            source.insert(Value::from("principal"), Value::from(principal));
+        if let Some(principal) = &principal {
+            source.insert(k.principal.clone(), principal.clone());
         }
-        let destination = object([("principal", Value::from(destination_principal))]);
-        let attributes = object([
-            ("source", Value::from(source)),
-            ("destination", destination),
-            ("request", object([("http", http)])),
-        ]);
-        let segments: Vec<Value> = parse_path(path_only).into_iter().map(Value::from).collect();
+        let mut destination = BTreeMap::new();
+        destination.insert(k.principal.clone(), self.destination.clone());
+        let mut req = BTreeMap::new();
+        req.insert(k.http.clone(), Value::from(http));
+        let mut attributes = BTreeMap::new();
+        attributes.insert(k.source.clone(), Value::from(source));
+        attributes.insert(k.destination.clone(), Value::from(destination));
+        attributes.insert(k.request.clone(), Value::from(req));
         let mut input = BTreeMap::new();
-        input.insert(Value::from("attributes"), attributes);
-        input.insert(Value::from("parsed_path"), Value::from(segments));
-        input.insert(Value::from("parsed_query"), parse_query(query));
-        if let Some(principal) = self.peer.principal() {
-            input.insert(Value::from("source_principal"), Value::from(principal));
+        input.insert(k.attributes.clone(), Value::from(attributes));
+        if needs.parsed_path || needs.parsed_query {
+            let (path_only, query) = split_query(&request.path);
+            if needs.parsed_path {
+                let segments: Vec<Value> =
+                    parse_path(path_only).into_iter().map(Value::from).collect();
+                input.insert(k.parsed_path.clone(), Value::from(segments));
+            }
+            if needs.parsed_query {
+                input.insert(k.parsed_query.clone(), parse_query(query));
+            }
+        }
+        if let Some(principal) = principal {
+            input.insert(k.source_principal.clone(), principal);
         }
         Value::from(input)
     }
 }
 
-fn object<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-    Value::from(
-        pairs
-            .into_iter()
-            .map(|(k, v)| (Value::from(k), v))
-            .collect::<BTreeMap<_, _>>(),
-    )
+/// Lowercase names; identity headers left out; repeated headers joined with a comma, as
+/// Envoy does for ext_authz.
+fn headers_object(list: &[(String, String)]) -> Value {
+    let mut headers: BTreeMap<Value, Value> = BTreeMap::new();
+    for (name, value) in list {
+        let name = name.to_ascii_lowercase();
+        if IDENTITY_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        let key = Value::from(name);
+        let joined = match headers.get(&key).and_then(|v| v.as_string().ok()) {
+            Some(prev) => format!("{prev},{value}"),
+            None => value.clone(),
+        };
+        headers.insert(key, Value::from(joined));
+    }
+    Value::from(headers)
 }
 
 fn split_query(path: &str) -> (&str, &str) {
@@ -304,6 +379,30 @@ mod tests {
             input["attributes"]["request"]["http"]["headers"]["x-a"],
             "1,2"
         );
+    }
+
+    #[test]
+    fn a_lean_shape_leaves_out_what_the_policy_never_names() {
+        let needs = InputNeeds::scan(["allow if input.attributes.request.http.method == \"GET\""]);
+        let peer = Peer::from_connection(true, Some("spiffe://example.org/a"));
+        let request = request(peer, "/x?y=1", &[("x-a", "1")]);
+        let lean = json(&InputShape::new("spiffe://example.org/b", needs).build(&request));
+        let http = &lean["attributes"]["request"]["http"];
+        assert_eq!(http["method"], "GET");
+        assert_eq!(http["path"], "/x?y=1");
+        for absent in ["headers", "host", "scheme"] {
+            assert!(http.get(absent).is_none(), "{absent}: {lean}");
+        }
+        assert!(lean.get("parsed_path").is_none() && lean.get("parsed_query").is_none());
+        assert_eq!(lean["source_principal"], "spiffe://example.org/a");
+        assert_eq!(
+            lean["attributes"]["destination"]["principal"],
+            "spiffe://example.org/b"
+        );
+        // The full shape has everything.
+        let full = json(&request.to_input("spiffe://example.org/b"));
+        assert_eq!(full["attributes"]["request"]["http"]["headers"]["x-a"], "1");
+        assert_eq!(full["parsed_query"]["y"], serde_json::json!(["1"]));
     }
 
     #[test]

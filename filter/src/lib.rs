@@ -9,6 +9,7 @@
 )]
 
 pub mod authorize;
+pub mod cache;
 pub mod config;
 pub mod decision;
 pub mod input;
@@ -19,12 +20,15 @@ pub mod testing;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
-pub use authorize::{authorize, Action, Counter, DecisionId, DecisionIds, Verdict};
+pub use authorize::{
+    authorize, authorize_cached, Action, Counter, DecisionId, DecisionIds, Verdict,
+};
 pub use config::{ConfigError, Mode, PluginConfig, PolicyModule, DEFAULT_ENTRYPOINT};
 pub use decision::{Decision, DenyReason};
-pub use input::{Peer, RequestAttributes};
+pub use input::{InputShape, Peer, RequestAttributes};
 pub use plugin::{Flow, Host, HostError, Level, Plugin};
 pub use policy::{
-    parse_modules, to_json, CompiledPolicy, EngineKind, InputNeeds, Located, PolicyError,
+    parse_modules, to_json, with_program, CompiledPolicy, InputNeeds, Located, PolicyError,
+    EXTENDED_BUILTIN_PREFIXES, HAS_EXTENDED_BUILTINS,
 };
 pub use regorus::Value;

@@ -50,19 +50,49 @@ pub fn warden() -> Result<PathBuf> {
     )
 }
 
-/// The filter module: `WARDEN_FILTER_MODULE`, else
+/// The core filter module: `WARDEN_FILTER_MODULE`, else
 /// `<workspace>/target/wasm32-wasip1/wasm/warden_filter.wasm`.
 pub fn filter_module() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("WARDEN_FILTER_MODULE") {
-        return existing(PathBuf::from(path), "WARDEN_FILTER_MODULE");
+    module(
+        "WARDEN_FILTER_MODULE",
+        "target/wasm32-wasip1/wasm/warden_filter.wasm",
+    )
+}
+
+/// The extended filter module (regex, glob, net, ... builtins):
+/// `WARDEN_FILTER_MODULE_EXTENDED`, else
+/// `<workspace>/target/wasm32-wasip1/wasm-extended/warden_filter.wasm`.
+pub fn extended_filter_module() -> Result<PathBuf> {
+    module(
+        "WARDEN_FILTER_MODULE_EXTENDED",
+        "target/wasm32-wasip1/wasm-extended/warden_filter.wasm",
+    )
+}
+
+/// Both modules as the environment `warden serve` reads them.
+pub fn filter_module_env() -> Result<Vec<(String, String)>> {
+    Ok(vec![
+        (
+            "WARDEN_FILTER_MODULE".to_owned(),
+            filter_module()?.display().to_string(),
+        ),
+        (
+            "WARDEN_FILTER_MODULE_EXTENDED".to_owned(),
+            extended_filter_module()?.display().to_string(),
+        ),
+    ])
+}
+
+fn module(var: &str, default: &str) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(var) {
+        return existing(PathBuf::from(path), var);
     }
-    let path = workspace_root().join("target/wasm32-wasip1/wasm/warden_filter.wasm");
+    let path = workspace_root().join(default);
     if path.is_file() {
         return Ok(path);
     }
     bail!(
-        "{} not found: build it first (`cargo build -p warden-filter --target wasm32-wasip1 \
-         --profile wasm`, or run `./dev test`), or set WARDEN_FILTER_MODULE",
+        "{} not found: build it first (`just build`, or run `./dev test`), or set {var}",
         path.display()
     )
 }

@@ -435,15 +435,9 @@ impl Drop for Mesh {
     }
 }
 
-/// Environment passed to every `warden` call: the filter module when one is built.
+/// Environment passed to every `warden` call: the filter modules when they are built.
 fn harness_env() -> Vec<(String, String)> {
-    match crate::locate::filter_module() {
-        Ok(path) => vec![(
-            "WARDEN_FILTER_MODULE".to_owned(),
-            path.display().to_string(),
-        )],
-        Err(_) => Vec::new(),
-    }
+    crate::locate::filter_module_env().unwrap_or_default()
 }
 
 fn token_path(dir: &Path, name: &str) -> PathBuf {

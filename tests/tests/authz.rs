@@ -15,6 +15,7 @@ warden_e2e::scenarios_for_both_xds_modes!(
     policy_hot_reload_turns_a_deny_into_an_allow_on_a_keep_alive_connection,
     invalid_policy_is_not_pushed_and_the_old_policy_keeps_enforcing,
     dry_run_lets_a_denied_call_through_and_counts_it,
+    a_policy_calling_glob_gets_the_extended_module_and_is_enforced,
 );
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -48,6 +49,20 @@ allow if {
 }
 "#;
 
+/// frontend (matched with `glob.match`, an extended builtin) may call anything but
+/// `/forbidden`.
+const POLICY_GLOB: &str = r#"package envoy.authz
+
+import rego.v1
+
+default allow := false
+
+allow if {
+	glob.match("spiffe://example.org/ns/*/sa/frontend", ["/"], input.source_principal)
+	input.attributes.request.http.path != "/forbidden"
+}
+"#;
+
 fn mesh(mode: XdsMode, policy_mode: &str) -> Result<Mesh> {
     let mut spec = MeshSpec::new(mode);
     spec.policy = POLICY.to_owned();
@@ -59,6 +74,21 @@ fn mesh(mode: XdsMode, policy_mode: &str) -> Result<Mesh> {
 fn backend_stat_sum(mesh: &Mesh, pattern: &str) -> Result<u64> {
     let stats = mesh.sidecar("backend")?.stats(pattern)?;
     Ok(stats.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+}
+
+/// True once the backend's `warden_authz` counter matching `pattern` is at least 1. The
+/// filter flushes its counters to Envoy once a second, so this waits up to 5 s.
+fn counted(mesh: &Mesh, pattern: &str) -> Result<bool> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if backend_stat_sum(mesh, pattern)? >= 1 {
+            return Ok(true);
+        }
+        if std::time::Instant::now() > deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn allowed_call_reaches_the_app_with_a_trusted_identity_header(mode: XdsMode) -> Result<()> {
@@ -76,7 +106,7 @@ fn allowed_call_reaches_the_app_with_a_trusted_identity_header(mode: XdsMode) ->
         "no trusted x-spiffe-id: {echo}"
     );
     ensure!(
-        backend_stat_sum(&mesh, "warden_authz\\.allowed$")? >= 1,
+        counted(&mesh, "warden_authz\\.allowed$")?,
         "allow not counted"
     );
     Ok(())
@@ -102,7 +132,7 @@ fn denied_call_gets_403_with_a_decision_id_and_never_reaches_the_app(mode: XdsMo
         "a denied request reached the app"
     );
     ensure!(
-        backend_stat_sum(&mesh, "warden_authz\\.denied$")? >= 1,
+        counted(&mesh, "warden_authz\\.denied$")?,
         "deny not counted"
     );
     let sidecar = mesh.sidecar("backend")?;
@@ -216,8 +246,43 @@ fn dry_run_lets_a_denied_call_through_and_counts_it(mode: XdsMode) -> Result<()>
     );
     ensure!(response.json()?["app"] == "backend");
     ensure!(
-        backend_stat_sum(&mesh, "warden_authz\\.dry_run_denied$")? >= 1,
+        counted(&mesh, "warden_authz\\.dry_run_denied$")?,
         "dry-run deny not counted"
+    );
+    Ok(())
+}
+
+fn a_policy_calling_glob_gets_the_extended_module_and_is_enforced(mode: XdsMode) -> Result<()> {
+    let mut mesh = mesh(mode, "enforce")?;
+    let module_of = |mesh: &Mesh| -> Result<String> {
+        let dump = mesh.sidecar("backend")?.config_dump()?.to_string();
+        Ok(if dump.contains("wasm-extended/warden_filter.wasm") {
+            "extended".into()
+        } else {
+            "core".into()
+        })
+    };
+    ensure!(
+        module_of(&mesh)? == "core",
+        "the sample policy needs only the core module"
+    );
+    ensure!(mesh.call("frontend", "backend", "/admin/1", &[])?.status == 403);
+    mesh.set_policy(POLICY_GLOB);
+    mesh.apply()?;
+    let mut last = 0;
+    wait::until_true("the glob policy allows frontend on /admin", TIMEOUT, || {
+        last = mesh.call("frontend", "backend", "/admin/2", &[])?.status;
+        Ok(last == 200)
+    })
+    .with_context(|| format!("last status {last}"))?;
+    ensure!(
+        module_of(&mesh)? == "extended",
+        "glob.match needs the extended module"
+    );
+    let forbidden = mesh.call("frontend", "backend", "/forbidden", &[])?.status;
+    ensure!(
+        forbidden == 403,
+        "the glob policy is not enforced: {forbidden}"
     );
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! failure). `eval` builds the same plugin configuration the control plane pushes for a
 //! workload, authorizes one described request and prints the decision and why (exit 0
 //! allow, 1 deny; in dry-run mode the exit code still follows the policy's decision).
+//! `config` prints the filter configuration a workload's sidecar receives.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,6 +26,20 @@ pub(crate) enum Command {
     Test(TestArgs),
     /// Authorize one request as the workload's filter would; exit 0 allow, 1 deny.
     Eval(EvalArgs),
+    /// Print the filter configuration the control plane sends to a workload's sidecar
+    /// (JSON: settings, Rego sources and the compiled RVM program).
+    Config(ConfigArgs),
+}
+
+/// Arguments of `warden policy config`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ConfigArgs {
+    /// The config directory.
+    #[arg(long, value_name = "DIR")]
+    config: PathBuf,
+    /// The workload whose sidecar filter configuration to print.
+    #[arg(long, value_name = "NAME")]
+    workload: String,
 }
 
 /// Arguments of `warden policy test`.
@@ -71,7 +86,28 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Test(args) => test(args),
         Command::Eval(args) => eval(args),
+        Command::Config(args) => {
+            let cfg = super::common::load_config(&args.config)?;
+            let workload = find_workload(&cfg, &args.workload, &args.config)?;
+            println!("{}", crate::policy::plugin_config(&cfg, workload).to_json());
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn find_workload<'a>(
+    cfg: &'a crate::config::Config,
+    name: &str,
+    dir: &Path,
+) -> anyhow::Result<&'a crate::config::Workload> {
+    cfg.workload(name).ok_or_else(|| {
+        let names: Vec<&str> = cfg.workloads.iter().map(|w| w.name.as_str()).collect();
+        anyhow::anyhow!(
+            "no workload named {name:?} in {} (workloads: {})",
+            dir.display(),
+            names.join(", ")
+        )
+    })
 }
 
 fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
@@ -196,15 +232,7 @@ fn collect_rego(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let cfg = super::common::load_config(&args.config)?;
-    let Some(workload) = cfg.workload(&args.workload) else {
-        let names: Vec<&str> = cfg.workloads.iter().map(|w| w.name.as_str()).collect();
-        bail!(
-            "no workload named {:?} in {} (workloads: {})",
-            args.workload,
-            args.config.display(),
-            names.join(", ")
-        );
-    };
+    let workload = find_workload(&cfg, &args.workload, &args.config)?;
     let peer = match &args.source {
         Some(text) => {
             let id: SpiffeId = text
@@ -232,7 +260,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let request = RequestAttributes::from_headers(peer, headers);
     let (plugin, policy) = crate::policy::compile_for(&cfg, workload)
         .map_err(|e| anyhow::anyhow!("the policy does not compile: {}", e.summary()))?;
-    let input = request.to_input(&plugin.destination_principal);
+    let input = policy.input_for(&request);
     let result = policy.evaluate(input.clone());
     let verdict = authorize(&policy, &request, DecisionIds::new(0).next_id());
     let allowed = verdict.decision.is_allow();
@@ -254,7 +282,6 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
             "error": result.as_ref().err().map(|e| e.summary()),
             "input": to_json(&input),
             "policy_version": plugin.policy_version,
-            "engine": format!("{:?}", policy.engine_kind()),
         });
         println!("{out}");
     } else {

@@ -21,22 +21,31 @@ use crate::workload_api::{run_workload_api, IdentitySource};
 use crate::xds::cache::Cache;
 use crate::xds::control::ControlPlane;
 use crate::xds::metrics::Metrics;
+use crate::xds::resources::FilterModules;
 use crate::xds::server::{tls, AllowAnyCaller, AttestingAuthorizer, NodeAuthorizer, Shared};
 use crate::xds::status::StatusRegistry;
 
-/// Default module path, relative to the working directory (what `just build-filter`
-/// produces in the workspace).
+/// Default module paths, relative to the working directory (what `just build` produces in
+/// the workspace): the core module and the extended one (regex, glob, net, ... builtins).
 const DEFAULT_FILTER_MODULE: &str = "target/wasm32-wasip1/wasm/warden_filter.wasm";
+const DEFAULT_EXTENDED_FILTER_MODULE: &str =
+    "target/wasm32-wasip1/wasm-extended/warden_filter.wasm";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Config directory (warden.yaml, workloads/, policies/).
     #[arg(long, env = "WARDEN_CONFIG", default_value = ".")]
     config: PathBuf,
-    /// The filter's .wasm module as Envoy should load it (made absolute). Default:
-    /// target/wasm32-wasip1/wasm/warden_filter.wasm under the working directory.
+    /// The filter's core .wasm module (core Rego builtins) as Envoy should load it (made
+    /// absolute). Default: target/wasm32-wasip1/wasm/warden_filter.wasm under the working
+    /// directory.
     #[arg(long, env = "WARDEN_FILTER_MODULE")]
     filter_module: Option<PathBuf>,
+    /// The extended .wasm module (also regex, glob, net, base64, hex, urlquery builtins),
+    /// served instead of the core one when the policy calls such a builtin. Default:
+    /// target/wasm32-wasip1/wasm-extended/warden_filter.wasm under the working directory.
+    #[arg(long, env = "WARDEN_FILTER_MODULE_EXTENDED")]
+    filter_module_extended: Option<PathBuf>,
     /// Serve ADS as plaintext gRPC and trust every caller's node id (no TLS, no
     /// attestation). For local development only: anyone who can reach the port gets any
     /// workload's private key. Sidecars need `warden bootstrap --insecure-plaintext`.
@@ -70,9 +79,20 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let module = filter_module_path(args.filter_module.as_deref())?;
-    if !module.is_file() {
-        tracing::warn!(path = %module.display(), "filter module not found; Envoy will reject the warden-authz config until it exists (build it or pass --filter-module)");
+    let modules = FilterModules {
+        core: module_path(args.filter_module.as_deref(), DEFAULT_FILTER_MODULE)?,
+        extended: module_path(
+            args.filter_module_extended.as_deref(),
+            DEFAULT_EXTENDED_FILTER_MODULE,
+        )?,
+    };
+    for (module, flag) in [
+        (&modules.core, "--filter-module"),
+        (&modules.extended, "--filter-module-extended"),
+    ] {
+        if !module.is_file() {
+            tracing::warn!(path = %module.display(), "filter module not found; Envoy will reject the warden-authz config until it exists (build it or pass {flag})");
+        }
     }
     let metrics = Arc::new(Metrics::default());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -97,7 +117,8 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let (xds_addr, admin_addr) = (cfg.server.xds_listen, cfg.server.admin_listen);
     let info = Arc::new(Mutex::new(config_info(&cfg, None)));
     let svid_ttl = cfg.ca.svid_ttl;
-    let (cp, applied) = ControlPlane::start(cfg, module.clone(), clock.clone(), shared.clone())
+    let module = modules.for_config(&cfg).to_path_buf();
+    let (cp, applied) = ControlPlane::start(cfg, modules, clock.clone(), shared.clone())
         .context("starting the control plane")?;
     let cp = Arc::new(cp);
     tracing::info!(nodes = applied.changed.len(), svids = applied.minted, module = %module.display(), "snapshots published");
@@ -205,10 +226,10 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr} (server.{what} in warden.yaml)"))
 }
 
-fn filter_module_path(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
+fn module_path(arg: Option<&Path>, default: &str) -> anyhow::Result<PathBuf> {
     let p = arg
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_FILTER_MODULE));
+        .unwrap_or_else(|| PathBuf::from(default));
     if p.is_absolute() {
         return Ok(p);
     }

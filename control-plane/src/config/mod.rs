@@ -133,6 +133,12 @@ pub struct PolicySources {
     pub tests: Vec<RegoFile>,
     /// The data document (`policies/data.json` or `data.yaml`), `{}` if absent.
     pub data: serde_json::Value,
+    /// The modules compiled for the entrypoint (regorus RVM program, binary, base64), as
+    /// the filter receives it; compiled once per load, empty until the policy compiles.
+    pub program: String,
+    /// Extended builtins (regex, glob, net, ...) the compiled policy calls; when any, the
+    /// sidecars get the extended filter module.
+    pub extended_builtins: Vec<String>,
 }
 
 /// One Rego file.

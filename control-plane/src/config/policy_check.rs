@@ -5,12 +5,15 @@
 
 use std::path::PathBuf;
 
-use warden_filter::{parse_modules, CompiledPolicy, PluginConfig, PolicyError, PolicyModule};
+use warden_filter::{
+    parse_modules, with_program, CompiledPolicy, PluginConfig, PolicyError, PolicyModule,
+};
 
 use super::{Diagnostic, PolicySettings, PolicySources, Pos, RegoFile};
 
-/// Compile the policy modules (and parse the test modules) and report every error.
-pub(crate) fn check(sources: &PolicySources, settings: &PolicySettings) -> Vec<Diagnostic> {
+/// Compile the policy modules (and parse the test modules) and report every error. On
+/// success `sources.program` holds the compiled program the filter will receive.
+pub(crate) fn check(sources: &mut PolicySources, settings: &PolicySettings) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     if sources.modules.is_empty() {
         // config::load reports missing policies itself.
@@ -32,15 +35,29 @@ pub(crate) fn check(sources: &PolicySources, settings: &PolicySettings) -> Vec<D
     if sources.data.is_object() {
         plugin.data = sources.data.clone();
     }
-    if let Err(error) = CompiledPolicy::compile(&plugin) {
-        let hint = match &error {
+    match with_program(plugin) {
+        Ok(compiled) => {
+            // Loading what was just compiled cannot fail; if it did, assume the worst.
+            sources.extended_builtins = CompiledPolicy::load(&compiled)
+                .map(|p| p.extended_builtins())
+                .unwrap_or_else(|_| vec!["(unknown)".into()]);
+            sources.program = compiled.program;
+        }
+        Err(error) => {
+            let hint = match &error {
             PolicyError::Compile { message, .. } if message.contains("is not defined") => Some(format!(
                 "define the rule in a policy module, or set policy.entrypoint in warden.yaml (now {})",
                 settings.entrypoint
             )),
+            PolicyError::Unsupported { .. } => Some(
+                "the sidecar filter runs policies on regorus's RVM; rewrite this construct \
+                 (`with` belongs in *_test.rego files, which run on the interpreter)"
+                    .to_string(),
+            ),
             _ => None,
         };
-        diags.push(diagnostic(sources, &error, hint));
+            diags.push(diagnostic(sources, &error, hint));
+        }
     }
     if !parse_failed && !sources.tests.is_empty() {
         let all: Vec<PolicyModule> = sources
@@ -128,12 +145,14 @@ mod tests {
             modules,
             tests,
             data: serde_json::json!({}),
+            program: String::new(),
+            extended_builtins: Vec::new(),
         }
     }
 
     #[test]
     fn valid_policy_has_no_diagnostics() {
-        let s = sources(
+        let mut s = sources(
             vec![rego(
                 "policies/authz.rego",
                 "package envoy.authz\ndefault allow := false\n",
@@ -143,12 +162,46 @@ mod tests {
                 "package envoy.authz\ntest_x if not allow\n",
             )],
         );
-        assert_eq!(check(&s, &settings()), vec![]);
+        assert_eq!(check(&mut s, &settings()), vec![]);
+        assert!(
+            !s.program.is_empty(),
+            "a valid policy carries its compiled program"
+        );
+        assert!(s.extended_builtins.is_empty());
+    }
+
+    #[test]
+    fn a_policy_calling_glob_is_marked_for_the_extended_module() {
+        let mut s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\nallow if glob.match(\"spiffe://example.org/*\", [\"/\"], input.source_principal)\n",
+            )],
+            vec![],
+        );
+        assert_eq!(check(&mut s, &settings()), vec![]);
+        assert_eq!(s.extended_builtins, vec!["glob.match".to_string()]);
+    }
+
+    #[test]
+    fn a_construct_the_filter_cannot_run_is_reported_with_a_hint() {
+        let mut s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\n\nallow if {\n  x with input as {}\n}\n\nx if input.a\n",
+            )],
+            vec![],
+        );
+        let diags = check(&mut s, &settings());
+        let text = format!("{diags:?}");
+        assert!(text.contains("with"), "{text}");
+        assert!(text.contains("RVM"), "{text}");
+        assert!(s.program.is_empty());
     }
 
     #[test]
     fn syntax_errors_in_every_file_are_reported_at_line_and_column() {
-        let s = sources(
+        let mut s = sources(
             vec![
                 rego("policies/a.rego", "package envoy.authz\n\nallow if {\n"),
                 rego("policies/b.rego", "package envoy.authz\nx := [\n"),
@@ -158,7 +211,7 @@ mod tests {
                 "package envoy.authz\n\ntest_x if {{\n",
             )],
         );
-        let diags = check(&s, &settings());
+        let diags = check(&mut s, &settings());
         assert_eq!(diags.len(), 3, "{diags:?}");
         assert_eq!(diags[0].file, PathBuf::from("/cfg/policies/a.rego"));
         assert_eq!(diags[0].line, 4);
@@ -172,14 +225,14 @@ mod tests {
 
     #[test]
     fn unsafe_variable_is_reported_where_it_is_used() {
-        let s = sources(
+        let mut s = sources(
             vec![rego(
                 "policies/authz.rego",
                 "package envoy.authz\n\nallow if {\n  z == 1\n}\n",
             )],
             vec![],
         );
-        let diags = check(&s, &settings());
+        let diags = check(&mut s, &settings());
         assert_eq!(diags.len(), 1);
         // Spaces: regorus expands tabs when it counts columns.
         assert_eq!((diags[0].line, diags[0].column), (4, 3));
@@ -188,14 +241,14 @@ mod tests {
 
     #[test]
     fn missing_entrypoint_rule_has_a_hint() {
-        let s = sources(
+        let mut s = sources(
             vec![rego(
                 "policies/authz.rego",
                 "package envoy.authz\ndeny if true\n",
             )],
             vec![],
         );
-        let diags = check(&s, &settings());
+        let diags = check(&mut s, &settings());
         assert_eq!(diags.len(), 1);
         assert!(diags[0]
             .hint

@@ -103,10 +103,12 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
         .map(|t| join_tokens(t, &workloads, &mut diags))
         .unwrap_or_default();
 
-    let policies = PolicySources {
+    let mut policies = PolicySources {
         modules: files.modules,
         tests: files.tests,
         data: files.data,
+        program: String::new(),
+        extended_builtins: Vec::new(),
     };
     if policies.modules.is_empty() {
         diags.push(
@@ -114,7 +116,7 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
                 .hint("add policies/*.rego (package envoy.authz with an `allow` rule); without one every request is denied"),
         );
     }
-    diags.extend(policy_check::check(&policies, &policy));
+    diags.extend(policy_check::check(&mut policies, &policy));
 
     match (trust_domain, diags.is_empty()) {
         (Some(trust_domain), true) => Ok(Config {

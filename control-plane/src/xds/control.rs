@@ -8,12 +8,11 @@
 //! (`renewal.rs`); a failed mint keeps the still-valid SVID and retries with backoff.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::renewal::{renew_at, Failing};
-use super::resources::{build_node_snapshot, NodeInputs, ResourceError};
+use super::resources::{build_node_snapshot, FilterModules, NodeInputs, ResourceError};
 use super::server::Shared;
 use super::snapshot::Snapshot;
 use super::types::{NodeId, ResourceType};
@@ -86,7 +85,7 @@ pub struct ControlPlane {
     pub(super) shared: Shared,
     pub(super) authority: Mutex<Authority>,
     pub(super) clock: Arc<dyn Clock>,
-    filter_module: PathBuf,
+    filter_modules: FilterModules,
     pub(super) state: Mutex<State>,
 }
 
@@ -94,7 +93,7 @@ impl ControlPlane {
     /// Loads (or creates) the CA, mints every workload's SVID and publishes all snapshots.
     pub fn start(
         config: Config,
-        filter_module: PathBuf,
+        filter_modules: FilterModules,
         clock: Arc<dyn Clock>,
         shared: Shared,
     ) -> Result<(Self, Applied), ControlError> {
@@ -113,7 +112,7 @@ impl ControlPlane {
             shared,
             authority: Mutex::new(authority),
             clock,
-            filter_module,
+            filter_modules,
             state: Mutex::new(state),
         };
         let config = cp.config();
@@ -283,7 +282,7 @@ impl ControlPlane {
                 workload: w,
                 svid: &svids[&w.name],
                 bundle: &bundle,
-                filter_module: &self.filter_module,
+                filter_module: self.filter_modules.for_config(&config),
             };
             Ok((
                 NodeId::new(w.node_id.clone()),

@@ -4,6 +4,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::policy::with_program;
+use crate::PluginConfig;
 
 /// A local response: status, headers, body.
 type Sent = (u16, Vec<(String, String)>, String);
@@ -18,11 +20,18 @@ struct FakeHost {
     logs: RefCell<Vec<String>>,
     counters: RefCell<Vec<Counter>>,
     header_reads: RefCell<usize>,
+    property_reads: RefCell<Vec<String>>,
 }
 
 impl FakeHost {
     fn peer(id: &str) -> Self {
+        Self::peer_on_connection(id, 1)
+    }
+
+    fn peer_on_connection(id: &str, connection: u64) -> Self {
         let mut host = Self::default();
+        host.properties
+            .insert("connection.id".into(), connection.to_le_bytes().to_vec());
         host.properties
             .insert("connection.peer_certificate_valid".into(), vec![1]);
         host.properties.insert(
@@ -47,6 +56,7 @@ impl FakeHost {
 
 impl Host for FakeHost {
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        self.property_reads.borrow_mut().push(path.join("."));
         if self.fail_properties {
             return Err(HostError {
                 call: "get_property",
@@ -58,14 +68,6 @@ impl Host for FakeHost {
     fn request_headers(&self) -> Result<Vec<(String, String)>, HostError> {
         *self.header_reads.borrow_mut() += 1;
         Ok(self.headers.clone())
-    }
-    fn request_header(&self, name: &str) -> Result<Option<String>, HostError> {
-        *self.header_reads.borrow_mut() += 1;
-        Ok(self
-            .headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone()))
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
         self.set
@@ -85,8 +87,10 @@ impl Host for FakeHost {
     fn log(&self, _level: Level, message: &str) {
         self.logs.borrow_mut().push(message.to_string());
     }
-    fn increment(&self, counter: Counter) {
-        self.counters.borrow_mut().push(counter);
+    fn increment(&self, counter: Counter, by: u64) {
+        for _ in 0..by {
+            self.counters.borrow_mut().push(counter);
+        }
     }
     fn now_micros(&self) -> u64 {
         0
@@ -103,15 +107,17 @@ allow if {
 }
 "#;
 
+/// The JSON the control plane would send: settings, sources and the compiled program.
 fn config_json(mode: &str, expose: bool) -> String {
-    serde_json::json!({
+    let settings = serde_json::json!({
         "policy_version": "v7",
         "mode": mode,
         "expose_reason": expose,
         "destination_principal": "spiffe://example.org/ns/demo/sa/backend",
         "modules": [{"name": "policies/authz.rego", "source": POLICY}],
-    })
-    .to_string()
+    });
+    let config = PluginConfig::from_json(settings.to_string().as_bytes()).unwrap();
+    with_program(config).unwrap().to_json()
 }
 
 fn configured(mode: &str, expose: bool) -> Plugin {
@@ -136,6 +142,11 @@ fn verified_peer_is_allowed_and_gets_the_trusted_spiffe_header() {
             Some("spiffe://example.org/ns/demo/sa/frontend".to_string())
         ))
     );
+    assert!(
+        host.counters.borrow().is_empty(),
+        "counted on the timer, not per request"
+    );
+    plugin.flush_counters(&host);
     assert_eq!(*host.counters.borrow(), vec![Counter::Allowed]);
     assert!(host.sent.borrow().is_none());
 }
@@ -164,6 +175,7 @@ fn forged_identity_header_without_verified_peer_is_denied_with_decision_id() {
         !body.contains("undefined") && !body.contains("false"),
         "reason hidden: {body}"
     );
+    plugin.flush_counters(&host);
     assert_eq!(*host.counters.borrow(), vec![Counter::Denied]);
     let logs = host.logs.borrow();
     assert!(logs
@@ -199,6 +211,7 @@ fn dry_run_lets_a_deny_through_and_counts_it() {
     let mut plugin = configured("dry_run", false);
     let host = FakeHost::default().request("GET", "/", &[("x-spiffe-id", "forged")]);
     assert_eq!(plugin.on_request_headers(&host), Flow::Continue);
+    plugin.flush_counters(&host);
     assert_eq!(*host.counters.borrow(), vec![Counter::DryRunDenied]);
     // The forged header is removed, not passed to the app.
     assert_eq!(
@@ -214,6 +227,7 @@ fn host_failure_denies_and_counts_an_error() {
         FakeHost::peer("spiffe://example.org/ns/demo/sa/frontend").request("GET", "/", &[]);
     host.fail_properties = true;
     assert_eq!(plugin.on_request_headers(&host), Flow::Stop);
+    plugin.flush_counters(&host);
     assert!(host.counters.borrow().contains(&Counter::Errors));
 }
 
@@ -222,8 +236,21 @@ fn bad_configuration_is_rejected_and_the_old_policy_keeps_enforcing() {
     let mut plugin = configured("enforce", false);
     let host = FakeHost::default();
     assert!(!plugin.configure(&host, b"{not json"));
-    let bad_rego = serde_json::json!({"modules": [{"name": "a.rego", "source": "package envoy.authz\nallow if {"}]});
-    assert!(!plugin.configure(&host, bad_rego.to_string().as_bytes()));
+    let modules =
+        serde_json::json!([{"name": "a.rego", "source": "package envoy.authz\nallow if {"}]);
+    for program in [None, Some("%%% not base64"), Some("bm90IGEgcHJvZ3JhbQ==")] {
+        let mut bad = serde_json::json!({"modules": modules});
+        if let Some(program) = program {
+            bad["program"] = program.into();
+        }
+        assert!(
+            !plugin.configure(&host, bad.to_string().as_bytes()),
+            "{bad}"
+        );
+    }
+    let logs = host.logs.borrow().join("\n");
+    assert!(logs.contains("no compiled program"), "{logs}");
+    assert!(logs.contains("not base64"), "{logs}");
     assert_eq!(
         plugin.policy().map(|p| p.config().policy_version.clone()),
         Some("v7".to_string())
@@ -238,11 +265,53 @@ fn unconfigured_plugin_denies() {
 }
 
 #[test]
-fn policy_without_headers_reads_only_method_and_path() {
+fn a_request_reads_all_headers_in_one_call() {
     let mut plugin = configured("enforce", false);
     let host = FakeHost::peer("spiffe://example.org/ns/demo/sa/frontend").request("GET", "/", &[]);
     plugin.on_request_headers(&host);
-    assert_eq!(*host.header_reads.borrow(), 2);
+    assert_eq!(*host.header_reads.borrow(), 1);
+}
+
+#[test]
+fn a_known_connection_reads_only_its_id() {
+    let mut plugin = configured("enforce", false);
+    let frontend = "spiffe://example.org/ns/demo/sa/frontend";
+    let first = FakeHost::peer_on_connection(frontend, 7).request("GET", "/", &[]);
+    assert_eq!(plugin.on_request_headers(&first), Flow::Continue);
+    assert_eq!(first.property_reads.borrow().len(), 3);
+    let again = FakeHost::peer_on_connection(frontend, 7).request("GET", "/", &[]);
+    assert_eq!(plugin.on_request_headers(&again), Flow::Continue);
+    assert_eq!(*again.property_reads.borrow(), vec!["connection.id"]);
+    // Another connection is read afresh: its peer is not the cached one.
+    let mut other = FakeHost::peer_on_connection(frontend, 8).request("GET", "/", &[]);
+    other
+        .properties
+        .insert("connection.peer_certificate_valid".into(), vec![0]);
+    assert_eq!(plugin.on_request_headers(&other), Flow::Stop);
+}
+
+#[test]
+fn without_a_connection_id_the_peer_is_read_every_time() {
+    let mut plugin = configured("enforce", false);
+    for _ in 0..2 {
+        let mut host =
+            FakeHost::peer("spiffe://example.org/ns/demo/sa/frontend").request("GET", "/", &[]);
+        host.properties.remove("connection.id");
+        assert_eq!(plugin.on_request_headers(&host), Flow::Continue);
+        assert_eq!(host.property_reads.borrow().len(), 3);
+    }
+}
+
+#[test]
+fn counters_add_up_across_requests_and_reset_after_a_flush() {
+    let mut plugin = configured("enforce", false);
+    let host = FakeHost::peer("spiffe://example.org/ns/demo/sa/frontend").request("GET", "/", &[]);
+    for _ in 0..3 {
+        plugin.on_request_headers(&host);
+    }
+    plugin.flush_counters(&host);
+    plugin.flush_counters(&host);
+    assert_eq!(*host.counters.borrow(), vec![Counter::Allowed; 3]);
 }
 
 #[test]
@@ -259,4 +328,52 @@ fn decision_ids_differ_between_requests() {
             .and_then(|s| s.1.into_iter().find(|(k, _)| k == "x-warden-decision-id"))
     };
     assert_ne!(id(&first), id(&second));
+}
+
+fn plugin_with(source: &str) -> Plugin {
+    let config = PluginConfig::new(vec![crate::PolicyModule {
+        name: "policies/authz.rego".into(),
+        source: source.into(),
+    }]);
+    let mut plugin = Plugin::new(3);
+    let json = with_program(config).unwrap().to_json();
+    assert!(plugin.configure(&FakeHost::default(), json.as_bytes()));
+    plugin
+}
+
+#[test]
+fn a_new_policy_does_not_reuse_decisions_of_the_old_one() {
+    let mut plugin = configured("enforce", false);
+    let frontend = "spiffe://example.org/ns/demo/sa/frontend";
+    let host = || FakeHost::peer(frontend).request("GET", "/", &[]);
+    assert_eq!(plugin.on_request_headers(&host()), Flow::Continue);
+    assert_eq!(plugin.on_request_headers(&host()), Flow::Continue);
+    let deny_all = with_program(PluginConfig::new(vec![crate::PolicyModule {
+        name: "policies/authz.rego".into(),
+        source: "package envoy.authz\ndefault allow := false\n".into(),
+    }]))
+    .unwrap();
+    assert!(plugin.configure(&FakeHost::default(), deny_all.to_json().as_bytes()));
+    assert_eq!(plugin.on_request_headers(&host()), Flow::Stop);
+}
+
+#[test]
+fn a_policy_reading_headers_is_evaluated_for_every_request() {
+    let mut plugin = plugin_with(
+        "package envoy.authz\nallow if input.attributes.request.http.headers[\"x-ok\"] == \"1\"\n",
+    );
+    assert!(!plugin.policy().unwrap().decisions_cacheable());
+    let peer = "spiffe://example.org/ns/demo/sa/frontend";
+    let yes = FakeHost::peer(peer).request("GET", "/", &[("x-ok", "1")]);
+    let no = FakeHost::peer(peer).request("GET", "/", &[("x-ok", "0")]);
+    assert_eq!(plugin.on_request_headers(&yes), Flow::Continue);
+    assert_eq!(plugin.on_request_headers(&no), Flow::Stop);
+}
+
+#[test]
+fn a_policy_of_peer_method_and_path_is_cached() {
+    let plain = plugin_with(
+        "package envoy.authz\nallow if startswith(input.attributes.request.http.path, \"/a\")\n",
+    );
+    assert!(plain.policy().unwrap().decisions_cacheable());
 }

@@ -62,11 +62,6 @@ impl Host for WasmHost {
         hostcalls::get_map(MapType::HttpRequestHeaders).map_err(host_error("get_map"))
     }
 
-    fn request_header(&self, name: &str) -> Result<Option<String>, HostError> {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-            .map_err(host_error("get_map_value"))
-    }
-
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
         hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
             .map_err(host_error("set_map_value"))
@@ -95,7 +90,7 @@ impl Host for WasmHost {
         let _ = hostcalls::log(level, message);
     }
 
-    fn increment(&self, counter: Counter) {
+    fn increment(&self, counter: Counter, by: u64) {
         let id = match counter {
             Counter::Allowed => self.metrics.allowed,
             Counter::Denied => self.metrics.denied,
@@ -103,7 +98,7 @@ impl Host for WasmHost {
             Counter::Errors => self.metrics.errors,
         };
         if let Some(id) = id {
-            let _ = hostcalls::increment_metric(id, 1);
+            let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
         }
     }
 
@@ -140,10 +135,25 @@ impl Root {
     }
 }
 
+/// How often counts gathered by requests are added to Envoy's counters.
+const COUNTER_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Context for Root {}
 
 impl RootContext for Root {
+    fn on_tick(&mut self) {
+        if let Ok(mut plugin) = self.plugin.try_borrow_mut() {
+            plugin.flush_counters(&self.host);
+        }
+    }
+
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        // The timer belongs to this root context (one per plugin); failing to set it
+        // would only leave the counters behind, never the decisions.
+        if hostcalls::set_tick_period(COUNTER_FLUSH).is_err() {
+            self.host
+                .log(Level::Warn, "warden: cannot set the counter flush timer");
+        }
         let bytes = match hostcalls::get_buffer(
             proxy_wasm::types::BufferType::PluginConfiguration,
             0,

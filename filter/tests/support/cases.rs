@@ -136,7 +136,6 @@ pub struct Outcome {
     pub allowed: bool,
     pub status: Option<u16>,
     pub reason: Option<String>,
-    pub engine: String,
 }
 
 impl Case {
@@ -207,7 +206,7 @@ impl Case {
         let (attributes, input) = match (&self.request, &self.input) {
             (Some(_), None) => {
                 let a = self.attributes().context("request")?;
-                let input = a.to_input(&config.destination_principal);
+                let input = policy.input_for(&a);
                 (a, input)
             }
             (None, Some(raw)) => (
@@ -243,7 +242,6 @@ impl Case {
             allowed: decision.decision.is_allow(),
             status,
             reason: decision.reason_text(&policy, &attributes),
-            engine: format!("{:?}", policy.engine_kind()),
             config,
         })
     }

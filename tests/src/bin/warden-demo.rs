@@ -111,10 +111,7 @@ fn start() -> Result<Demo> {
     std::fs::create_dir_all(&logs)?;
     let cfg = warden_cp::config::load(&dir).map_err(|d| anyhow::anyhow!("{d}"))?;
     check_ports(&cfg)?;
-    let env = vec![(
-        "WARDEN_FILTER_MODULE".to_owned(),
-        locate::filter_module()?.display().to_string(),
-    )];
+    let env = locate::filter_module_env()?;
     // One join token per sidecar, made fresh for this run and kept outside the config
     // (only their hashes land in the copied config's tokens.yaml).
     let tokens = work.join("tokens");

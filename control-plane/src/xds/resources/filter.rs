@@ -8,10 +8,51 @@ use xds_api::pb::envoy::config::core::v3::{
 };
 use xds_api::pb::google::protobuf::StringValue;
 
+use std::path::{Path, PathBuf};
+
 use super::common::any;
 use super::NodeInputs;
 use crate::config::{Config, Workload};
 use crate::xds::ext::{PluginConfig, VmConfig, Wasm, FAIL_CLOSED};
+
+/// The two builds of the filter module, as Envoy should open them. A policy that calls
+/// an extended builtin (regex, glob, net, ...: `warden_filter::EXTENDED_BUILTIN_PREFIXES`)
+/// gets `extended`; every other policy gets the smaller `core` module, which V8 compiles
+/// in about half the time (sidecar readiness).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterModules {
+    /// Core Rego builtins only.
+    pub core: PathBuf,
+    /// Core plus the extended builtins.
+    pub extended: PathBuf,
+}
+
+impl FilterModules {
+    /// The module for a config's policy.
+    pub fn for_config(&self, cfg: &Config) -> &Path {
+        if cfg.policies.extended_builtins.is_empty() {
+            &self.core
+        } else {
+            &self.extended
+        }
+    }
+}
+
+/// One module for every policy (it must be the extended build).
+impl From<PathBuf> for FilterModules {
+    fn from(path: PathBuf) -> Self {
+        Self {
+            core: path.clone(),
+            extended: path,
+        }
+    }
+}
+
+impl From<&str> for FilterModules {
+    fn from(path: &str) -> Self {
+        PathBuf::from(path).into()
+    }
+}
 
 /// Name of the filter in the HCM and of its ECDS resource.
 pub const AUTHZ_FILTER_NAME: &str = "warden-authz";

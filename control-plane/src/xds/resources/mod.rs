@@ -15,7 +15,7 @@ mod secret;
 
 use std::path::Path;
 
-pub use filter::{filter_configuration, AUTHZ_FILTER_NAME};
+pub use filter::{filter_configuration, FilterModules, AUTHZ_FILTER_NAME};
 
 use crate::config::{Config, Workload};
 use crate::identity::{Svid, TrustBundle};

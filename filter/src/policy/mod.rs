@@ -1,0 +1,469 @@
+//! A policy compiled once per configuration and evaluated per request.
+//!
+//! The filter runs regorus's RVM only. The control plane (and `warden validate`,
+//! `warden policy eval`) compiles the Rego modules for the entrypoint and lowers them to an
+//! RVM program with this crate's `compile` module, then ships the program's binary form
+//! (base64, [`PluginConfig::program`]) next to the sources. The filter only loads that
+//! program ([`CompiledPolicy::load`]), so neither the Rego parser nor the compiler is in
+//! the Wasm module (a smaller module compiles faster in V8, which is sidecar readiness).
+//! [`CompiledPolicy::compile`] goes through the same binary form, so the CLI evaluates
+//! exactly what the filter loads. Each evaluation reuses a loaded VM (data set once; only
+//! the input changes). Builtin errors make an expression undefined, as in OPA (non-strict).
+//!
+//! This module does no I/O and knows nothing about requests; see `authorize`.
+
+use std::sync::{Arc, Mutex};
+
+use regorus::rvm::program::{DeserializationResult, Program};
+use regorus::rvm::vm::RegoVM;
+use regorus::Value;
+
+use crate::config::{Mode, PluginConfig};
+use crate::input::{InputShape, RequestAttributes};
+
+mod compile;
+mod needs;
+
+pub(crate) use compile::engine_with;
+pub use compile::{parse_modules, with_program};
+pub use needs::InputNeeds;
+
+/// Builtins (by name prefix) only in the extended filter module (cargo feature
+/// `opa-builtins`): regex, glob, CIDR, base64, hex and URL-query functions. The core
+/// module leaves them out to stay small (V8 compiles the whole module before the sidecar
+/// is ready); the control plane serves the extended module to policies that call them.
+pub const EXTENDED_BUILTIN_PREFIXES: [&str; 7] = [
+    "regex.",
+    "glob.",
+    "net.",
+    "base64.",
+    "base64url.",
+    "hex.",
+    "urlquery.",
+];
+
+/// True when this build has the extended builtins.
+pub const HAS_EXTENDED_BUILTINS: bool = cfg!(feature = "opa-builtins");
+
+/// Upper bound on RVM instructions per evaluation; a runaway policy fails closed.
+const MAX_INSTRUCTIONS: usize = 5_000_000;
+
+/// Errors compiling or evaluating a policy. Every one of them denies the request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PolicyError {
+    /// No Rego module was configured.
+    #[error("no policy modules configured")]
+    NoModules,
+    /// A module failed to parse (the message carries `file:line:col`).
+    #[error("{message}")]
+    Parse {
+        /// The module's name.
+        module: String,
+        /// regorus's message, which starts with `name:line:col:`.
+        message: String,
+    },
+    /// The data document was rejected.
+    #[error("policy data rejected: {message}")]
+    Data {
+        /// regorus's message.
+        message: String,
+    },
+    /// The modules did not compile for the entrypoint (unknown rule, type or scope errors).
+    #[error("policy does not compile for {entrypoint}: {message}")]
+    Compile {
+        /// The decision rule.
+        entrypoint: String,
+        /// regorus's message.
+        message: String,
+    },
+    /// The policy compiles but uses a construct the filter's engine (regorus's RVM) does
+    /// not run yet (e.g. `with` outside tests).
+    #[error("the filter's engine (regorus RVM) cannot run this policy: {message}")]
+    Unsupported {
+        /// regorus's message (with `--> name:line:col`).
+        message: String,
+    },
+    /// The configuration's compiled program is missing or cannot be loaded.
+    #[error("compiled policy program rejected: {message}")]
+    Program {
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Evaluation failed (conflicting values, instruction limit, ...).
+    #[error("policy evaluation failed: {message}")]
+    Eval {
+        /// regorus's message.
+        message: String,
+    },
+}
+
+/// A policy error located in a module, for `file:line:col` diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// Module name as configured (e.g. `policies/authz.rego`).
+    pub module: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The message without the source excerpt.
+    pub message: String,
+}
+
+impl PolicyError {
+    /// Where the error is, when regorus said so (its messages carry `--> name:line:col`
+    /// followed by a source excerpt and `error: message`).
+    pub fn located(&self) -> Option<Located> {
+        let text = match self {
+            Self::Parse { message, .. }
+            | Self::Compile { message, .. }
+            | Self::Unsupported { message } => message,
+            _ => return None,
+        };
+        let after = text.split("--> ").nth(1)?;
+        let location = after.lines().next()?.trim();
+        let mut parts = location.rsplitn(3, ':');
+        let column = parts.next()?.parse().ok()?;
+        let line = parts.next()?.parse().ok()?;
+        let module = parts.next()?.to_string();
+        let message = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("error: "))
+            .unwrap_or("invalid Rego")
+            .to_string();
+        Some(Located {
+            module,
+            line,
+            column,
+            message,
+        })
+    }
+
+    /// The message on one line (no source excerpt), for logs and NACK reasons.
+    pub fn summary(&self) -> String {
+        match self.located() {
+            Some(l) if matches!(self, Self::Unsupported { .. }) => format!(
+                "{}:{}:{}: {} (the sidecar filter's engine, regorus RVM, cannot run this)",
+                l.module, l.line, l.column, l.message
+            ),
+            Some(l) => format!("{}:{}:{}: {}", l.module, l.line, l.column, l.message),
+            None => self.to_string().replace('\n', " "),
+        }
+    }
+}
+
+/// Converts a regorus value to JSON: `None` for undefined; sets become arrays.
+pub fn to_json(value: &Value) -> Option<serde_json::Value> {
+    if *value == Value::Undefined {
+        return None;
+    }
+    value
+        .to_json_str()
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+}
+
+/// A policy ready to evaluate: the RVM program, its data, and a spare VM.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    config: PluginConfig,
+    program: Arc<Program>,
+    data: Value,
+    /// A VM with the program and data loaded, reused by the next evaluation.
+    spare: Mutex<Option<RegoVM>>,
+    needs: InputNeeds,
+    shape: InputShape,
+    cacheable: bool,
+}
+
+impl CompiledPolicy {
+    /// Loads the precompiled program a configuration carries (what the filter does in
+    /// `on_configure`). Fails when there is none or it does not load.
+    pub fn load(config: &PluginConfig) -> Result<Self, PolicyError> {
+        let program_error = |message: String| PolicyError::Program { message };
+        if config.program.is_empty() {
+            return Err(program_error(
+                "the configuration has no compiled program (the control plane compiles the Rego \
+                 modules and sends the program; see PluginConfig::program)"
+                    .into(),
+            ));
+        }
+        let bytes = data_encoding::BASE64
+            .decode(config.program.as_bytes())
+            .map_err(|e| program_error(format!("not base64: {e}")))?;
+        let (program, complete) =
+            match Program::deserialize_binary(&bytes).map_err(program_error)? {
+                DeserializationResult::Complete(program) => (program, true),
+                DeserializationResult::Partial(program) => (program, false),
+            };
+        if let (false, Some(first)) = (HAS_EXTENDED_BUILTINS, extended_builtins(&program).first()) {
+            return Err(program_error(format!(
+                "the policy calls {first}, which this filter module (core builtins) does not \
+                 have; serve the extended module for it"
+            )));
+        }
+        if !complete {
+            return Err(program_error(
+                "compiled by an incompatible regorus version; recompile it".into(),
+            ));
+        }
+        let program = Arc::new(program);
+        let data = Value::from(config.data.clone());
+        let vm = new_vm(&program, &data)?;
+        // Without the sources there is no telling what the policy reads: read everything.
+        let needs = if config.modules.is_empty() {
+            InputNeeds::ALL
+        } else {
+            InputNeeds::scan(config.modules.iter().map(|m| m.source.as_str()))
+        };
+        // The answer depends only on peer, method and path (and the fixed data).
+        let builtins = program.builtin_info_table.iter().map(|b| b.name.as_str());
+        let cacheable = crate::cache::cacheable(needs, builtins);
+        Ok(Self {
+            config: config.clone(),
+            program,
+            data,
+            spare: Mutex::new(Some(vm)),
+            needs,
+            shape: InputShape::new(&config.destination_principal, needs),
+            cacheable,
+        })
+    }
+
+    /// Compiles the configuration's modules and loads the result through the same binary
+    /// form the filter receives (the configuration's own `program` is ignored and replaced).
+    pub fn compile(config: &PluginConfig) -> Result<Self, PolicyError> {
+        Self::load(&with_program(config.clone())?)
+    }
+
+    /// The configuration this policy was loaded from.
+    pub fn config(&self) -> &PluginConfig {
+        &self.config
+    }
+
+    /// Enforce or dry-run.
+    pub fn mode(&self) -> Mode {
+        self.config.mode
+    }
+
+    /// What the filter must read from the request.
+    pub fn needs(&self) -> InputNeeds {
+        self.needs
+    }
+
+    /// The extended builtins (see [`EXTENDED_BUILTIN_PREFIXES`]) the policy calls: when
+    /// not empty, the sidecar needs the extended filter module.
+    pub fn extended_builtins(&self) -> Vec<String> {
+        extended_builtins(&self.program)
+    }
+
+    /// True when equal peer, method and path always get the same decision, so the filter
+    /// may remember decisions (`cache`).
+    pub fn decisions_cacheable(&self) -> bool {
+        self.cacheable
+    }
+
+    /// The input document for one request, with only the fields this policy can read.
+    pub fn input_for(&self, request: &RequestAttributes) -> Value {
+        self.shape.build(request)
+    }
+
+    /// Evaluates the entrypoint for one input. `Value::Undefined` means the rule is undefined.
+    pub fn evaluate(&self, input: Value) -> Result<Value, PolicyError> {
+        // Take the spare VM (or build one when another evaluation holds it).
+        let taken = self.spare.lock().ok().and_then(|mut slot| slot.take());
+        let mut vm = match taken {
+            Some(vm) => vm,
+            None => new_vm(&self.program, &self.data)?,
+        };
+        vm.set_input(input);
+        let result = vm.execute().map_err(|e| PolicyError::Eval {
+            message: e.to_string(),
+        });
+        // Drop the input now rather than keeping the request alive in the spare.
+        vm.set_input(Value::Null);
+        if let Ok(mut slot) = self.spare.lock() {
+            *slot = Some(vm);
+        }
+        result
+    }
+}
+
+fn extended_builtins(program: &Program) -> Vec<String> {
+    program
+        .builtin_info_table
+        .iter()
+        .filter(|b| {
+            EXTENDED_BUILTIN_PREFIXES
+                .iter()
+                .any(|p| b.name.starts_with(p))
+        })
+        .map(|b| b.name.clone())
+        .collect()
+}
+
+fn new_vm(program: &Arc<Program>, data: &Value) -> Result<RegoVM, PolicyError> {
+    let mut vm = RegoVM::new();
+    vm.load_program(program.clone());
+    vm.set_max_instructions(MAX_INSTRUCTIONS);
+    vm.set_strict_builtin_errors(false);
+    vm.set_data(data.clone()).map_err(|e| PolicyError::Data {
+        message: format!("{e:#}"),
+    })?;
+    Ok(vm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PolicyModule;
+
+    fn config(source: &str) -> PluginConfig {
+        PluginConfig::new(vec![PolicyModule {
+            name: "authz.rego".into(),
+            source: source.into(),
+        }])
+    }
+
+    #[test]
+    fn simple_policy_compiles_to_the_rvm_and_evaluates() {
+        let policy = CompiledPolicy::compile(&config(
+            "package envoy.authz\ndefault allow := false\nallow if input.source_principal == \"a\"\n",
+        ));
+        let policy = policy.unwrap_or_else(|e| unreachable!("{e}"));
+        let yes = Value::from_json_str(r#"{"source_principal": "a"}"#).unwrap();
+        let no = Value::from_json_str(r#"{"source_principal": "b"}"#).unwrap();
+        for _ in 0..3 {
+            assert_eq!(policy.evaluate(yes.clone()).ok(), Some(Value::Bool(true)));
+            assert_eq!(policy.evaluate(no.clone()).ok(), Some(Value::Bool(false)));
+        }
+    }
+
+    #[test]
+    fn syntax_error_names_the_module_line_and_column() {
+        let err = CompiledPolicy::compile(&config("package envoy.authz\nallow if {\n"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("authz.rego:"), "{err}");
+        let unsafe_var = "package envoy.authz\n\nallow if {\n  y == 2\n}\n";
+        let located = CompiledPolicy::compile(&config(unsafe_var))
+            .err()
+            .and_then(|e| e.located());
+        assert_eq!(
+            located,
+            Some(Located {
+                module: "authz.rego".into(),
+                line: 4,
+                column: 3,
+                message: "use of undefined variable `y` is unsafe".into()
+            })
+        );
+    }
+
+    #[test]
+    fn missing_entrypoint_rule_does_not_compile() {
+        let result = CompiledPolicy::compile(&config("package envoy.authz\ndeny if true\n"));
+        let message = result.err().map(|e| e.summary()).unwrap_or_default();
+        assert!(
+            message.contains("data.envoy.authz.allow is not defined"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_same_sources_compile_to_the_same_program() {
+        let source = "package envoy.authz\nallow if input.source_principal in {\"a\", \"b\"}\n";
+        let a = with_program(config(source)).map(|c| c.program).ok();
+        let b = with_program(config(source)).map(|c| c.program).ok();
+        assert!(a.as_ref().is_some_and(|p| !p.is_empty()));
+        assert_eq!(
+            a, b,
+            "a reload must not change every sidecar's configuration"
+        );
+    }
+
+    #[test]
+    fn a_construct_the_rvm_cannot_run_is_a_located_compile_error() {
+        let source = "package envoy.authz\n\nallow if {\n  x with input as {}\n}\n\nx if input.a\n";
+        let error = CompiledPolicy::compile(&config(source)).err();
+        let summary = error.as_ref().map(PolicyError::summary).unwrap_or_default();
+        assert!(summary.contains("regorus RVM"), "{summary}");
+        assert_eq!(error.and_then(|e| e.located()).map(|l| l.line), Some(4));
+    }
+
+    #[test]
+    fn loading_needs_a_program_and_refuses_a_bad_one() {
+        let mut plain = config("package envoy.authz\nallow := true\n");
+        assert!(matches!(
+            CompiledPolicy::load(&plain),
+            Err(PolicyError::Program { .. })
+        ));
+        plain.program = data_encoding::BASE64.encode(b"RVM? no");
+        assert!(matches!(
+            CompiledPolicy::load(&plain),
+            Err(PolicyError::Program { .. })
+        ));
+    }
+
+    #[test]
+    fn a_policy_calling_regex_or_glob_needs_the_extended_module() {
+        let core = "package envoy.authz\nallow if startswith(input.attributes.request.http.path, \"/a\")\n";
+        let policy = CompiledPolicy::compile(&config(core)).unwrap();
+        assert!(policy.extended_builtins().is_empty());
+        let extended = "package envoy.authz\nallow if glob.match(\"spiffe://*/a\", [\"/\"], input.source_principal)\nallow if regex.match(\"^/x\", input.attributes.request.http.path)\n";
+        let policy = CompiledPolicy::compile(&config(extended)).unwrap();
+        let mut names = policy.extended_builtins();
+        names.sort();
+        assert_eq!(names, vec!["glob.match", "regex.match"]);
+    }
+
+    #[test]
+    fn no_modules_is_an_error() {
+        assert!(matches!(
+            CompiledPolicy::compile(&PluginConfig::new(vec![])),
+            Err(PolicyError::NoModules)
+        ));
+    }
+}
+
+#[cfg(test)]
+mod reuse_tests {
+    use super::*;
+    use crate::config::PolicyModule;
+
+    #[test]
+    fn a_reused_vm_gives_the_same_answer_every_time() {
+        let source = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/mesh/policies/authz.rego"
+        ))
+        .unwrap();
+        let policy = CompiledPolicy::compile(&PluginConfig::new(vec![PolicyModule {
+            name: "authz.rego".into(),
+            source,
+        }]))
+        .unwrap();
+        let deny = Value::from_json_str(
+            r#"{"attributes": {"source": {"principal": "spiffe://example.org/ns/demo/sa/frontend"},
+                "destination": {"principal": "spiffe://example.org/ns/demo/sa/database"},
+                "request": {"http": {"method": "GET", "path": "/api/items", "headers": {}}}}}"#,
+        )
+        .unwrap();
+        for i in 0..2000 {
+            let varied = Value::from_json_str(&format!(
+                r#"{{"attributes": {{"source": {{"principal": "spiffe://example.org/ns/demo/sa/frontend"}},
+                    "destination": {{"principal": "spiffe://example.org/ns/demo/sa/backend"}},
+                    "request": {{"http": {{"method": "GET", "path": "/api/items", "headers": {{"x-request-id": "{i}"}}}}}}}}}}"#
+            ))
+            .unwrap();
+            let got = policy.evaluate(varied).unwrap();
+            assert_eq!(got, Value::Bool(true), "evaluation {i}");
+            assert_eq!(
+                policy.evaluate(deny.clone()).unwrap(),
+                Value::Bool(false),
+                "evaluation {i}"
+            );
+        }
+    }
+}
