@@ -2,6 +2,7 @@
 //! only loads the result; keeping these calls out of the Wasm entry points keeps the
 //! parser and compiler out of the module). No I/O.
 
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use regorus::languages::rego::compiler::Compiler;
 use regorus::{Engine, Value};
 
@@ -77,5 +78,5 @@ pub(crate) fn program_base64(config: &PluginConfig) -> Result<String, PolicyErro
     let bytes = program
         .serialize_binary()
         .map_err(|message| compile_error(format!("cannot serialise the program: {message}")))?;
-    Ok(data_encoding::BASE64.encode(&bytes))
+    Ok(BASE64_STANDARD.encode(&bytes))
 }

@@ -14,6 +14,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use regorus::rvm::program::{DeserializationResult, Program};
 use regorus::rvm::vm::RegoVM;
 use regorus::Value;
@@ -188,7 +189,7 @@ impl CompiledPolicy {
                     .into(),
             ));
         }
-        let bytes = data_encoding::BASE64
+        let bytes = BASE64_STANDARD
             .decode(config.program.as_bytes())
             .map_err(|e| program_error(format!("not base64: {e}")))?;
         let (program, complete) =
@@ -399,7 +400,7 @@ mod tests {
             CompiledPolicy::load(&plain),
             Err(PolicyError::Program { .. })
         ));
-        plain.program = data_encoding::BASE64.encode(b"RVM? no");
+        plain.program = BASE64_STANDARD.encode(b"RVM? no");
         assert!(matches!(
             CompiledPolicy::load(&plain),
             Err(PolicyError::Program { .. })

@@ -138,7 +138,15 @@ impl Root {
 /// How often counts gathered by requests are added to Envoy's counters.
 const COUNTER_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 
-impl Context for Root {}
+impl Context for Root {
+    /// The plugin is going away (a new filter config replaced it): keep its last counts.
+    fn on_done(&mut self) -> bool {
+        if let Ok(mut plugin) = self.plugin.try_borrow_mut() {
+            plugin.flush_counters(&self.host);
+        }
+        true
+    }
+}
 
 impl RootContext for Root {
     fn on_tick(&mut self) {
