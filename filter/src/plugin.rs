@@ -107,8 +107,8 @@ impl Plugin {
         }
     }
 
-    /// Parses a configuration and loads its compiled program. On failure the previous policy stays and
-    /// `false` tells Envoy to reject the configuration.
+    /// Parses a configuration and loads its compiled program. On failure the previous
+    /// policy stays and `false` tells Envoy to reject the configuration.
     pub fn configure(&mut self, host: &dyn Host, bytes: &[u8]) -> bool {
         let compiled = PluginConfig::from_json(bytes)
             .map_err(|e| e.to_string())
