@@ -266,3 +266,67 @@ fn serve_refuses_a_node_that_is_not_in_the_config() {
     });
     assert!(metric(&s, "warden_xds_streams_refused_total").ends_with(" 1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_rejects_each_config_validate_refuses_on_reload_and_keeps_serving() {
+    let s = start();
+    let main = s.dir.path().join("warden.yaml");
+    let backend = s.dir.path().join("workloads/backend.yaml");
+    let good_main = fs::read_to_string(&main).unwrap();
+    let good_backend = fs::read_to_string(&backend).unwrap();
+    let cases = [
+        (
+            &main,
+            "trust_domain: example.org",
+            "trust_domain: example..org",
+            "empty label",
+        ),
+        (
+            &main,
+            "trust_domain: example.org",
+            "trust_domain: a-.org",
+            "starts or ends with `-`",
+        ),
+        (&main, "ttl: 24h", "ttl: 87600000h", "maximum 3650d"),
+        (&main, "svid_ttl: 1h", "svid_ttl: 5s", "minimum 10s"),
+        (
+            &backend,
+            "spiffe://example.org/ns/demo/sa/backend",
+            "spiffe://example.org",
+            "needs a path",
+        ),
+    ];
+    // Each bad state is written directly over the previous bad one (backend first, then
+    // main), so the server never sees a good config in between.
+    for (file, from, to, want) in cases {
+        let good = if file == &main {
+            &good_main
+        } else {
+            &good_backend
+        };
+        fs::write(file, good.replacen(from, to, 1)).unwrap();
+        if file == &backend {
+            fs::write(&main, &good_main).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, dump) = http_get(s.admin, "/config_dump").unwrap();
+            let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
+            let err = dump["config"]["last_reload_error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if err.contains(want) {
+                assert!(err.contains("hint:"), "{to}: {err}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{to}: reload error never said `{want}`: {err}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(http_get(s.admin, "/readyz").map(|r| r.0), Some(200));
+    }
+    assert!(metric(&s, "warden_config_reloads_total").ends_with(" 0"));
+}

@@ -50,13 +50,15 @@ fn mistakes_are_reported_with_the_file_and_what_to_fix() {
         ("socket: a\nworkloads:\n  - name: backend\n    selectors: [uid:1]\n", "selector `uid:1`"),
         ("socket: a\nworkloads:\n  - name: backend\n    selectors: []\n", "at least one selector"),
         ("socket: a\nworkloads:\n  - name: j\n    spiffe_id: spiffe://other.org/j\n    selectors: [unix:uid:1]\n", "not in trust domain"),
-        ("socket: a\njwt_ttl: 5s\nworkloads:\n  - name: backend\n    selectors: [unix:uid:1]\n", "shorter than 1m"),
+        ("socket: a\njwt_ttl: 5s\nworkloads:\n  - name: backend\n    selectors: [unix:uid:1]\n", "minimum 10s"),
+        ("socket: a\nworkloads:\n  - name: j\n    spiffe_id: spiffe://example.org\n    selectors: [unix:uid:1]\n", "needs a path"),
         ("socket: a\nrenew_fraction: 1.5\nworkloads:\n  - name: backend\n    selectors: [unix:uid:1]\n", "renew_fraction"),
         ("socket: a\nworkloads: []\n", "at least one workload"),
     ];
     for (text, expected) in cases {
         let err = parse(text).unwrap_err();
-        assert!(err.starts_with("workload-api.yaml: "), "{err}");
+        assert!(err.starts_with("workload-api.yaml:"), "{err}");
+        assert!(err.contains("hint:"), "{err}");
         assert!(err.contains(expected), "expected `{expected}` in `{err}`");
     }
 }

@@ -79,6 +79,9 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
     let modules = FilterModules {
         core: module_path(args.filter_module.as_deref(), DEFAULT_FILTER_MODULE)?,
         extended: module_path(
@@ -274,6 +277,9 @@ fn reload_blocking(
         .map_err(|d| format!("config reload rejected; the last good config keeps serving:\n{d}"))
         .and_then(|cfg| {
             load_ms = started.elapsed().as_millis();
+            for w in &cfg.warnings {
+                tracing::warn!("{w}");
+            }
             let new_info = config_info(&cfg, None);
             // Check the attestation settings before anything changes, apply them after.
             let attestor = attest::Attestor::from_config(cfg.clone())

@@ -22,7 +22,7 @@ pub(crate) enum Command {
         #[arg(long, value_name = "NAME")]
         workload: String,
         /// Lifetime, e.g. 1h or 30d.
-        #[arg(long, default_value = "24h", value_parser = duration::parse_arg)]
+        #[arg(long, default_value = "24h", value_parser = duration::parse_ttl_arg)]
         ttl: Duration,
         /// Write the token to this file (mode 0600, no trailing newline: Envoy sends the
         /// file's bytes verbatim, and a newline makes the xDS call fail) instead of
@@ -66,7 +66,7 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 id: &token.id,
                 workload: &workload,
                 sha256_hex: &token.sha256_hex,
-                expires: SystemTime::now() + ttl,
+                expires: duration::after(SystemTime::now(), ttl),
             };
             tokens_file::add(&config, &record)?;
             match &out {

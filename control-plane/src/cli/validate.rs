@@ -17,16 +17,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         // workload-api.yaml is optional; when present it must be valid too.
         match crate::workload_api::Settings::load(&cfg) {
             Ok(_) => Ok(cfg),
-            Err(e) => Err(crate::config::Diagnostics(vec![
-                crate::config::Diagnostic::file(
-                    &args.dir.join(crate::workload_api::settings::FILE_NAME),
-                    e.to_string(),
-                ),
-            ])),
+            Err(e) => Err(e.into_diagnostics()),
         }
     });
     match loaded {
         Ok(cfg) => {
+            for w in &cfg.warnings {
+                eprintln!("{w}");
+            }
             println!(
                 "{}: valid — trust domain {}, {} workloads, {} policy modules, {} policy test files",
                 args.dir.display(),

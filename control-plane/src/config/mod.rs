@@ -14,13 +14,14 @@ mod raw;
 mod spans;
 pub mod tokens_file;
 mod validate;
+pub mod workload_api;
 mod workloads;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use diag::{Diagnostic, Diagnostics, Pos};
+pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
 
 use crate::identity::{CaParams, KeyType, SpiffeId, TrustDomain, UpstreamCa};
 
@@ -49,6 +50,9 @@ pub struct Config {
     pub attestation: AttestationSettings,
     /// Join token records from `tokens.yaml`.
     pub tokens: Vec<JoinTokenRecord>,
+    /// Problems that do not stop the config from working (e.g. svid_ttl above 1/6 of the
+    /// CA's ttl); `validate` prints them, `serve` logs them.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Caller attestation settings.
@@ -244,5 +248,7 @@ pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
     validate::validate(dir, files)
 }
 
+#[cfg(test)]
+mod spec_tests;
 #[cfg(test)]
 mod tests;

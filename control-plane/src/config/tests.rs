@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-fn sample() -> tempfile::TempDir {
+pub(super) fn sample() -> tempfile::TempDir {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mesh");
     let dst = tempfile::tempdir().unwrap();
     copy_dir(&src, dst.path());
@@ -25,7 +25,7 @@ fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
-fn edit(dir: &Path, file: &str, from: &str, to: &str) -> PathBuf {
+pub(super) fn edit(dir: &Path, file: &str, from: &str, to: &str) -> PathBuf {
     let p = dir.join(file);
     let text = fs::read_to_string(&p).unwrap();
     assert!(text.contains(from), "{file} has no `{from}`");
@@ -34,11 +34,11 @@ fn edit(dir: &Path, file: &str, from: &str, to: &str) -> PathBuf {
 }
 
 /// Load and expect failure; return the diagnostics as printed.
-fn errors(dir: &Path) -> Vec<Diagnostic> {
+pub(super) fn errors(dir: &Path) -> Vec<Diagnostic> {
     load(dir).expect_err("config should be invalid").0
 }
 
-fn line_of(file: &Path, needle: &str) -> usize {
+pub(super) fn line_of(file: &Path, needle: &str) -> usize {
     fs::read_to_string(file)
         .unwrap()
         .lines()

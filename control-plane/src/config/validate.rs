@@ -16,11 +16,8 @@ use super::{
     duration, policy_check, CaSettings, Config, PolicyMode, PolicySettings, PolicySources,
     ServerSettings,
 };
-use crate::identity::{KeyType, TrustDomain, UpstreamCa};
-
-/// Shortest SVID lifetime accepted. Production deployments use minutes to hours (SPIRE
-/// defaults to 1h); lifetimes down to 10 s exist for rotation drills and tests.
-pub(crate) const MIN_SVID_TTL: Duration = Duration::from_secs(10);
+use crate::identity::ca::Upstream;
+use crate::identity::{CaError, CaParams, KeyType, SystemClock, TrustDomain, UpstreamCa};
 
 /// Collects diagnostics for one file.
 pub(super) struct Ctx<'a, T> {
@@ -49,19 +46,27 @@ impl<T> Ctx<'_, T> {
         }
     }
 
-    fn duration(&mut self, path: &str, text: Option<&str>, default: Duration) -> Duration {
-        match text.map(duration::parse) {
+    /// A lifetime, within the bounds every lifetime shares ([`duration::parse_ttl`]).
+    pub(super) fn ttl(&mut self, path: &str, text: Option<&str>, default: Duration) -> Duration {
+        match text.map(duration::parse_ttl) {
             None => default,
             Some(Ok(d)) => d,
             Some(Err(e)) => {
                 self.error(
                     path,
                     format!("invalid duration: {e}"),
-                    Some("examples: 90s, 10m, 1h, 7d".into()),
+                    Some("examples: 90s, 10m, 1h, 7d; lifetimes are 10s to 3650d".into()),
                 );
                 default
             }
         }
+    }
+
+    pub(super) fn warning(&mut self, path: &str, message: impl Into<String>, hint: String) {
+        let d = Diagnostic::at(&self.file.path, self.file.spans().value(path), message)
+            .hint(hint)
+            .warning();
+        self.diags.push(d);
     }
 }
 
@@ -72,15 +77,15 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
         diags: &mut diags,
     };
     let raw = &files.main.value;
-    let trust_domain = match raw.trust_domain.parse::<TrustDomain>() {
-        Ok(td) => Some(td),
-        Err(e) => {
-            ctx.error("trust_domain", format!("invalid trust domain `{}`: {e}", raw.trust_domain),
-                Some("a trust domain looks like `example.org`: lowercase letters, digits, `.`, `-`, `_`".into()));
-            None
-        }
-    };
+    let trust_domain = trust_domain(&raw.trust_domain, &mut ctx);
     let ca = ca_settings(dir, &raw.ca, &mut ctx);
+    let upstream_files_ok = ca
+        .upstream
+        .as_ref()
+        .is_some_and(|up| check_upstream_files(up, &mut ctx));
+    if let (Some(td), true) = (&trust_domain, upstream_files_ok) {
+        check_upstream_ca(td, &ca, &mut ctx);
+    }
     let server = server_settings(raw, &mut ctx);
     let policy = policy_settings(raw, &mut ctx);
     let attestation = attestation_settings(dir, raw, &mut ctx);
@@ -118,8 +123,10 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
     }
     diags.extend(policy_check::check(&mut policies, &policy));
 
-    match (trust_domain, diags.is_empty()) {
+    let (warnings, errors): (Vec<_>, Vec<_>) = diags.into_iter().partition(|d| d.is_warning());
+    match (trust_domain, errors.is_empty()) {
         (Some(trust_domain), true) => Ok(Config {
+            warnings,
             dir: dir.to_path_buf(),
             trust_domain,
             ca,
@@ -130,8 +137,42 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
             attestation,
             tokens,
         }),
-        _ => Err(Diagnostics(diags)),
+        _ => Err(Diagnostics(errors)),
     }
+}
+
+/// The host name the control plane's xDS certificate carries (the same format as
+/// `xds::server::tls::control_plane_dns_name`; a test checks they agree).
+pub(crate) fn control_plane_host(td: &TrustDomain) -> String {
+    format!("warden-control-plane.{td}")
+}
+
+fn trust_domain(text: &str, ctx: &mut Ctx<'_, RawWarden>) -> Option<TrustDomain> {
+    let hint = "a trust domain is a host name like `example.org` or `prod.example.com`: \
+        dot-separated labels of 1-63 lowercase letters, digits and `-` (not at a label's start or end), \
+        at most 253 bytes in all";
+    let td = match text.parse::<TrustDomain>() {
+        Ok(td) => td,
+        Err(e) => {
+            ctx.error(
+                "trust_domain",
+                format!("invalid trust domain `{text}`: {e}"),
+                Some(hint.into()),
+            );
+            return None;
+        }
+    };
+    // Checked by rustls' own host-name rules too: this name is the SNI sidecars send.
+    let host = control_plane_host(&td);
+    if rustls_pki_types::DnsName::try_from(host.as_str()).is_err() {
+        ctx.error(
+            "trust_domain",
+            format!("trust domain `{text}` gives the xDS server name `{host}`, which is not a valid host name"),
+            Some(format!("{hint}; with the `warden-control-plane.` prefix the name must stay within 253 bytes")),
+        );
+        return None;
+    }
+    Some(td)
 }
 
 fn ca_settings(dir: &Path, raw: &RawCa, ctx: &mut Ctx<'_, RawWarden>) -> CaSettings {
@@ -143,40 +184,39 @@ fn ca_settings(dir: &Path, raw: &RawCa, ctx: &mut Ctx<'_, RawWarden>) -> CaSetti
             KeyType::default()
         }
     };
-    let ttl = ctx.duration("ca.ttl", raw.ttl.as_deref(), Duration::from_secs(24 * 3600));
-    let svid_ttl = ctx.duration(
+    let ttl = ctx.ttl("ca.ttl", raw.ttl.as_deref(), Duration::from_secs(24 * 3600));
+    let svid_ttl = ctx.ttl(
         "ca.svid_ttl",
         raw.svid_ttl.as_deref(),
         Duration::from_secs(3600),
     );
-    if svid_ttl < MIN_SVID_TTL {
-        ctx.error(
-            "ca.svid_ttl",
-            format!(
-                "svid_ttl {} is shorter than the minimum 10s",
-                duration::format(svid_ttl)
-            ),
-            Some(
-                "SVIDs renew at half their lifetime; 1m or more is sane outside rotation drills"
-                    .into(),
-            ),
-        );
-    }
     if svid_ttl > ttl {
         ctx.error(
             "ca.svid_ttl",
             format!("svid_ttl {} is longer than the CA's ttl {}", duration::format(svid_ttl), duration::format(ttl)),
             Some("an SVID never outlives its CA; lower svid_ttl or raise ca.ttl (SVIDs are usually 1h, the CA 24h or more)".into()),
         );
+    } else if svid_ttl > ttl / 6 {
+        // SPIRE's rule: an SVID lives at most 1/6 of its CA, so CA rotation (prepared at
+        // 1/2, activated at 5/6 of the CA's life) never has to cut SVIDs short.
+        ctx.warning(
+            "ca.svid_ttl",
+            format!(
+                "svid_ttl {} is more than 1/6 of the CA's ttl {}: SVIDs minted late in the CA's life are cut short at its end",
+                duration::format(svid_ttl),
+                duration::format(ttl)
+            ),
+            format!(
+                "SPIRE caps SVID lifetimes at 1/6 of the CA's; use svid_ttl {} or less, or ca.ttl {} or more",
+                duration::format(ttl / 6),
+                duration::format(svid_ttl.saturating_mul(6))
+            ),
+        );
     }
     let state_dir = dir.join(raw.state_dir.as_deref().unwrap_or(".warden"));
-    let upstream = raw.upstream.as_ref().map(|u| {
-        let up = UpstreamCa {
-            cert: dir.join(&u.cert),
-            key: dir.join(&u.key),
-        };
-        check_upstream_files(&up, ctx);
-        up
+    let upstream = raw.upstream.as_ref().map(|u| UpstreamCa {
+        cert: dir.join(&u.cert),
+        key: dir.join(&u.key),
     });
     CaSettings {
         key_type,
@@ -187,8 +227,49 @@ fn ca_settings(dir: &Path, raw: &RawCa, ctx: &mut Ctx<'_, RawWarden>) -> CaSetti
     }
 }
 
-/// The upstream CA files must be readable and hold a certificate and a PKCS#8 key.
-fn check_upstream_files(up: &UpstreamCa, ctx: &mut Ctx<'_, RawWarden>) {
+/// The upstream CA must be able to sign Warden's intermediate and yield SVIDs that verify
+/// (`identity::upstream_check`), checked in memory: nothing is written.
+fn check_upstream_ca(td: &TrustDomain, ca: &CaSettings, ctx: &mut Ctx<'_, RawWarden>) {
+    let params = CaParams {
+        trust_domain: td.clone(),
+        key_type: ca.key_type,
+        ttl: ca.ttl,
+        state_dir: ca.state_dir.clone(),
+        upstream: ca.upstream.clone(),
+    };
+    match Upstream::load_checked(&params, &SystemClock) {
+        Ok(_) => {}
+        Err(CaError::UpstreamUnusable(d)) => {
+            for defect in d.defects {
+                ctx.error(
+                    "ca.upstream.cert",
+                    format!("unusable upstream CA: {defect}"),
+                    Some("inspect it with `openssl x509 -noout -text -in FILE`; Warden checks an upstream CA like SPIRE does (CA, keyCertSign, dates, pathlen, root)".into()),
+                );
+            }
+        }
+        Err(e) => {
+            let path = match &e {
+                CaError::UpstreamInvalid { path, .. }
+                    if Some(path) == ca.upstream.as_ref().map(|u| &u.key) =>
+                {
+                    "ca.upstream.key"
+                }
+                _ => "ca.upstream.cert",
+            };
+            ctx.error(
+                path,
+                format!("unusable upstream CA: {e}"),
+                Some("the certificate file holds the upstream CA (then its chain up to the root); the key file its PKCS#8 key".into()),
+            );
+        }
+    }
+}
+
+/// The upstream CA files must be readable and hold a certificate and a PKCS#8 key; false
+/// (reported) when not.
+fn check_upstream_files(up: &UpstreamCa, ctx: &mut Ctx<'_, RawWarden>) -> bool {
+    let mut ok = true;
     let checks: [(&str, &PathBuf, &str, &str); 2] = [
         ("ca.upstream.cert", &up.cert, "CERTIFICATE", "a PEM certificate (-----BEGIN CERTIFICATE-----)"),
         ("ca.upstream.key", &up.key, "PRIVATE KEY", "a PKCS#8 PEM key (-----BEGIN PRIVATE KEY-----); convert with `openssl pkcs8 -topk8 -nocrypt -in KEY`"),
@@ -203,9 +284,11 @@ fn check_upstream_files(up: &UpstreamCa, ctx: &mut Ctx<'_, RawWarden>) {
             Ok(text) if !text.contains(&format!("-----BEGIN {label}-----")) => {
                 ctx.error(path, format!("{} is not {want}", file.display()), None)
             }
-            Ok(_) => {}
+            Ok(_) => continue,
         }
+        ok = false;
     }
+    ok
 }
 
 fn server_settings(raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> ServerSettings {

@@ -33,7 +33,7 @@ pub(super) fn workload(
         );
         ok = false;
     }
-    let spiffe_id = match td.map(|td| td.parse_member(&raw.spiffe_id)) {
+    let spiffe_id = match td.map(|td| td.parse_workload(&raw.spiffe_id)) {
         None => None,
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => {

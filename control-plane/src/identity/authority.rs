@@ -50,7 +50,8 @@ pub struct Authority {
 impl Authority {
     /// Load the CAs from the state directory, or create a first CA if it holds none.
     pub fn load_or_init(params: &CaParams, clock: &dyn Clock) -> Result<Self, CaError> {
-        let upstream = params.upstream.as_ref().map(Upstream::load).transpose()?;
+        // Checked before the state directory is touched (no expired intermediate on disk).
+        let upstream = Upstream::load_checked(params, clock)?;
         let state = match state::load(&params.state_dir)? {
             Some(state) => state,
             None => {

@@ -64,6 +64,12 @@ pub enum CaError {
     Expired { path: PathBuf, not_after: String },
     #[error("{id} is not in trust domain {trust_domain}")]
     ForeignId { id: String, trust_domain: String },
+    #[error("{id} has no path; a leaf SVID's ID needs one (X509-SVID spec §3.1)")]
+    LeafWithoutPath { id: String },
+    #[error(transparent)]
+    UpstreamUnusable(#[from] super::upstream_check::UpstreamDefects),
+    #[error("CA ttl {0:?} is too long")]
+    TtlTooLong(Duration),
     #[error("building a certificate failed: {0}")]
     Certificate(#[from] rcgen::Error),
 }
@@ -89,7 +95,7 @@ pub struct Ca {
 impl Ca {
     /// Load the CA from `params.state_dir`, or create and persist a new one there.
     pub fn load_or_init(params: &CaParams, clock: &dyn Clock) -> Result<Ca, CaError> {
-        let upstream = params.upstream.as_ref().map(Upstream::load).transpose()?;
+        let upstream = Upstream::load_checked(params, clock)?;
         let state = match state::load(&params.state_dir)? {
             Some(state) => state,
             None => {
@@ -200,6 +206,12 @@ impl Ca {
             return Err(CaError::ForeignId {
                 id: params.id.to_string(),
                 trust_domain: self.trust_domain.to_string(),
+            });
+        }
+        // The last line of defence: every caller already parses leaf IDs with a path.
+        if params.id.path().is_empty() {
+            return Err(CaError::LeafWithoutPath {
+                id: params.id.to_string(),
             });
         }
         let key = KeyType::EcP256.generate()?;
@@ -323,7 +335,10 @@ pub(crate) fn create(
     ];
     tpl.serial_number = Some(svid::random_serial());
     tpl.not_before = (now.checked_sub(BACKDATE).unwrap_or(now)).into();
-    let mut not_after = now + params.ttl;
+    // Config bounds ttl (config::duration::MAX); checked anyway so no caller can panic here.
+    let mut not_after = now
+        .checked_add(params.ttl)
+        .ok_or_else(|| CaError::TtlTooLong(params.ttl))?;
     let cert = match upstream {
         None => {
             tpl.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -354,6 +369,30 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
+    /// Load the upstream CA of `params`, if any, and check that it can work (see
+    /// `upstream_check`) before anything is written to the state directory.
+    pub(crate) fn load_checked(
+        params: &CaParams,
+        clock: &dyn Clock,
+    ) -> Result<Option<Upstream>, CaError> {
+        let Some(files) = &params.upstream else {
+            return Ok(None);
+        };
+        let up = Upstream::load(files)?;
+        super::upstream_check::check(&up, params, clock)?;
+        Ok(Some(up))
+    }
+
+    /// The certificate file's chain, DER, upstream signer first.
+    pub(crate) fn chain(&self) -> &[Vec<u8>] {
+        &self.chain_der
+    }
+
+    /// The certificate file.
+    pub(crate) fn cert_path(&self) -> &Path {
+        &self.cert_path
+    }
+
     pub(crate) fn load(files: &UpstreamCa) -> Result<Upstream, CaError> {
         let read = |path: &Path| {
             std::fs::read_to_string(path).map_err(|source| CaError::UpstreamRead {
@@ -373,12 +412,7 @@ impl Upstream {
             .ok_or_else(|| invalid(&files.cert, "no PEM certificate found".into()))?;
         let root_der = chain_der.last().cloned().unwrap_or_default();
         let cert = parse_cert(first).map_err(|r| invalid(&files.cert, r))?;
-        if !cert.is_ca() {
-            return Err(invalid(
-                &files.cert,
-                "the certificate is not a CA (basicConstraints CA=false)".into(),
-            ));
-        }
+        // CA flag, keyUsage, validity, chain: upstream_check::check, every defect at once.
         let key = keys::parse_key_pem(&key_text).map_err(|_| {
             invalid(
                 &files.key,

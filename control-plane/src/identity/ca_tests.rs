@@ -223,6 +223,19 @@ fn foreign_ids_are_not_minted() {
     assert!(matches!(err, CaError::ForeignId { .. }));
 }
 
+#[test]
+fn a_leaf_for_the_trust_domain_id_itself_is_not_minted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::load_or_init(&params(dir.path(), KeyType::EcP256), &SystemClock).unwrap();
+    let id: SpiffeId = "spiffe://example.org".parse().unwrap();
+    let params = SvidParams {
+        id,
+        ttl: Duration::from_secs(60),
+    };
+    let err = ca.mint(&params, &SystemClock).unwrap_err();
+    assert!(matches!(err, CaError::LeafWithoutPath { .. }), "{err}");
+}
+
 /// Write an upstream root (cert + PKCS#8 key) made with openssl, as an operator would.
 pub(crate) fn openssl_root(dir: &Path) -> UpstreamCa {
     let cert = dir.join("root.pem");

@@ -15,6 +15,7 @@ pub mod rotation;
 mod spiffe_id;
 mod state;
 mod svid;
+mod upstream_check;
 
 use std::time::SystemTime;
 
@@ -26,6 +27,7 @@ pub use keys::KeyType;
 pub use spiffe_id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN};
 pub(crate) use svid::BACKDATE;
 pub use svid::{Svid, SvidParams};
+pub use upstream_check::{UpstreamDefect, UpstreamDefects};
 
 /// Source of the current time. Injected so rotation and expiry logic can be tested with
 /// a fixed or paused clock.

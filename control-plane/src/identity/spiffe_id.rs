@@ -5,6 +5,14 @@
 //!
 //! Uppercase in the trust domain is rejected, not folded: an ID that another component
 //! would lowercase is a different string, and silently accepting it hides config mistakes.
+//!
+//! Trust domains are also held to DNS host-name rules (RFC 1123 §2.1, RFC 1035 §2.3.4):
+//! dot-separated labels of 1 to 63 bytes of `[a-z0-9-]`, no label starting or ending with
+//! `-`, at most 253 bytes. The SPIFFE spec alone allows more (`_`, empty labels), but
+//! Warden derives host names from the trust domain (the xDS server's TLS name
+//! `warden-control-plane.<td>`), and TLS stacks refuse such names as SNI: a trust domain
+//! that passes here yields a valid host name everywhere.
+//!
 //! These types do no I/O.
 
 use std::fmt;
@@ -15,8 +23,11 @@ use serde::{Deserialize, Serialize};
 const SCHEME: &str = "spiffe://";
 /// The SPIFFE ID spec limits a whole ID (scheme included) to 2048 bytes.
 pub const MAX_ID_LEN: usize = 2048;
-/// The trust domain is a host name; the spec caps it at 255 bytes.
-pub(crate) const MAX_TRUST_DOMAIN_LEN: usize = 255;
+/// The trust domain is a DNS host name: at most 253 bytes (RFC 1035 §2.3.4; the SPIFFE
+/// spec's own cap is 255).
+pub(crate) const MAX_TRUST_DOMAIN_LEN: usize = 253;
+/// A DNS label is at most 63 bytes (RFC 1035 §2.3.4).
+pub(crate) const MAX_LABEL_LEN: usize = 63;
 
 /// Why a string is not a SPIFFE ID or trust domain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +44,18 @@ pub enum IdError {
     BadTrustDomainChar(char),
     #[error("trust domain is longer than {MAX_TRUST_DOMAIN_LEN} bytes")]
     TrustDomainTooLong,
+    #[error("trust domain has an empty label (a leading, trailing or doubled `.`)")]
+    EmptyLabel,
+    #[error("trust domain label `{0}` is longer than {MAX_LABEL_LEN} bytes")]
+    LabelTooLong(String),
+    #[error("trust domain label `{0}` starts or ends with `-`")]
+    LabelHyphen(String),
+    #[error("trust domain `{0}` ends in an all-numeric label, which host names may not (RFC 3696 §2; TLS stacks read it as an IP address)")]
+    NumericLastLabel(String),
+    #[error("trust domain has `_`, which the SPIFFE spec allows but host names do not (Warden derives the TLS name `warden-control-plane.<trust domain>` from it)")]
+    Underscore,
+    #[error("a workload ID needs a path after the trust domain (X509-SVID spec §3.1 and §5.2; JWT-SVID `sub`): `{0}` names the trust domain itself")]
+    NoPath(String),
     #[error("path segment has a character that is not allowed: {0:?} (only A-Z, a-z, 0-9, `.`, `-`, `_`)")]
     BadPathChar(char),
     #[error("path has an empty segment (`//` or a trailing `/`)")]
@@ -80,6 +103,12 @@ impl TrustDomain {
         }
         Ok(id)
     }
+
+    /// [`parse_member`](Self::parse_member) for an ID that becomes a leaf SVID (a
+    /// workload): it must have a path.
+    pub fn parse_workload(&self, id: &str) -> Result<SpiffeId, IdError> {
+        self.parse_member(id)?.require_path()
+    }
 }
 
 fn check_trust_domain(td: &str) -> Result<(), IdError> {
@@ -89,13 +118,34 @@ fn check_trust_domain(td: &str) -> Result<(), IdError> {
     if td.len() > MAX_TRUST_DOMAIN_LEN {
         return Err(IdError::TrustDomainTooLong);
     }
-    match td
+    if let Some(c) = td
         .chars()
         .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '.' | '-' | '_'))
     {
-        Some(c) => Err(IdError::BadTrustDomainChar(c)),
-        None => Ok(()),
+        return Err(IdError::BadTrustDomainChar(c));
     }
+    if td.contains('_') {
+        return Err(IdError::Underscore);
+    }
+    for label in td.split('.') {
+        if label.is_empty() {
+            return Err(IdError::EmptyLabel);
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(IdError::LabelTooLong(label.to_owned()));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(IdError::LabelHyphen(label.to_owned()));
+        }
+    }
+    if td
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(IdError::NumericLastLabel(td.to_owned()));
+    }
+    Ok(())
 }
 
 impl FromStr for TrustDomain {
@@ -165,6 +215,15 @@ impl SpiffeId {
     /// Whether this ID is in `td`.
     pub fn is_member_of(&self, td: &TrustDomain) -> bool {
         self.trust_domain_str() == td.as_str()
+    }
+
+    /// This ID if it has a path, as every leaf SVID's ID must (X509-SVID spec §3.1 and
+    /// §5.2; likewise a JWT-SVID `sub`); the trust domain's own ID is for CAs only.
+    pub fn require_path(self) -> Result<SpiffeId, IdError> {
+        if self.path().is_empty() {
+            return Err(IdError::NoPath(self.full));
+        }
+        Ok(self)
     }
 }
 
@@ -312,8 +371,66 @@ mod tests {
         assert!(serde_json::from_str::<SpiffeId>("\"spiffe://a.b/c/\"").is_err());
     }
 
+    #[test]
+    fn trust_domains_that_are_not_host_names_are_rejected() {
+        let long_label = "a".repeat(64);
+        let cases: Vec<(String, IdError)> = vec![
+            ("example..org".into(), IdError::EmptyLabel),
+            (".x".into(), IdError::EmptyLabel),
+            ("x.".into(), IdError::EmptyLabel),
+            (".".into(), IdError::EmptyLabel),
+            (
+                "10.0.0.1".into(),
+                IdError::NumericLastLabel("10.0.0.1".into()),
+            ),
+            (
+                "example.123".into(),
+                IdError::NumericLastLabel("example.123".into()),
+            ),
+            ("a-.org".into(), IdError::LabelHyphen("a-".into())),
+            ("-a.org".into(), IdError::LabelHyphen("-a".into())),
+            ("a_b.org".into(), IdError::Underscore),
+            (
+                format!("{long_label}.org"),
+                IdError::LabelTooLong(long_label.clone()),
+            ),
+            (
+                vec!["a".repeat(63); 4].join("."),
+                IdError::TrustDomainTooLong,
+            ),
+        ];
+        for (td, want) in &cases {
+            assert_eq!(td.parse::<TrustDomain>().unwrap_err(), *want, "{td}");
+            let id = format!("spiffe://{td}/x");
+            assert_eq!(id.parse::<SpiffeId>().unwrap_err(), *want, "{id}");
+        }
+        let max_label = "a".repeat(63);
+        assert!(format!("{max_label}.org").parse::<TrustDomain>().is_ok());
+        assert!("a-b.example-1.org".parse::<TrustDomain>().is_ok());
+        assert!("localhost".parse::<TrustDomain>().is_ok());
+        assert!("123.example.org".parse::<TrustDomain>().is_ok());
+    }
+
+    #[test]
+    fn workload_ids_need_a_path() {
+        let td: TrustDomain = "example.org".parse().unwrap();
+        assert_eq!(
+            td.parse_workload("spiffe://example.org").unwrap_err(),
+            IdError::NoPath("spiffe://example.org".into())
+        );
+        assert!(td.parse_workload("spiffe://example.org/a").is_ok());
+        assert!(td.parse_member("spiffe://example.org").is_ok());
+    }
+
     fn td_strategy() -> impl Strategy<Value = String> {
-        "[a-z0-9._-]{1,40}"
+        (
+            prop::collection::vec("[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", 0..4),
+            "[a-z]([a-z0-9-]{0,8}[a-z0-9])?",
+        )
+            .prop_map(|(mut labels, last)| {
+                labels.push(last);
+                labels.join(".")
+            })
     }
     fn segment_strategy() -> impl Strategy<Value = String> {
         "[A-Za-z0-9._-]{1,12}".prop_filter("no dot segments", |s| s != "." && s != "..")
@@ -334,6 +451,18 @@ mod tests {
         fn any_illegal_character_in_a_path_is_rejected(td in td_strategy(), seg in segment_strategy(), bad in "[^A-Za-z0-9._/-]") {
             let s = format!("spiffe://{td}/{seg}{bad}");
             prop_assert!(s.parse::<SpiffeId>().is_err());
+        }
+
+        #[test]
+        fn no_string_makes_the_parsers_panic(s in "\\PC{0,300}", bytes in "(spiffe://)?[a-z0-9._/-]{0,80}") {
+            let _ = s.parse::<SpiffeId>();
+            let _ = s.parse::<TrustDomain>();
+            let _ = bytes.parse::<SpiffeId>();
+            if let Ok(td) = bytes.parse::<TrustDomain>() {
+                // Every accepted trust domain yields a host name TLS accepts.
+                let host = format!("warden-control-plane.{td}");
+                prop_assert!(rustls_pki_types::DnsName::try_from(host.as_str()).is_ok(), "{}", host);
+            }
         }
 
         #[test]

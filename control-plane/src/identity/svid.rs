@@ -70,7 +70,8 @@ pub(crate) fn validity(
     ca_not_after: SystemTime,
 ) -> (SystemTime, SystemTime) {
     let not_before = now.checked_sub(BACKDATE).unwrap_or(now);
-    let wanted = now + ttl;
+    // Checked: an absurd ttl ends at the CA's end instead of panicking.
+    let wanted = now.checked_add(ttl).unwrap_or(ca_not_after);
     (not_before, wanted.min(ca_not_after))
 }
 

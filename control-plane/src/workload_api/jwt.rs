@@ -51,9 +51,13 @@ pub enum JwtError {
     Signature,
     #[error("token has expired")]
     Expired,
+    #[error("token is not valid yet (nbf is in the future)")]
+    NotYetValid,
+    #[error("token type `{0}` is not JWT or JOSE")]
+    Type(String),
     #[error("token audience does not contain `{0}`")]
     Audience(String),
-    #[error("token subject is not a SPIFFE ID: {0}")]
+    #[error("token subject is not a workload SPIFFE ID (with a path): {0}")]
     Subject(String),
 }
 
@@ -124,10 +128,12 @@ impl JwtKey {
         if audience.is_empty() || audience.iter().any(|a| a.is_empty()) {
             return Err(JwtError::NoAudience);
         }
+        if id.path().is_empty() {
+            return Err(JwtError::Subject(id.to_string()));
+        }
         let iat = unix(now);
         let header = json!({"alg": "ES256", "kid": self.kid, "typ": "JWT"});
-        let claims =
-            json!({"sub": id.as_str(), "aud": audience, "iat": iat, "exp": iat + ttl.as_secs()});
+        let claims = json!({"sub": id.as_str(), "aud": audience, "iat": iat, "exp": iat.saturating_add(ttl.as_secs())});
         let signing_input = format!("{}.{}", b64_json(&header), b64_json(&claims));
         let sig = self
             .pair
@@ -165,51 +171,54 @@ impl JwtKey {
     }
 }
 
-/// Check a token's algorithm, key (found by `kid` through `key_for`), signature, expiry
-/// (at `now`) and audience; return the subject and claims.
+/// Clock skew allowed on both `exp` and `nbf` (RFC 7519 §4.1.4 and §4.1.5 allow "a small
+/// leeway"; the same 30 s as Kubernetes token attestation).
+pub const CLOCK_SKEW: Duration = Duration::from_secs(30);
+
+/// Check a token (JWT-SVID spec §3 and §7, RFC 7519 §7.2): header `alg` ES256 and `typ`
+/// absent, `JWT` or `JOSE`; the key (found by `kid` through `key_for`) and signature;
+/// `exp` required and `nbf` optional, both NumericDates (any JSON number) checked at `now`
+/// with [`CLOCK_SKEW`]; the audience; a `sub` that is a workload SPIFFE ID (with a path).
+/// Returns the subject and claims.
+///
+/// The JOSE part (header, base64url, signature) is the `jsonwebtoken` crate's; the time
+/// claims are checked here because the crate reads only integer NumericDates and the wall
+/// clock, while the spec allows fractions and Warden injects the clock.
 pub fn validate<'k>(
     token: &str,
     audience: &str,
     now: SystemTime,
     key_for: impl Fn(&str) -> Option<&'k JwtKey>,
 ) -> Result<Validated, JwtError> {
-    let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    use jsonwebtoken::errors::ErrorKind;
+    if token.split('.').count() != 3 {
         return Err(JwtError::Malformed("expected three dot-separated parts"));
-    };
-    let header = decode_json(h)?;
-    let alg = header
-        .get("alg")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if alg != "ES256" {
-        return Err(JwtError::Algorithm(alg.to_string()));
     }
-    let kid = header
-        .get("kid")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let key = key_for(kid).ok_or(JwtError::UnknownKey)?;
-    let sig = URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| JwtError::Malformed("signature is not base64url"))?;
-    let public = signature::UnparsedPublicKey::new(
-        &signature::ECDSA_P256_SHA256_FIXED,
-        key.pair.public_key().as_ref(),
-    );
-    public
-        .verify(format!("{h}.{c}").as_bytes(), &sig)
-        .map_err(|_| JwtError::Signature)?;
-    let claims = decode_json(c)?;
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_u64)
-        .ok_or(JwtError::Malformed("no numeric exp"))?;
-    if exp <= unix(now) {
-        return Err(JwtError::Expired);
+    let header = jsonwebtoken::decode_header(token).map_err(|_| header_error(token))?;
+    if header.alg != jsonwebtoken::Algorithm::ES256 {
+        return Err(JwtError::Algorithm(format!("{:?}", header.alg)));
     }
+    if let Some(typ) = header
+        .typ
+        .as_deref()
+        .filter(|t| !matches!(*t, "JWT" | "JOSE"))
+    {
+        return Err(JwtError::Type(typ.to_string()));
+    }
+    let key = key_for(header.kid.as_deref().unwrap_or_default()).ok_or(JwtError::UnknownKey)?;
+    let decoding = jsonwebtoken::DecodingKey::from_ec_der(key.pair.public_key().as_ref());
+    let mut rules = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    rules.required_spec_claims.clear();
+    rules.validate_exp = false;
+    rules.validate_nbf = false;
+    rules.validate_aud = false;
+    let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &decoding, &rules)
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature | ErrorKind::InvalidEcdsaKey => JwtError::Signature,
+            _ => JwtError::Malformed("claims are not a base64url JSON object"),
+        })?
+        .claims;
+    check_times(&claims, now)?;
     let aud_ok = match claims.get("aud") {
         Some(Value::String(a)) => a == audience,
         Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
@@ -223,9 +232,52 @@ pub fn validate<'k>(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let subject = sub
-        .parse()
+        .parse::<SpiffeId>()
+        .and_then(SpiffeId::require_path)
         .map_err(|_| JwtError::Subject(sub.to_string()))?;
     Ok(Validated { subject, claims })
+}
+
+/// `exp` (required) and `nbf` (optional) as NumericDates: any JSON number, fractions
+/// included (RFC 7519 §2), with the same skew.
+fn check_times(claims: &Map<String, Value>, now: SystemTime) -> Result<(), JwtError> {
+    let number = |name: &str| -> Result<Option<f64>, JwtError> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .filter(|n| n.is_finite())
+                .map(Some)
+                .ok_or(JwtError::Malformed("exp and nbf must be numbers")),
+        }
+    };
+    let now = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let skew = CLOCK_SKEW.as_secs_f64();
+    let exp = number("exp")?.ok_or(JwtError::Malformed("no exp"))?;
+    if exp + skew <= now {
+        return Err(JwtError::Expired);
+    }
+    if number("nbf")?.is_some_and(|nbf| nbf - skew > now) {
+        return Err(JwtError::NotYetValid);
+    }
+    Ok(())
+}
+
+/// Why the crate could not read a header: an algorithm it does not know (e.g. `none`), or
+/// not a JOSE header at all.
+fn header_error(token: &str) -> JwtError {
+    let header = token.split('.').next().map(decode_json);
+    match header {
+        Some(Ok(h)) => match h.get("alg").and_then(Value::as_str) {
+            Some("ES256") => JwtError::Malformed("header fields have the wrong types"),
+            Some(alg) => JwtError::Algorithm(alg.to_string()),
+            None => JwtError::Algorithm("(missing)".into()),
+        },
+        _ => JwtError::Malformed("header is not a base64url JSON object"),
+    }
 }
 
 pub(crate) fn unix(t: SystemTime) -> u64 {

@@ -58,7 +58,7 @@ fn wrong_audience_expiry_and_tampering_are_rejected() {
         Err(JwtError::Audience(_))
     ));
     assert!(matches!(
-        key.validate(&token, "db", now + Duration::from_secs(300)),
+        key.validate(&token, "db", now + Duration::from_secs(300) + CLOCK_SKEW),
         Err(JwtError::Expired)
     ));
     let mut parts: Vec<&str> = token.split('.').collect();
@@ -98,4 +98,150 @@ fn a_key_survives_a_pem_round_trip_with_its_kid() {
     let (_d, key, _) = setup();
     let again = JwtKey::from_pem(&key.to_pem()).unwrap();
     assert_eq!(key.kid(), again.kid());
+}
+
+/// A token with this header and these claims, signed by `key`.
+fn raw_token(key: &JwtKey, header: Value, claims: Value) -> String {
+    let input = format!("{}.{}", b64_json(&header), b64_json(&claims));
+    let sig = key
+        .pair
+        .sign(&SystemRandom::new(), input.as_bytes())
+        .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+}
+
+fn check(key: &JwtKey, header: Value, claims: Value) -> Result<Validated, JwtError> {
+    key.validate(&raw_token(key, header, claims), "db", UNIX_EPOCH + T0)
+}
+
+fn claims_with(extra: Value) -> Value {
+    let mut c = json!({"sub": "spiffe://example.org/app", "aud": "db", "exp": T0.as_secs() + 60});
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+#[test]
+fn only_jwt_or_jose_is_accepted_as_the_token_type() {
+    let (_d, key, _) = setup();
+    for (typ, ok) in [
+        (json!("JWT"), true),
+        (json!("JOSE"), true),
+        (json!("foo"), false),
+        (json!("jwt+x"), false),
+    ] {
+        let header = json!({"alg": "ES256", "kid": key.kid(), "typ": typ});
+        let got = check(&key, header, claims_with(json!({})));
+        assert_eq!(got.is_ok(), ok, "typ {typ}: {got:?}");
+        if !ok {
+            assert!(matches!(got, Err(JwtError::Type(_))), "{got:?}");
+        }
+    }
+    let no_typ = json!({"alg": "ES256", "kid": key.kid()});
+    assert!(check(&key, no_typ, claims_with(json!({}))).is_ok());
+}
+
+#[test]
+fn nbf_in_the_future_is_refused_with_the_same_skew_as_exp() {
+    let (_d, key, _) = setup();
+    let header = || json!({"alg": "ES256", "kid": key.kid(), "typ": "JWT"});
+    let at = |secs: i64| json!(T0.as_secs() as i64 + secs);
+    let skew = CLOCK_SKEW.as_secs() as i64;
+    assert!(matches!(
+        check(&key, header(), claims_with(json!({"nbf": at(3600)}))),
+        Err(JwtError::NotYetValid)
+    ));
+    assert!(matches!(
+        check(&key, header(), claims_with(json!({"nbf": at(skew + 1)}))),
+        Err(JwtError::NotYetValid)
+    ));
+    assert!(check(&key, header(), claims_with(json!({"nbf": at(skew)}))).is_ok());
+    assert!(check(&key, header(), claims_with(json!({"nbf": at(-10)}))).is_ok());
+    // exp just inside and just outside the same skew.
+    assert!(check(&key, header(), claims_with(json!({"exp": at(1 - skew)}))).is_ok());
+    assert!(matches!(
+        check(&key, header(), claims_with(json!({"exp": at(-skew)}))),
+        Err(JwtError::Expired)
+    ));
+}
+
+#[test]
+fn numeric_dates_may_be_any_json_number() {
+    let (_d, key, _) = setup();
+    let header = || json!({"alg": "ES256", "kid": key.kid()});
+    // T0 is 1.8e9; 1.9e9 is a valid NumericDate in the future.
+    assert!(check(&key, header(), claims_with(json!({"exp": 1.9e9}))).is_ok());
+    assert!(check(
+        &key,
+        header(),
+        claims_with(json!({"exp": T0.as_secs() as f64 + 0.5, "nbf": 1.5e9}))
+    )
+    .is_ok());
+    assert!(matches!(
+        check(&key, header(), claims_with(json!({"exp": 1.7e9}))),
+        Err(JwtError::Expired)
+    ));
+    for bad in [json!("1900000000"), json!(null), json!([1]), json!(true)] {
+        assert!(
+            matches!(
+                check(&key, header(), claims_with(json!({"exp": bad}))),
+                Err(JwtError::Malformed(_))
+            ),
+            "exp {bad}"
+        );
+    }
+    let mut no_exp = claims_with(json!({}));
+    no_exp.as_object_mut().unwrap().remove("exp");
+    assert!(matches!(
+        check(&key, header(), no_exp),
+        Err(JwtError::Malformed(_))
+    ));
+}
+
+#[test]
+fn subjects_without_a_path_and_other_algorithms_are_refused() {
+    let (_d, key, _) = setup();
+    let header = json!({"alg": "ES256", "kid": key.kid()});
+    assert!(matches!(
+        check(
+            &key,
+            header,
+            claims_with(json!({"sub": "spiffe://example.org"}))
+        ),
+        Err(JwtError::Subject(_))
+    ));
+    let td_id: SpiffeId = "spiffe://example.org".parse().unwrap();
+    assert!(matches!(
+        key.sign(&td_id, &aud("db"), UNIX_EPOCH + T0, Duration::from_secs(60)),
+        Err(JwtError::Subject(_))
+    ));
+    for alg in ["none", "HS256", "RS256", ""] {
+        let header = json!({"alg": alg, "kid": key.kid()});
+        assert!(
+            matches!(
+                check(&key, header, claims_with(json!({}))),
+                Err(JwtError::Algorithm(_))
+            ),
+            "alg {alg}"
+        );
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn no_token_text_makes_validation_panic(s in "\\PC{0,200}", parts in proptest::collection::vec("[A-Za-z0-9_-]{0,60}", 0..5)) {
+        let (_d, key, _) = setup();
+        let now = UNIX_EPOCH + T0;
+        let _ = key.validate(&s, "db", now);
+        let _ = key.validate(&parts.join("."), "db", now);
+    }
+
+    #[test]
+    fn no_claims_json_makes_validation_panic(exp in proptest::num::f64::ANY, nbf in proptest::num::f64::ANY, sub in "\\PC{0,40}") {
+        let (_d, key, _) = setup();
+        let header = json!({"alg": "ES256", "kid": key.kid()});
+        let claims = json!({"sub": sub, "aud": "db", "exp": exp, "nbf": nbf});
+        let _ = check(&key, header, claims);
+    }
 }

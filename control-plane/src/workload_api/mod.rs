@@ -17,7 +17,8 @@ mod pem;
 pub mod proto;
 mod server;
 mod service;
-pub mod settings;
+/// `workload-api.yaml`, loaded by `config` like every other config file.
+pub use crate::config::workload_api as settings;
 
 #[cfg(test)]
 mod proto_tests;

@@ -1,0 +1,261 @@
+//! Checks an upstream CA before Warden uses it, the way SPIRE checks an upstream
+//! authority: every certificate of the file's chain is a CA with `keyCertSign`, valid now
+//! and for the configured CA lifetime, with a path length that leaves room for Warden's
+//! intermediate; each certificate is signed by the next, and the chain ends in a
+//! self-signed root (the trust anchor sidecars get). Then a throw-away intermediate and a
+//! test SVID are signed in memory and verified with an independent verifier (webpki, the
+//! one rustls uses) against that root.
+//!
+//! Pure: no file is read or written here (`ca.rs` reads the files; the state directory is
+//! written only after these checks pass). Run by `warden validate` and at every CA open.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rustls_pki_types::{CertificateDer, UnixTime};
+use x509_parser::certificate::X509Certificate;
+
+use super::ca::{create, Ca, CaParams, Upstream};
+use super::keys::KeyType;
+use super::svid::SvidParams;
+use super::Clock;
+
+/// One reason an upstream CA cannot work; each names the certificate and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamDefect {
+    #[error("{cert} is not a CA certificate (basicConstraints CA=false or missing); use a CA certificate (openssl: `basicConstraints=critical,CA:TRUE`)")]
+    NotCa { cert: String },
+    #[error("{cert} has keyUsage without keyCertSign, so certificates it signs are invalid; reissue it with `keyUsage=critical,keyCertSign,cRLSign`")]
+    NoKeyCertSign { cert: String },
+    #[error("{cert} is not valid before {not_before}; check the clock or wait until then")]
+    NotYetValid { cert: String, not_before: String },
+    #[error("{cert} expired on {not_after}; renew the upstream CA (nothing was written to the state directory)")]
+    Expired { cert: String, not_after: String },
+    #[error("{cert} expires on {not_after}, before a new Warden CA would (ca.ttl {ttl} from now: {needed}); renew the upstream CA or lower ca.ttl")]
+    EndsTooSoon {
+        cert: String,
+        not_after: String,
+        ttl: String,
+        needed: String,
+    },
+    #[error("{cert} has pathLenConstraint {pathlen}, but Warden adds an intermediate CA below it ({needed} CA certificate(s) would follow it); reissue it with pathlen:{needed} or more, or without a pathlen")]
+    PathLen {
+        cert: String,
+        pathlen: u32,
+        needed: u32,
+    },
+    #[error("{cert} is not signed by the next certificate in the file ({next}); list the chain in order: the signing CA first, then each issuer up to the root")]
+    BrokenChain { cert: String, next: String },
+    #[error("the chain ends in {cert}, which is not a self-signed root; append the certificates up to the root CA to the file (sidecars need the root as their trust anchor)")]
+    NoRoot { cert: String },
+    #[error("a test SVID signed under this upstream CA does not verify: {reason}")]
+    TestSvid { reason: String },
+}
+
+/// Every defect of the upstream CA in `path` (empty when it is usable).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("upstream CA {path}: {}", .defects.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct UpstreamDefects {
+    pub path: PathBuf,
+    pub defects: Vec<UpstreamDefect>,
+}
+
+/// Check `up` for a Warden CA with `params` (trust domain, CA ttl) at `clock.now()`.
+pub(crate) fn check(
+    up: &Upstream,
+    params: &CaParams,
+    clock: &dyn Clock,
+) -> Result<(), UpstreamDefects> {
+    let mut defects = check_chain(up.chain(), up.cert_path(), clock.now(), params.ttl);
+    if defects.is_empty() {
+        if let Err(reason) = test_svid(up, params, clock) {
+            defects.push(UpstreamDefect::TestSvid { reason });
+        }
+    }
+    if defects.is_empty() {
+        return Ok(());
+    }
+    Err(UpstreamDefects {
+        path: up.cert_path().to_path_buf(),
+        defects,
+    })
+}
+
+/// The structural checks on the certificate file's chain (upstream signer first).
+pub(crate) fn check_chain(
+    chain: &[Vec<u8>],
+    path: &Path,
+    now: SystemTime,
+    ca_ttl: Duration,
+) -> Vec<UpstreamDefect> {
+    let mut defects = Vec::new();
+    let parsed: Vec<X509Certificate<'_>> = chain
+        .iter()
+        .filter_map(|der| {
+            x509_parser::parse_x509_certificate(der)
+                .ok()
+                .map(|(_, c)| c)
+        })
+        .collect();
+    if parsed.len() != chain.len() {
+        // ca.rs parsed the first one already; an unparsable later one breaks the chain.
+        defects.push(UpstreamDefect::BrokenChain {
+            cert: format!("a certificate in {}", path.display()),
+            next: "an unparsable certificate".into(),
+        });
+        return defects;
+    }
+    let needed_until = now.checked_add(ca_ttl).unwrap_or(now);
+    for (i, cert) in parsed.iter().enumerate() {
+        let name = describe(path, i, cert);
+        check_one(cert, &name, i, now, needed_until, ca_ttl, &mut defects);
+        match parsed.get(i + 1) {
+            Some(next) => {
+                let linked = cert.issuer() == next.subject()
+                    && cert.verify_signature(Some(next.public_key())).is_ok();
+                if !linked {
+                    defects.push(UpstreamDefect::BrokenChain {
+                        cert: name,
+                        next: describe(path, i + 1, next),
+                    });
+                }
+            }
+            None => {
+                let self_signed =
+                    cert.issuer() == cert.subject() && cert.verify_signature(None).is_ok();
+                if !self_signed {
+                    defects.push(UpstreamDefect::NoRoot { cert: name });
+                }
+            }
+        }
+    }
+    defects
+}
+
+/// CA flag, keyCertSign, validity and path length of the certificate at `index` (Warden's
+/// intermediate plus `index` certificates of the file sit below it).
+fn check_one(
+    cert: &X509Certificate<'_>,
+    name: &str,
+    index: usize,
+    now: SystemTime,
+    needed_until: SystemTime,
+    ca_ttl: Duration,
+    defects: &mut Vec<UpstreamDefect>,
+) {
+    let constraints = cert.basic_constraints().ok().flatten().map(|e| e.value);
+    if !constraints.is_some_and(|bc| bc.ca) {
+        defects.push(UpstreamDefect::NotCa { cert: name.into() });
+    }
+    // RFC 5280 §4.2.1.3: without the extension any use is allowed; with it, a CA that
+    // signs certificates needs keyCertSign.
+    if let Ok(Some(ku)) = cert.key_usage() {
+        if !ku.value.key_cert_sign() {
+            defects.push(UpstreamDefect::NoKeyCertSign { cert: name.into() });
+        }
+    }
+    let not_before = SystemTime::from(cert.validity().not_before.to_datetime());
+    let not_after = SystemTime::from(cert.validity().not_after.to_datetime());
+    if not_before > now {
+        defects.push(UpstreamDefect::NotYetValid {
+            cert: name.into(),
+            not_before: date(not_before),
+        });
+    }
+    if not_after <= now {
+        defects.push(UpstreamDefect::Expired {
+            cert: name.into(),
+            not_after: date(not_after),
+        });
+    } else if not_after < needed_until {
+        defects.push(UpstreamDefect::EndsTooSoon {
+            cert: name.into(),
+            not_after: date(not_after),
+            ttl: crate::config::duration::format(ca_ttl),
+            needed: date(needed_until),
+        });
+    }
+    let needed = u32::try_from(index + 1).unwrap_or(u32::MAX);
+    if let Some(pathlen) = constraints.and_then(|bc| bc.path_len_constraint) {
+        if pathlen < needed {
+            defects.push(UpstreamDefect::PathLen {
+                cert: name.into(),
+                pathlen,
+                needed,
+            });
+        }
+    }
+}
+
+/// Sign a throw-away intermediate and SVID in memory and verify the SVID with webpki
+/// against the chain's root, as a TLS peer would.
+fn test_svid(up: &Upstream, params: &CaParams, clock: &dyn Clock) -> Result<(), String> {
+    let probe = CaParams {
+        key_type: KeyType::EcP256,
+        ..params.clone()
+    };
+    let slot = create(&probe, Some(up), clock).map_err(|e| e.to_string())?;
+    let ca = Ca::from_slot(&probe, &slot, Some(up), clock).map_err(|e| e.to_string())?;
+    let id = params
+        .trust_domain
+        .parse_workload(&format!(
+            "{}/warden/upstream-check",
+            params.trust_domain.to_spiffe_id_string()
+        ))
+        .map_err(|e| e.to_string())?;
+    let svid = ca
+        .mint(
+            &SvidParams {
+                id,
+                ttl: Duration::from_secs(60),
+            },
+            clock,
+        )
+        .map_err(|e| e.to_string())?;
+    let chain = super::ca::pem_certs(&svid.cert_chain_pem)?;
+    let (leaf, intermediates) = chain.split_first().ok_or("empty SVID chain")?;
+    let anchor_der = CertificateDer::from(up.root_der.as_slice());
+    let anchor = webpki::anchor_from_trusted_cert(&anchor_der)
+        .map_err(|e| format!("the root is not a usable trust anchor ({e:?})"))?;
+    let leaf_der = CertificateDer::from(leaf.as_slice());
+    let leaf = webpki::EndEntityCert::try_from(&leaf_der).map_err(|e| format!("{e:?}"))?;
+    let intermediates: Vec<CertificateDer<'_>> = intermediates
+        .iter()
+        .map(|d| CertificateDer::from(d.as_slice()))
+        .collect();
+    let now = clock
+        .now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| "clock before 1970")?;
+    leaf.verify_for_usage(
+        webpki::ALL_VERIFICATION_ALGS,
+        &[anchor],
+        &intermediates,
+        UnixTime::since_unix_epoch(now),
+        webpki::KeyUsage::client_auth(),
+        None,
+        None,
+    )
+    .map(|_| ())
+    .map_err(|e| format!("webpki: {e:?}"))
+}
+
+/// `certificate 2 of ca.pem (CN=Example Root)`.
+fn describe(path: &Path, index: usize, cert: &X509Certificate<'_>) -> String {
+    format!(
+        "certificate {} of {} ({})",
+        index + 1,
+        path.display(),
+        cert.subject()
+    )
+}
+
+fn date(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+#[cfg(test)]
+#[path = "upstream_check_tests.rs"]
+mod tests;

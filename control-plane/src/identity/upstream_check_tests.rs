@@ -1,0 +1,274 @@
+//! The upstream CA matrix: a good root, a root + intermediate chain, and each defect
+//! seen in the field (pathlen:0, no keyCertSign, expired, intermediate without its root),
+//! plus the neighbours of each kind. Certificates are generated here with rcgen.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+use super::*;
+use crate::identity::ca::UpstreamCa;
+use crate::identity::{Authority, CaError, SystemClock};
+
+const DAY: Duration = Duration::from_secs(86400);
+
+/// How a test CA certificate differs from a good one.
+#[derive(Clone, Copy, Default)]
+struct Shape {
+    pathlen: Option<u8>,
+    no_key_cert_sign: bool,
+    not_ca: bool,
+    /// (not_before, not_after) relative to now, in days.
+    days: Option<(i64, i64)>,
+}
+
+struct TestCa {
+    pem: String,
+    key: KeyPair,
+    params: CertificateParams,
+}
+
+fn ca_params(cn: &str, shape: Shape) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = match (shape.not_ca, shape.pathlen) {
+        (true, _) => IsCa::ExplicitNoCa,
+        (false, Some(n)) => IsCa::Ca(BasicConstraints::Constrained(n)),
+        (false, None) => IsCa::Ca(BasicConstraints::Unconstrained),
+    };
+    p.key_usages = if shape.no_key_cert_sign {
+        vec![KeyUsagePurpose::DigitalSignature]
+    } else {
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign]
+    };
+    let (from, to) = shape.days.unwrap_or((-1, 365));
+    let now = time::OffsetDateTime::now_utc();
+    p.not_before = now + time::Duration::days(from);
+    p.not_after = now + time::Duration::days(to);
+    p
+}
+
+fn root(shape: Shape) -> TestCa {
+    let key = KeyPair::generate().unwrap();
+    let params = ca_params("Test Root", shape);
+    let pem = params.clone().self_signed(&key).unwrap().pem();
+    TestCa { pem, key, params }
+}
+
+fn intermediate(under: &TestCa, shape: Shape) -> TestCa {
+    let key = KeyPair::generate().unwrap();
+    let params = ca_params("Test Intermediate", shape);
+    let issuer = Issuer::from_params(&under.params, &under.key);
+    let pem = params.clone().signed_by(&key, &issuer).unwrap().pem();
+    TestCa { pem, key, params }
+}
+
+/// Write `chain` (signer first) and the signer's key; return the CA params using them.
+fn setup(dir: &Path, chain: &[&TestCa]) -> CaParams {
+    let cert = dir.join("upstream.pem");
+    let key = dir.join("upstream.key");
+    let pem: String = chain.iter().map(|c| c.pem.as_str()).collect();
+    std::fs::write(&cert, pem).unwrap();
+    std::fs::write(&key, chain[0].key.serialize_pem()).unwrap();
+    CaParams {
+        trust_domain: "example.org".parse().unwrap(),
+        key_type: KeyType::EcP256,
+        ttl: DAY,
+        state_dir: dir.join("state"),
+        upstream: Some(UpstreamCa { cert, key }),
+    }
+}
+
+fn defects(params: &CaParams) -> Vec<UpstreamDefect> {
+    let up = Upstream::load(params.upstream.as_ref().unwrap()).unwrap();
+    match check(&up, params, &SystemClock) {
+        Ok(()) => Vec::new(),
+        Err(d) => d.defects,
+    }
+}
+
+#[test]
+fn a_good_root_is_accepted_and_its_test_svid_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = root(Shape::default());
+    assert_eq!(defects(&setup(dir.path(), &[&r])), vec![]);
+    let r = root(Shape {
+        pathlen: Some(1),
+        ..Shape::default()
+    });
+    assert_eq!(defects(&setup(dir.path(), &[&r])), vec![]);
+}
+
+#[test]
+fn a_root_plus_intermediate_chain_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = root(Shape {
+        pathlen: Some(2),
+        ..Shape::default()
+    });
+    let i = intermediate(
+        &r,
+        Shape {
+            pathlen: Some(1),
+            ..Shape::default()
+        },
+    );
+    assert_eq!(defects(&setup(dir.path(), &[&i, &r])), vec![]);
+}
+
+#[test]
+fn a_root_with_pathlen_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = root(Shape {
+        pathlen: Some(0),
+        ..Shape::default()
+    });
+    let got = defects(&setup(dir.path(), &[&r]));
+    assert!(
+        matches!(
+            &got[..],
+            [UpstreamDefect::PathLen {
+                pathlen: 0,
+                needed: 1,
+                ..
+            }]
+        ),
+        "{got:?}"
+    );
+    assert!(got[0].to_string().contains("pathlen:1"), "{}", got[0]);
+    // The same kind one level up: the root of a chain needs room for two.
+    let r = root(Shape {
+        pathlen: Some(1),
+        ..Shape::default()
+    });
+    let i = intermediate(&r, Shape::default());
+    let got = defects(&setup(dir.path(), &[&i, &r]));
+    assert!(
+        matches!(
+            &got[..],
+            [UpstreamDefect::PathLen {
+                pathlen: 1,
+                needed: 2,
+                ..
+            }]
+        ),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_root_without_key_cert_sign_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = root(Shape {
+        no_key_cert_sign: true,
+        ..Shape::default()
+    });
+    let got = defects(&setup(dir.path(), &[&r]));
+    assert!(
+        matches!(&got[..], [UpstreamDefect::NoKeyCertSign { .. }]),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn an_expired_upstream_is_refused_naming_the_date_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = root(Shape {
+        days: Some((-2000, -1800)),
+        ..Shape::default()
+    });
+    let params = setup(dir.path(), &[&r]);
+    let got = defects(&params);
+    assert!(
+        matches!(&got[..], [UpstreamDefect::Expired { .. }]),
+        "{got:?}"
+    );
+    let year = (time::OffsetDateTime::now_utc() - time::Duration::days(1800)).year();
+    assert!(got[0].to_string().contains(&year.to_string()), "{}", got[0]);
+    let err = Authority::load_or_init(&params, &SystemClock).unwrap_err();
+    assert!(matches!(err, CaError::UpstreamUnusable(_)), "{err}");
+    assert!(
+        !params.state_dir.exists(),
+        "state dir written before the checks passed"
+    );
+}
+
+#[test]
+fn an_upstream_ending_before_the_ca_ttl_or_not_yet_valid_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = setup(
+        dir.path(),
+        &[&root(Shape {
+            days: Some((-1, 10)),
+            ..Shape::default()
+        })],
+    );
+    params.ttl = 30 * DAY;
+    let got = defects(&params);
+    assert!(
+        matches!(&got[..], [UpstreamDefect::EndsTooSoon { .. }]),
+        "{got:?}"
+    );
+    assert!(got[0].to_string().contains("ca.ttl 30d"), "{}", got[0]);
+    let got = defects(&setup(
+        dir.path(),
+        &[&root(Shape {
+            days: Some((2, 30)),
+            ..Shape::default()
+        })],
+    ));
+    assert!(
+        matches!(&got[..], [UpstreamDefect::NotYetValid { .. }]),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn an_intermediate_without_its_root_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = root(Shape::default());
+    let i = intermediate(&r, Shape::default());
+    let got = defects(&setup(dir.path(), &[&i]));
+    assert!(
+        matches!(&got[..], [UpstreamDefect::NoRoot { .. }]),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_chain_out_of_order_or_a_non_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = root(Shape::default());
+    let i = intermediate(&r, Shape::default());
+    // Root first, then the intermediate: the root's key signs, nothing links.
+    let mut params = setup(dir.path(), &[&r, &i]);
+    std::fs::write(
+        &params.upstream.as_ref().unwrap().key,
+        r.key.serialize_pem(),
+    )
+    .unwrap();
+    let got = defects(&params);
+    assert!(
+        got.iter()
+            .any(|d| matches!(d, UpstreamDefect::BrokenChain { .. })),
+        "{got:?}"
+    );
+    params.ttl = DAY;
+    let leaf = root(Shape {
+        not_ca: true,
+        ..Shape::default()
+    });
+    let got = defects(&setup(dir.path(), &[&leaf]));
+    assert!(
+        matches!(&got[..], [UpstreamDefect::NotCa { .. }]),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn the_structural_checks_never_panic_on_a_garbage_chain() {
+    let junk = vec![vec![0x30, 0x03, 0x02, 0x01, 0x01], Vec::new()];
+    let got = check_chain(&junk, Path::new("x.pem"), SystemTime::now(), DAY);
+    assert!(!got.is_empty());
+}
