@@ -172,3 +172,100 @@ fn validate_warns_when_svid_ttl_exceeds_a_sixth_of_the_ca_ttl() {
         stderr(&out)
     );
 }
+
+/// A self-signed upstream root with the given defects, written as up.pem / up.key.
+fn write_upstream(
+    dir: &Path,
+    pathlen: Option<u8>,
+    key_cert_sign: bool,
+    expired: bool,
+    with_root: bool,
+) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let ca = |cn: &str, pathlen: Option<u8>| {
+        let mut p = CertificateParams::default();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(pathlen.map_or(
+            BasicConstraints::Unconstrained,
+            BasicConstraints::Constrained,
+        ));
+        p.key_usages = if key_cert_sign {
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign]
+        } else {
+            vec![KeyUsagePurpose::DigitalSignature]
+        };
+        if expired {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        p
+    };
+    let root_key = KeyPair::generate().unwrap();
+    let root_params = ca("Upstream Root", pathlen);
+    let root = root_params.self_signed(&root_key).unwrap();
+    let (pem, key) = if with_root {
+        (root.pem(), root_key.serialize_pem())
+    } else {
+        // Only an intermediate, without the root it chains to.
+        let key = KeyPair::generate().unwrap();
+        let issuer = Issuer::from_params(&root_params, &root_key);
+        let int = ca("Upstream Intermediate", None)
+            .signed_by(&key, &issuer)
+            .unwrap();
+        (int.pem(), key.serialize_pem())
+    };
+    fs::write(dir.join("up.pem"), pem).unwrap();
+    fs::write(dir.join("up.key"), key).unwrap();
+}
+
+#[test]
+fn validate_and_serve_refuse_each_unusable_upstream_ca_and_write_nothing() {
+    let dir = sample();
+    edit(
+        &dir.path().join("warden.yaml"),
+        "  state_dir: .warden",
+        "  state_dir: .warden\n  upstream: { cert: up.pem, key: up.key }",
+    );
+    let cases = [
+        ((Some(0), true, false, true), "pathLenConstraint 0"),
+        ((None, false, false, true), "without keyCertSign"),
+        ((None, true, true, true), "expired on 2021-01-01"),
+        ((None, true, false, false), "not a self-signed root"),
+    ];
+    for ((pathlen, kcs, expired, root), want) in cases {
+        write_upstream(dir.path(), pathlen, kcs, expired, root);
+        let out = warden(&["validate", s(dir.path())]);
+        assert_eq!(out.status.code(), Some(1), "{want}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("warden.yaml:") && err.contains(want) && err.contains("hint:"),
+            "{want}: {err}"
+        );
+        let serve = warden(&["serve", "--config", s(dir.path())]);
+        assert_eq!(serve.status.code(), Some(1), "{want}: {}", stderr(&serve));
+        assert!(stderr(&serve).contains(want), "{want}: {}", stderr(&serve));
+        let mint = warden(&[
+            "mint",
+            "--config",
+            s(dir.path()),
+            "--id",
+            "spiffe://example.org/x",
+            "--out",
+            s(&dir.path().join("out")),
+        ]);
+        assert!(
+            matches!(mint.status.code(), Some(1 | 2)),
+            "{want}: {}",
+            stderr(&mint)
+        );
+        assert!(
+            !dir.path().join(".warden").exists(),
+            "{want}: state written"
+        );
+    }
+    write_upstream(dir.path(), Some(1), true, false, true);
+    let out = warden(&["validate", s(dir.path())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
