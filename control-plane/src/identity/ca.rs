@@ -338,7 +338,7 @@ pub(crate) fn create(
     // Config bounds ttl (config::duration::MAX); checked anyway so no caller can panic here.
     let mut not_after = now
         .checked_add(params.ttl)
-        .ok_or_else(|| CaError::TtlTooLong(params.ttl))?;
+        .ok_or(CaError::TtlTooLong(params.ttl))?;
     let cert = match upstream {
         None => {
             tpl.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
