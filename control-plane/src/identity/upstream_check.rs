@@ -46,6 +46,8 @@ pub enum UpstreamDefect {
     },
     #[error("{cert} is not signed by the next certificate in the file ({next}); list the chain in order: the signing CA first, then each issuer up to the root")]
     BrokenChain { cert: String, next: String },
+    #[error("{cert} is self-signed but not the last certificate in the file; only the root may be self-signed, and it comes last (remove duplicates and anything after it)")]
+    RootNotLast { cert: String },
     #[error("the chain ends in {cert}, which is not a self-signed root; append the certificates up to the root CA to the file (sidecars need the root as their trust anchor)")]
     NoRoot { cert: String },
     #[error("a test SVID signed under this upstream CA does not verify: {reason}")]
@@ -110,6 +112,10 @@ pub(crate) fn check_chain(
         let name = describe(path, i, cert);
         check_one(cert, &name, i, now, needed_until, ca_ttl, &mut defects);
         match parsed.get(i + 1) {
+            // Copies of the root or stray roots would ride along in every SVID chain.
+            Some(_) if cert.issuer() == cert.subject() => {
+                defects.push(UpstreamDefect::RootNotLast { cert: name });
+            }
             Some(next) => {
                 let linked = cert.issuer() == next.subject()
                     && cert.verify_signature(Some(next.public_key())).is_ok();
@@ -252,6 +258,7 @@ fn describe(path: &Path, index: usize, cert: &X509Certificate<'_>) -> String {
 
 fn date(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
+    let t = t.replace_nanosecond(0).unwrap_or(t);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
 }

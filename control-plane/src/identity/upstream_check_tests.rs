@@ -241,7 +241,7 @@ fn a_chain_out_of_order_or_a_non_ca_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let r = root(Shape::default());
     let i = intermediate(&r, Shape::default());
-    // Root first, then the intermediate: the root's key signs, nothing links.
+    // Root first, then the intermediate: the root is not last, the chain ends in no root.
     let mut params = setup(dir.path(), &[&r, &i]);
     std::fs::write(
         &params.upstream.as_ref().unwrap().key,
@@ -251,9 +251,12 @@ fn a_chain_out_of_order_or_a_non_ca_is_refused() {
     let got = defects(&params);
     assert!(
         got.iter()
-            .any(|d| matches!(d, UpstreamDefect::BrokenChain { .. })),
+            .any(|d| matches!(d, UpstreamDefect::RootNotLast { .. })),
         "{got:?}"
     );
+    assert!(got
+        .iter()
+        .any(|d| matches!(d, UpstreamDefect::NoRoot { .. })));
     params.ttl = DAY;
     let leaf = root(Shape {
         not_ca: true,
@@ -262,6 +265,20 @@ fn a_chain_out_of_order_or_a_non_ca_is_refused() {
     let got = defects(&setup(dir.path(), &[&leaf]));
     assert!(
         matches!(&got[..], [UpstreamDefect::NotCa { .. }]),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn copies_of_the_root_before_the_end_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = root(Shape::default());
+    let got = defects(&setup(dir.path(), &[&r, &r, &r]));
+    assert_eq!(
+        got.iter()
+            .filter(|d| matches!(d, UpstreamDefect::RootNotLast { .. }))
+            .count(),
+        2,
         "{got:?}"
     );
 }
