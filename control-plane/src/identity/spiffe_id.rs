@@ -39,7 +39,7 @@ pub enum IdError {
     #[error("trust domain is missing")]
     MissingTrustDomain,
     #[error(
-        "trust domain has a character that is not allowed: {0:?} (only a-z, 0-9, `.`, `-`, `_`; uppercase is not allowed)"
+        "trust domain has a character that is not allowed: {0:?} (only a-z, 0-9, `.` and `-`; uppercase is not allowed)"
     )]
     BadTrustDomainChar(char),
     #[error("trust domain is longer than {MAX_TRUST_DOMAIN_LEN} bytes")]
