@@ -330,3 +330,37 @@ async fn serve_rejects_each_config_validate_refuses_on_reload_and_keeps_serving(
     }
     assert!(metric(&s, "warden_config_reloads_total").ends_with(" 0"));
 }
+
+#[test]
+fn serve_logs_the_svid_ttl_warning_that_validate_prints() {
+    let dir = common::sample();
+    let main = dir.path().join("warden.yaml");
+    let (xds, admin) = (free_port(), free_port());
+    edit(&main, "127.0.0.1:18000", &xds.to_string());
+    edit(&main, "127.0.0.1:18001", &admin.to_string());
+    edit(&main, "ttl: 24h", "ttl: 2h");
+    let log = dir.path().join("serve.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--config"])
+        .arg(dir.path())
+        .args(["--filter-module", "/nonexistent/warden_filter.wasm"])
+        .arg("--insecure-plaintext-xds")
+        .env("WARDEN_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        text = fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("svid_ttl 1h is more than 1/6") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("svid_ttl 1h is more than 1/6"), "{text}");
+}
