@@ -269,3 +269,28 @@ fn validate_and_serve_refuse_each_unusable_upstream_ca_and_write_nothing() {
     let out = warden(&["validate", s(dir.path())]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn validate_reports_every_workload_api_problem_at_its_line() {
+    let dir = sample();
+    let file = dir.path().join("workload-api.yaml");
+    fs::write(
+        &file,
+        "socket: wl.sock\njwt_ttl: 99999999999999999999s\nworkloads:\n  - name: job\n    spiffe_id: spiffe://example.org\n    selectors: [uid:1]\n",
+    )
+    .unwrap();
+    let out = warden(&["validate", s(dir.path())]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    for (line, want) in [
+        (2, "maximum 3650d"),
+        (5, "needs a path"),
+        (6, "selector `uid:1`"),
+    ] {
+        assert!(
+            err.contains(&format!("{}:{line}:", file.display())) && err.contains(want),
+            "{want}: {err}"
+        );
+    }
+    assert!(err.contains("3 problem(s) found"), "{err}");
+}

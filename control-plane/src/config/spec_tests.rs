@@ -87,6 +87,16 @@ fn svid_ttl_above_a_sixth_of_the_ca_ttl_is_a_warning_not_an_error() {
         "{w}"
     );
     assert!(w.hint.as_deref().unwrap().contains("20m"), "{w}");
+    // The pair once accepted by validate and refused by mint: one set of bounds now, so
+    // both accept it, with the warning.
+    edit(dir.path(), MAIN_FILE, "ttl: 2h", "ttl: 30s");
+    edit(dir.path(), MAIN_FILE, "svid_ttl: 1h", "svid_ttl: 10s");
+    let cfg = load(dir.path()).unwrap();
+    assert!(
+        cfg.warnings[0].message.contains("svid_ttl 10s"),
+        "{:?}",
+        cfg.warnings
+    );
     // 1h under a 24h CA is within SPIRE's ratio: no warning.
     assert!(load(sample().path()).unwrap().warnings.is_empty());
 }
