@@ -30,7 +30,7 @@ fn mint(ca: &Ca, id: &str) -> Svid {
 
 /// Run `openssl verify` on a leaf with the bundle as trust anchor and the rest of the
 /// chain as untrusted intermediates.
-fn openssl_verifies(dir: &Path, svid: &Svid, bundle_pem: &str) -> bool {
+pub(crate) fn openssl_verifies(dir: &Path, svid: &Svid, bundle_pem: &str) -> bool {
     let certs = pem_certs(&svid.cert_chain_pem).unwrap();
     std::fs::write(dir.join("leaf.pem"), der_to_pem(&certs[0])).unwrap();
     let inter: String = certs[1..].iter().map(|d| der_to_pem(d)).collect();

@@ -46,6 +46,8 @@ pub enum UpstreamDefect {
     },
     #[error("{cert} is not signed by the next certificate in the file ({next}); list the chain in order: the signing CA first, then each issuer up to the root")]
     BrokenChain { cert: String, next: String },
+    #[error("{cert} has no authorityKeyIdentifier, which RFC 5280 §4.2.1.1 requires of every certificate but a self-signed root; strict verifiers (openssl -x509_strict, Python's ssl) refuse the chain; reissue it with `authorityKeyIdentifier=keyid`")]
+    NoAuthorityKeyId { cert: String },
     #[error("{cert} is self-signed but not the last certificate in the file; only the root may be self-signed, and it comes last (remove duplicates and anything after it)")]
     RootNotLast { cert: String },
     #[error("the chain ends in {cert}, which is not a self-signed root; append the certificates up to the root CA to the file (sidecars need the root as their trust anchor)")]
@@ -117,6 +119,15 @@ pub(crate) fn check_chain(
                 defects.push(UpstreamDefect::RootNotLast { cert: name });
             }
             Some(next) => {
+                let has_aki = cert.iter_extensions().any(|e| {
+                    matches!(
+                        e.parsed_extension(),
+                        x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(_)
+                    )
+                });
+                if !has_aki {
+                    defects.push(UpstreamDefect::NoAuthorityKeyId { cert: name.clone() });
+                }
                 let linked = cert.issuer() == next.subject()
                     && cert.verify_signature(Some(next.public_key())).is_ok();
                 if !linked {

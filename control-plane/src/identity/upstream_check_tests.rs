@@ -19,6 +19,7 @@ struct Shape {
     pathlen: Option<u8>,
     no_key_cert_sign: bool,
     not_ca: bool,
+    no_aki: bool,
     /// (not_before, not_after) relative to now, in days.
     days: Option<(i64, i64)>,
 }
@@ -58,7 +59,8 @@ fn root(shape: Shape) -> TestCa {
 
 fn intermediate(under: &TestCa, shape: Shape) -> TestCa {
     let key = KeyPair::generate().unwrap();
-    let params = ca_params("Test Intermediate", shape);
+    let mut params = ca_params("Test Intermediate", shape);
+    params.use_authority_key_identifier_extension = !shape.no_aki;
     let issuer = Issuer::from_params(&under.params, &under.key);
     let pem = params.clone().signed_by(&key, &issuer).unwrap().pem();
     TestCa { pem, key, params }
@@ -114,7 +116,31 @@ fn a_root_plus_intermediate_chain_is_accepted() {
             ..Shape::default()
         },
     );
-    assert_eq!(defects(&setup(dir.path(), &[&i, &r])), vec![]);
+    let params = setup(dir.path(), &[&i, &r]);
+    assert_eq!(defects(&params), vec![]);
+    // And the real CA under it mints SVIDs that openssl (strict) verifies against the root.
+    let ca = Ca::load_or_init(&params, &SystemClock).unwrap();
+    assert_eq!(ca.bundle().to_pem(), r.pem.replace('\r', ""));
+    let svid = ca
+        .mint(
+            &SvidParams {
+                id: "spiffe://example.org/db".parse().unwrap(),
+                ttl: Duration::from_secs(600),
+            },
+            &SystemClock,
+        )
+        .unwrap();
+    assert_eq!(
+        super::super::ca::pem_certs(&svid.cert_chain_pem)
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(crate::identity::ca::tests::openssl_verifies(
+        dir.path(),
+        &svid,
+        &ca.bundle().to_pem()
+    ));
 }
 
 #[test]
@@ -265,6 +291,24 @@ fn a_chain_out_of_order_or_a_non_ca_is_refused() {
     let got = defects(&setup(dir.path(), &[&leaf]));
     assert!(
         matches!(&got[..], [UpstreamDefect::NotCa { .. }]),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn an_intermediate_without_authority_key_identifier_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = root(Shape::default());
+    let i = intermediate(
+        &r,
+        Shape {
+            no_aki: true,
+            ..Shape::default()
+        },
+    );
+    let got = defects(&setup(dir.path(), &[&i, &r]));
+    assert!(
+        matches!(&got[..], [UpstreamDefect::NoAuthorityKeyId { .. }]),
         "{got:?}"
     );
 }
