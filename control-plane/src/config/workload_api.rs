@@ -271,4 +271,22 @@ mod tests {
         }
         assert!(d.0.iter().all(|d| d.column > 0 && d.hint.is_some()), "{d}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        #[test]
+        fn no_text_makes_the_loader_panic(
+            text in "\\PC{0,200}",
+            ttl in "[0-9smhd]{0,24}",
+            id in "[a-z:/._-]{0,40}",
+            sel in "[a-z:/0-9]{0,20}",
+        ) {
+            let cfg = mesh();
+            let _ = Settings::parse(&text, &cfg, Path::new("w.yaml"));
+            let yaml = format!(
+                "socket: s\njwt_ttl: \"{ttl}\"\nworkloads:\n  - name: x\n    spiffe_id: \"{id}\"\n    selectors: [\"{sel}\"]\n"
+            );
+            let _ = Settings::parse(&yaml, &cfg, Path::new("w.yaml"));
+        }
+    }
 }
