@@ -290,12 +290,28 @@ async fn serve_rejects_each_config_validate_refuses_on_reload_and_keeps_serving(
         (&main, "ttl: 24h", "ttl: 87600000h", "maximum 3650d"),
         (&main, "svid_ttl: 1h", "svid_ttl: 5s", "minimum 10s"),
         (
+            &main,
+            "  state_dir: .warden",
+            "  state_dir: .warden\n  upstream: { cert: .up/up.pem, key: .up/up.key }",
+            "pathLenConstraint 0",
+        ),
+        (
             &backend,
             "spiffe://example.org/ns/demo/sa/backend",
             "spiffe://example.org",
             "needs a path",
         ),
     ];
+    // An upstream root with pathlen:0: Warden's intermediate would not fit under it. In a
+    // hidden folder, which the reload watcher skips: writing it triggers no reload.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut root = rcgen::CertificateParams::default();
+    root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    root.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let root_pem = root.self_signed(&key).unwrap().pem();
+    fs::create_dir(s.dir.path().join(".up")).unwrap();
+    fs::write(s.dir.path().join(".up/up.pem"), root_pem).unwrap();
+    fs::write(s.dir.path().join(".up/up.key"), key.serialize_pem()).unwrap();
     // Each bad state is written directly over the previous bad one (backend first, then
     // main), so the server never sees a good config in between.
     for (file, from, to, want) in cases {
