@@ -175,8 +175,9 @@ impl JwtKey {
 /// leeway"; the same 30 s as Kubernetes token attestation).
 pub const CLOCK_SKEW: Duration = Duration::from_secs(30);
 
-/// Check a token (JWT-SVID spec §3 and §7, RFC 7519 §7.2): header `alg` ES256 and `typ`
-/// absent, `JWT` or `JOSE`; the key (found by `kid` through `key_for`) and signature;
+/// Check a token (JWT-SVID spec: JOSE header, claims, validation; RFC 7519 §7.2): `alg`
+/// ES256, `typ` absent, `JWT` or `JOSE`; the key (found by `kid` through `key_for`) and
+/// signature;
 /// `exp` required and `nbf` optional, both NumericDates (any JSON number) checked at `now`
 /// with [`CLOCK_SKEW`]; the audience; a `sub` that is a workload SPIFFE ID (with a path).
 /// Returns the subject and claims.
