@@ -81,7 +81,10 @@ fn try_start() -> Option<Server> {
     let child = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["serve", "--config"])
         .arg(dir.path())
-        .args(["--filter-module", "/nonexistent/warden_filter.wasm"])
+        .arg("--filter-module")
+        .arg(common::fake_module(dir.path()))
+        .arg("--filter-module-extended")
+        .arg(common::fake_module(dir.path()))
         // These tests drive the ADS protocol and reloads with a bare tonic client; TLS
         // and attestation are covered by xds::server::secure_tests and the e2e suite.
         .arg("--insecure-plaintext-xds")
@@ -265,4 +268,35 @@ fn serve_refuses_a_node_that_is_not_in_the_config() {
         assert_eq!(err.code(), tonic::Code::PermissionDenied);
     });
     assert!(metric(&s, "warden_xds_streams_refused_total").ends_with(" 1"));
+}
+
+#[test]
+fn serve_refuses_to_start_with_a_filter_module_that_is_missing_or_not_wasm() {
+    let dir = common::sample();
+    let not_wasm = dir.path().join(".not.wasm");
+    std::fs::write(&not_wasm, "plain text").unwrap();
+    let cases = [
+        (dir.path().join(".nonexistent.wasm"), "No such file"),
+        (not_wasm, "not a WebAssembly module"),
+    ];
+    for (module, why) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["serve", "--config"])
+            .arg(dir.path())
+            .arg("--filter-module")
+            .arg(common::fake_module(dir.path()))
+            .arg("--filter-module-extended")
+            .arg(&module)
+            .arg("--insecure-plaintext-xds")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{module:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&module.display().to_string())
+                && err.contains(why)
+                && err.contains("--filter-module-extended"),
+            "{err}"
+        );
+    }
 }
