@@ -345,13 +345,12 @@ impl Metrics {
             "node",
             &left,
         );
-        labeled(
-            &mut out,
-            "warden_xds_stream_resets_total",
-            "ADS streams per node that ended with an error (a reset loop shows here).",
-            "node",
-            &resets,
-        );
+        let name = "warden_xds_stream_resets_total";
+        let _ = writeln!(out, "# HELP {name} ADS streams per node that ended with an error (a reset loop shows here).\n# TYPE {name} counter");
+        for (node, n) in &resets {
+            let node = node.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(out, "{name}{{node=\"{node}\"}} {n}");
+        }
         gauge(
             &mut out,
             "warden_ca_bundle_sequence",
@@ -404,6 +403,28 @@ fn bump(map: &std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>, k
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn faults_are_rendered_resets_per_node_left_behind_nodes_and_an_expired_ca() {
+        let m = Metrics::default();
+        m.stream_reset("a-sidecar");
+        m.stream_reset("a-sidecar");
+        m.set_left_behind(&["db-sidecar".to_string()]);
+        m.set_ca_expired(true);
+        m.oversized_refused();
+        let text = m.render();
+        for line in [
+            "warden_xds_stream_resets_total{node=\"a-sidecar\"} 2",
+            "# TYPE warden_xds_stream_resets_total counter",
+            "warden_ca_nodes_left_behind{node=\"db-sidecar\"} 1",
+            "warden_ca_expired 1",
+            "warden_xds_oversized_refused_total 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in:\n{text}");
+        }
+        m.set_ca_expired(false);
+        assert!(m.render().contains("warden_ca_expired 0"));
+    }
 
     #[test]
     fn nacks_are_rendered_per_type() {
