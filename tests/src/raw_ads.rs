@@ -162,6 +162,7 @@ fn request(spec: &RawAdsSpec, type_url: &str, names: &[String], first: bool) -> 
     }
 }
 
+#[allow(clippy::result_large_err)] // tonic's interceptor signature returns tonic::Status
 async fn run(
     spec: RawAdsSpec,
     received: Arc<Mutex<Vec<Received>>>,
