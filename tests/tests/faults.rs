@@ -204,16 +204,17 @@ default allow := false
 allow if regex.match("^spiffe://example.org/", input.attributes.source.principal)
 "#;
 
-#[test]
-fn a_listener_nacked_for_a_broken_filter_config_recovers_once_the_policy_is_fixed() -> Result<()> {
-    report_failure(wedged_listener())
-}
+warden_e2e::scenarios_for_both_xds_modes!(
+    a_listener_nacked_for_a_broken_filter_config_recovers_once_the_policy_is_fixed,
+);
 
-fn wedged_listener() -> Result<()> {
+fn a_listener_nacked_for_a_broken_filter_config_recovers_once_the_policy_is_fixed(
+    mode: XdsMode,
+) -> Result<()> {
     // The "extended" module is the core build: a policy that needs an extended builtin
     // is rejected by the filter in Envoy (`Unable to create Wasm plugin`).
     let core = warden_e2e::locate::filter_module()?;
-    let mut spec = MeshSpec::new(XdsMode::Sotw);
+    let mut spec = MeshSpec::new(mode);
     spec.env.push((
         "WARDEN_FILTER_MODULE_EXTENDED".into(),
         core.display().to_string(),
@@ -278,7 +279,7 @@ fn wedged_listener() -> Result<()> {
     let r = mesh.call("frontend", "backend", "/after-fix", &[])?;
     ensure!(r.status != 503, "frontend → backend answered {}", r.status);
     println!(
-        "wedged listener: listener change NACKed: {listener_nacked}; recovered {recovered:?} after the fix (status {})",
+        "wedged listener ({mode:?}): listener change NACKed: {listener_nacked}; recovered {recovered:?} after the fix (status {})",
         r.status
     );
     ensure!(
