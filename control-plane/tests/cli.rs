@@ -47,6 +47,31 @@ fn validate_prints_file_line_col_and_exits_one() {
 }
 
 #[test]
+fn validate_reports_a_sidecar_whose_response_exceeds_the_ads_message_limit() {
+    let dir = sample();
+    // ~10 MB of policy data: over the 8 MiB ADS message limit once in the filter config.
+    let ids: Vec<String> = (0..200_000)
+        .map(|i| format!("\"spiffe://example.org/ns/bulk/sa/caller-{i:08}\""))
+        .collect();
+    let data = format!("{{\"ids\": [{}]}}", ids.join(","));
+    fs::write(dir.path().join("policies/data.json"), &data).unwrap();
+    let out = warden(&["validate", s(dir.path())]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for w in ["backend", "frontend", "database"] {
+        assert!(
+            err.contains(&format!("workload `{w}`: the ecds response would be ")),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains("over the ADS message limit of 8388608 bytes")
+            && err.contains("largest resource `warden-authz`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn mint_writes_an_svid_that_independent_tools_accept() {
     let dir = sample();
     let out_dir = dir.path().join("out");

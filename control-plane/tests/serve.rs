@@ -81,7 +81,10 @@ fn try_start() -> Option<Server> {
     let child = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["serve", "--config"])
         .arg(dir.path())
-        .args(["--filter-module", "/nonexistent/warden_filter.wasm"])
+        .arg("--filter-module")
+        .arg(common::fake_module(dir.path()))
+        .arg("--filter-module-extended")
+        .arg(common::fake_module(dir.path()))
         // These tests drive the ADS protocol and reloads with a bare tonic client; TLS
         // and attestation are covered by xds::server::secure_tests and the e2e suite.
         .arg("--insecure-plaintext-xds")
@@ -359,7 +362,10 @@ fn serve_logs_the_svid_ttl_warning_that_validate_prints() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["serve", "--config"])
         .arg(dir.path())
-        .args(["--filter-module", "/nonexistent/warden_filter.wasm"])
+        .arg("--filter-module")
+        .arg(common::fake_module(dir.path()))
+        .arg("--filter-module-extended")
+        .arg(common::fake_module(dir.path()))
         .arg("--insecure-plaintext-xds")
         .env("WARDEN_LOG", "warn")
         .env("NO_COLOR", "1")
@@ -379,4 +385,35 @@ fn serve_logs_the_svid_ttl_warning_that_validate_prints() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(text.contains("svid_ttl 1h is more than 1/6"), "{text}");
+}
+
+#[test]
+fn serve_refuses_to_start_with_a_filter_module_that_is_missing_or_not_wasm() {
+    let dir = common::sample();
+    let not_wasm = dir.path().join(".not.wasm");
+    std::fs::write(&not_wasm, "plain text").unwrap();
+    let cases = [
+        (dir.path().join(".nonexistent.wasm"), "No such file"),
+        (not_wasm, "not a WebAssembly module"),
+    ];
+    for (module, why) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["serve", "--config"])
+            .arg(dir.path())
+            .arg("--filter-module")
+            .arg(common::fake_module(dir.path()))
+            .arg("--filter-module-extended")
+            .arg(&module)
+            .arg("--insecure-plaintext-xds")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{module:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&module.display().to_string())
+                && err.contains(why)
+                && err.contains("--filter-module-extended"),
+            "{err}"
+        );
+    }
 }

@@ -61,7 +61,9 @@ async fn start(dir: &Path, socket: &Path) -> Served {
         .args(["serve", "--config"])
         .arg(dir)
         .arg("--filter-module")
-        .arg(dir.join("no-filter.wasm"))
+        .arg(fake_module(dir))
+        .arg("--filter-module-extended")
+        .arg(fake_module(dir))
         .env("WARDEN_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -286,4 +288,12 @@ async fn an_invalid_edit_is_refused_and_the_last_good_selectors_keep_serving() {
     std::fs::write(&yaml, text.replace("unix:uid:", "unix:user:")).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await; // two reload polls
     wait_for_identity(&socket, BACKEND).await.unwrap();
+}
+
+/// A stand-in filter module (the Wasm header only: `warden serve` checks the file is
+/// WebAssembly; no Envoy runs here), hidden from config reloads.
+fn fake_module(dir: &Path) -> PathBuf {
+    let path = dir.join(".warden_filter.wasm");
+    std::fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
+    path
 }

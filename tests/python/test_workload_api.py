@@ -43,8 +43,13 @@ def start_warden(binary: Path, workdir: Path) -> "tuple[subprocess.Popen, Path]"
     text = yaml.read_text().replace("127.0.0.1:18000", "127.0.0.1:0").replace("127.0.0.1:18001", "127.0.0.1:0")
     yaml.write_text(text)
     env = dict(os.environ, WARDEN_LOG="warn")
+    # `warden serve` checks the filter modules exist and are WebAssembly; no Envoy runs
+    # here, so the Wasm header alone stands in (hidden: not a config file).
+    module = cfg / ".warden_filter.wasm"
+    module.write_bytes(b"\0asm\x01\0\0\0")
     proc = subprocess.Popen(
-        [str(binary), "serve", "--config", str(cfg), "--filter-module", str(cfg / "no-filter.wasm")],
+        [str(binary), "serve", "--config", str(cfg), "--filter-module", str(module),
+         "--filter-module-extended", str(module)],
         env=env,
     )
     for _ in range(200):

@@ -40,6 +40,24 @@ pub fn svid_serials(dump: &Value, spiffe_id: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every leaf certificate served in any TLS context: (serial, `expiration_time` as Unix
+/// seconds). A leaf whose expiration cannot be read is reported with `i64::MIN`, so a
+/// caller checking "not expired" fails on it instead of skipping it.
+pub fn leaf_expirations(dump: &Value) -> Vec<(String, i64)> {
+    certs(dump, "cert_chain")
+        .map(|c| {
+            let at = c["expiration_time"]
+                .as_str()
+                .and_then(|t| {
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .map_or(i64::MIN, |t| t.unix_timestamp());
+            (serial(c).unwrap_or_default(), at)
+        })
+        .collect()
+}
+
 /// Serials of every trusted CA certificate in any TLS context.
 pub fn ca_serials(dump: &Value) -> BTreeSet<String> {
     certs(dump, "ca_cert").filter_map(serial).collect()
@@ -58,6 +76,18 @@ mod tests {
              "cert_chain": [{"serial_number": "ff02",
                              "subject_alt_names": [{"uri": "spiffe://example.org/b"}]}]}
         ]})
+    }
+
+    #[test]
+    fn leaf_expirations_are_read_and_unreadable_ones_count_as_expired() {
+        let dump = serde_json::json!({"certificates": [{"cert_chain": [
+            {"serial_number": "01", "expiration_time": "2026-11-30T08:00:00Z"},
+            {"serial_number": "02"}
+        ]}]});
+        assert_eq!(
+            leaf_expirations(&dump),
+            vec![("1".to_owned(), 1_796_025_600), ("2".to_owned(), i64::MIN)]
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod locate;
 pub mod mesh;
 pub mod ports;
 pub mod process;
+pub mod raw_ads;
 pub mod tls;
 pub mod wait;
 pub mod warden;

@@ -62,6 +62,8 @@ pub struct MeshSpec {
     pub ca_ttl: String,
     /// `ca.svid_ttl` (each X.509-SVID's lifetime), e.g. `1h`; rotation tests shorten it.
     pub svid_ttl: String,
+    /// Extra environment for `warden` (e.g. another `WARDEN_FILTER_MODULE_EXTENDED`).
+    pub env: Vec<(String, String)>,
 }
 
 /// Allows frontend → backend and backend → database, denies everything else.
@@ -92,6 +94,7 @@ impl MeshSpec {
             expose_reason: false,
             ca_ttl: "24h".to_owned(),
             svid_ttl: "1h".to_owned(),
+            env: Vec::new(),
         }
         .workload("frontend", &["backend"])
         .workload("backend", &[])
@@ -155,7 +158,9 @@ impl Mesh {
             workloads.insert(w.name.clone(), allocate(w)?);
         }
         let (xds, admin) = (free_addr()?, free_addr()?);
-        let env = harness_env();
+        let mut env = harness_env();
+        env.retain(|(k, _)| !spec.env.iter().any(|(o, _)| o == k));
+        env.extend(spec.env.iter().cloned());
         write_config(&dir.path().join("config"), &spec, &workloads, xds, admin)?;
         for name in workloads.keys() {
             create_token(dir.path(), name, &env)?;
@@ -202,17 +207,7 @@ impl Mesh {
     /// Renders `warden bootstrap` for `name` and starts its Envoy (does not wait). A
     /// workload added after start gets its join token here (and the server reloads).
     pub fn start_sidecar(&mut self, name: &str) -> Result<()> {
-        if !self.token_file(name).is_file() {
-            let before = self.warden.metric("warden_config_reloads_total", &[])?;
-            create_token(self.dir.path(), name, &self.env)?;
-            self.warden.reload()?;
-            let warden = &self.warden;
-            wait::until_true(
-                "warden reload (new join token)",
-                Duration::from_secs(20),
-                || Ok(warden.metric("warden_config_reloads_total", &[])? > before),
-            )?;
-        }
+        self.ensure_token(name)?;
         let config = self.config_dir();
         let token = self.token_file(name);
         let mut args = vec![
@@ -239,6 +234,28 @@ impl Mesh {
         )?;
         self.sidecars.insert(name.to_owned(), envoy);
         Ok(())
+    }
+
+    /// Creates `name`'s join token if it has none (the server reloads to learn it); for
+    /// sidecars started later and for raw ADS clients.
+    pub fn ensure_token(&mut self, name: &str) -> Result<PathBuf> {
+        if !self.token_file(name).is_file() {
+            let before = self.warden.metric("warden_config_reloads_total", &[])?;
+            create_token(self.dir.path(), name, &self.env)?;
+            self.warden.reload()?;
+            let warden = &self.warden;
+            wait::until_true(
+                "warden reload (new join token)",
+                Duration::from_secs(20),
+                || Ok(warden.metric("warden_config_reloads_total", &[])? > before),
+            )?;
+        }
+        Ok(self.token_file(name))
+    }
+
+    /// The environment every `warden` call of this mesh gets.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
     }
 
     /// Waits until every outbound listener of every running sidecar gets an answer from

@@ -104,6 +104,12 @@ fn main() -> Result<()> {
     if let Ok(module) = locate::filter_module() {
         spec = spec.env("WARDEN_FILTER_MODULE", module.display().to_string());
     }
+    if let Ok(module) = locate::extended_filter_module() {
+        spec = spec.env(
+            "WARDEN_FILTER_MODULE_EXTENDED",
+            module.display().to_string(),
+        );
+    }
     let mut server = Process::spawn(&spec, dir.path())?;
     let timeout = Duration::from_secs(args.timeout_secs);
     wait::until_true("warden /readyz", timeout, || {

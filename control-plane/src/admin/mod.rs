@@ -1,5 +1,5 @@
 //! Admin HTTP endpoint: `/healthz` (process up), `/readyz` (first snapshot published,
-//! ADS listening), `/metrics` (Prometheus text) and `/config_dump` (JSON: per node and
+//! ADS listening, the signing CA not expired), `/metrics` (Prometheus text) and `/config_dump` (JSON: per node and
 //! type the version current in the cache, sent, ACKed and the last NACK with Envoy's
 //! `error_detail`). Read-only; no secrets are ever rendered. CA rotation (`/ca/*`, the only
 //! endpoints that change anything) lives in [`ca`].
@@ -89,7 +89,12 @@ pub async fn serve_router(
 }
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Relaxed) {
+    if s.xds.metrics.ca_expired() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the signing CA has expired and cannot sign a usable SVID (see `warden ca status`)\n",
+        )
+    } else if s.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
@@ -97,10 +102,13 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.xds.metrics.render(),
-    )
+    let now = crate::xds::status::unix_seconds(std::time::SystemTime::now());
+    let mut text = s.xds.metrics.render();
+    text.push_str(&crate::xds::status::render_rejected(
+        &s.xds.status.dump(),
+        now,
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 #[derive(Debug, Serialize)]

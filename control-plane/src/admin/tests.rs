@@ -59,9 +59,20 @@ async fn admin_reports_readiness_metrics_and_nacks_in_the_config_dump() {
     assert_eq!(get(addr, "/readyz").await.0, 503);
     state.ready.store(true, Ordering::Relaxed);
     assert_eq!(get(addr, "/readyz").await.0, 200);
+    // A signing CA that expired makes the control plane unready, saying why.
+    state.xds.metrics.set_ca_expired(true);
+    let (status, why) = get(addr, "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(why.contains("expired"), "{why}");
+    state.xds.metrics.set_ca_expired(false);
+    assert_eq!(get(addr, "/readyz").await.0, 200);
     let (_, metrics) = get(addr, "/metrics").await;
     assert!(
         metrics.contains("warden_xds_nacks_total{type=\"lds\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("warden_xds_rejected_seconds{node=\"backend-sidecar\",type=\"lds\"}"),
         "{metrics}"
     );
     let (_, dump) = get(addr, "/config_dump").await;
@@ -69,5 +80,9 @@ async fn admin_reports_readiness_metrics_and_nacks_in_the_config_dump() {
     let lds = &dump["nodes"]["backend-sidecar"]["types"]["lds"];
     assert_eq!(lds["last_nack"]["error_detail"], "cannot bind");
     assert_eq!(lds["rejected"], true);
+    assert_eq!(
+        lds["rejected_since_unix"], 1,
+        "stuck in NACK since the first NACK"
+    );
     assert_eq!(lds["resources"][0], "l");
 }

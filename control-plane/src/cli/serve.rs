@@ -89,12 +89,14 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             DEFAULT_EXTENDED_FILTER_MODULE,
         )?,
     };
+    // A module Envoy cannot open makes every sidecar NACK the filter config, and then
+    // every listener that references it: refuse to start instead.
     for (module, flag) in [
         (&modules.core, "--filter-module"),
         (&modules.extended, "--filter-module-extended"),
     ] {
-        if !module.is_file() {
-            tracing::warn!(path = %module.display(), "filter module not found; Envoy will reject the warden-authz config until it exists (build it or pass {flag})");
+        if let Err(e) = check_module(module) {
+            anyhow::bail!("{e} (build it with `./dev build` or pass {flag})");
         }
     }
     let metrics = Arc::new(Metrics::default());
@@ -124,6 +126,10 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     let (cp, applied) = ControlPlane::start(cfg, modules, clock.clone(), shared.clone())
         .context("starting the control plane")?;
     let cp = Arc::new(cp);
+    // The activation deadline keeps room for the longest SVID the CA signs.
+    if let Ok(Some(s)) = crate::workload_api::Settings::load(&cp.config()) {
+        cp.also_signs_for(s.x509_ttl);
+    }
     tracing::info!(nodes = applied.changed.len(), svids = applied.minted, module = %module.display(), "snapshots published");
 
     let xds_listener = bind(xds_addr, "xds_listen").await?;
@@ -239,6 +245,22 @@ fn module_path(arg: Option<&Path>, default: &str) -> anyhow::Result<PathBuf> {
     Ok(std::env::current_dir()?.join(p))
 }
 
+/// A filter module must be a readable file starting with the Wasm magic `\0asm`.
+pub(crate) fn check_module(path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| format!("filter module {}: {e}", path.display()))?;
+    if &magic != b"\0asm" {
+        return Err(format!(
+            "filter module {} is not a WebAssembly module (no \\0asm header)",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 fn config_info(cfg: &Config, error: Option<String>) -> ConfigInfo {
     ConfigInfo {
         dir: cfg.dir.display().to_string(),
@@ -281,6 +303,11 @@ fn reload_blocking(
                 tracing::warn!("{w}");
             }
             let new_info = config_info(&cfg, None);
+            // The module this config needs must still be there (it is checked at start,
+            // but files go away); otherwise every sidecar would NACK the new config.
+            check_module(cp.filter_modules().for_config(&cfg)).map_err(|e| {
+                format!("config reload rejected; the last good config keeps serving: {e}")
+            })?;
             // Check the attestation settings before anything changes, apply them after.
             let attestor = attest::Attestor::from_config(cfg.clone())
                 .map_err(|e| format!("config reload rejected (attestation settings): {e}"))?;

@@ -25,6 +25,22 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             for w in &cfg.warnings {
                 eprintln!("{w}");
             }
+            // Every sidecar's responses must fit in one ADS message (the module paths do
+            // not change sizes, placeholders do).
+            let modules = crate::xds::resources::FilterModules::from("/warden_filter.wasm");
+            let limit = crate::xds::limits::ADS_MESSAGE_LIMIT;
+            let over = crate::xds::limits::check_config(&cfg, &modules, limit)?;
+            if !over.is_empty() {
+                for (workload, o) in &over {
+                    eprintln!("{}: error: workload `{workload}`: {o}", args.dir.display());
+                }
+                eprintln!(
+                    "{}: {} sidecar(s) would be sent a response over the ADS message limit ({limit} bytes); `warden serve` refuses to publish them",
+                    args.dir.display(),
+                    over.len()
+                );
+                return Ok(ExitCode::from(1));
+            }
             println!(
                 "{}: valid — trust domain {}, {} workloads, {} policy modules, {} policy test files",
                 args.dir.display(),

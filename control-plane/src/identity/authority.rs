@@ -63,6 +63,7 @@ impl Authority {
                 state
             }
         };
+        let state = activate_if_current_expired(params, state, upstream.as_ref(), clock)?;
         Self::from_state(params, state, upstream, clock)
     }
 
@@ -377,6 +378,58 @@ fn load_parts(
         });
     }
     Ok((current, next, retired))
+}
+
+/// The validity of the first certificate in `pem`.
+fn validity_of(params: &CaParams, pem: &str) -> Result<(SystemTime, SystemTime), CaError> {
+    let der = first_cert(params, pem)?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| CaError::StateInvalid {
+            path: params.state_dir.join(STATE_FILE),
+            reason: format!("a CA certificate is invalid: {e}"),
+        })?;
+    let v = cert.validity();
+    Ok((
+        SystemTime::from(v.not_before.to_datetime()),
+        SystemTime::from(v.not_after.to_datetime()),
+    ))
+}
+
+/// At start-up: when the signing CA expired while no control plane ran (past the
+/// activation deadline) but a prepared next CA is valid, that one is activated now and
+/// the expired one retired, instead of refusing to start. Saved before it applies.
+fn activate_if_current_expired(
+    params: &CaParams,
+    mut state: CaState,
+    upstream: Option<&Upstream>,
+    clock: &dyn Clock,
+) -> Result<CaState, CaError> {
+    ca::check_trust_domain(params, &state)?;
+    let now = clock.now();
+    let Some(next) = &state.next else {
+        return Ok(state);
+    };
+    let (_, current_end) = validity_of(params, &state.current.cert_pem)?;
+    let (next_start, next_end) = validity_of(params, &next.cert_pem)?;
+    if current_end > now || next_start > now || next_end <= now {
+        return Ok(state);
+    }
+    let Some(mut next) = state.next.take() else {
+        return Ok(state);
+    };
+    next.activated_at_unix = Some(unix(now));
+    let old = std::mem::replace(&mut state.current, next);
+    state.retired.push(RetiredSlot {
+        cert_pem: old.cert_pem,
+        retired_at_unix: unix(now),
+        // Every SVID it signed ended by its own notAfter.
+        retire_after_unix: unix_secs_ceil(current_end),
+    });
+    // The file is only rewritten if everything in it loads (key types, chains).
+    load_parts(params, &state, upstream, clock)?;
+    state::save(&params.state_dir, &state)?;
+    tracing::error!(state_dir = %params.state_dir.display(), "the signing CA expired while the control plane was down; activated the prepared next CA at start-up (nodes that never received the bundle holding it fail mTLS with their peers until they do)");
+    Ok(state)
 }
 
 fn first_cert(params: &CaParams, pem: &str) -> Result<Vec<u8>, CaError> {

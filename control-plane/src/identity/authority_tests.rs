@@ -287,3 +287,37 @@ fn the_status_explains_each_phase_in_plain_words() {
     );
     assert!(words.contains("phase: activated"), "{words}");
 }
+
+#[test]
+fn a_restart_after_the_current_ca_expired_activates_the_prepared_next_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = params(dir.path());
+    let clock = ManualClock::new();
+    let mut a = Authority::load_or_init(&p, &clock).unwrap();
+    let old = a.active().serial_hex().to_string();
+    clock.advance(Duration::from_secs(3001));
+    a.prepare(&clock).unwrap();
+    let next = a.next().unwrap().serial_hex().to_string();
+    drop(a);
+    // Down past the deadline and the current CA's end (6000 s, backdated 30 s).
+    clock.advance(Duration::from_secs(3100));
+    let a = Authority::load_or_init(&p, &clock).unwrap();
+    assert_eq!(a.active().serial_hex(), next);
+    assert_eq!(a.rotation_state().retired[0].serial_hex, old);
+    let svid = mint(&a, &clock, 60);
+    assert!(svid.not_after > clock.now());
+    // Saved: the next start needs no promotion.
+    let again = Authority::load_or_init(&p, &clock).unwrap();
+    assert_eq!(again.active().serial_hex(), next);
+}
+
+#[test]
+fn a_restart_after_the_current_ca_expired_without_a_next_ca_is_still_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = params(dir.path());
+    let clock = ManualClock::new();
+    drop(Authority::load_or_init(&p, &clock).unwrap());
+    clock.advance(Duration::from_secs(6100));
+    let err = Authority::load_or_init(&p, &clock).unwrap_err();
+    assert!(matches!(err, CaError::Expired { .. }), "{err}");
+}

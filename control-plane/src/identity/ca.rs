@@ -62,6 +62,10 @@ pub enum CaError {
     StateInvalid { path: PathBuf, reason: String },
     #[error("the CA certificate in {path} expired at {not_after}; move the state directory away to start a new CA (every workload must then trust the new bundle)")]
     Expired { path: PathBuf, not_after: String },
+    /// The signing CA has expired (or would cut the SVID to nothing): never hand out an
+    /// SVID whose `notAfter` is not in the future.
+    #[error("CA {serial} expired at {not_after}: it can no longer sign a usable SVID (activate the next CA: `warden ca status`)")]
+    CaExpired { serial: String, not_after: String },
     #[error("{id} is not in trust domain {trust_domain}")]
     ForeignId { id: String, trust_domain: String },
     #[error("{id} has no path; a leaf SVID's ID needs one (X509-SVID spec §3.1)")]
@@ -214,10 +218,16 @@ impl Ca {
                 id: params.id.to_string(),
             });
         }
+        let (not_before, not_after) = svid::validity(clock.now(), params.ttl, self.not_after);
+        if not_after <= clock.now() {
+            return Err(CaError::CaExpired {
+                serial: self.serial_hex.clone(),
+                not_after: super::rotation::rfc3339(self.not_after),
+            });
+        }
         let key = KeyType::EcP256.generate()?;
         let serial = svid::random_serial();
         let serial_hex = hex::encode(serial.to_bytes());
-        let (not_before, not_after) = svid::validity(clock.now(), params.ttl, self.not_after);
         let mut template = svid::leaf_template(&params.id, serial, not_before, not_after)?;
         for name in dns_names {
             let name = name.clone().try_into()?;

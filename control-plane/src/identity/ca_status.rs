@@ -74,6 +74,14 @@ pub struct CaStatus {
     pub prepare_at: String,
     /// When the next CA is activated automatically (5/6), if every node has ACKed it.
     pub activate_at: String,
+    /// The hard activation deadline: from then on the next CA is activated even if nodes
+    /// lag (known only to a running control plane, which knows the longest SVID TTL).
+    #[serde(default)]
+    pub activate_by: Option<String>,
+    /// Nodes that had not ACKed the next CA's bundle when it was activated at the
+    /// deadline and have not ACKed the new bundle since (their mTLS with peers fails).
+    #[serde(default)]
+    pub left_behind: Vec<String>,
     /// Node ACKs; `None` when read offline from the state directory.
     pub nodes: Option<NodeAcks>,
     /// Connected nodes that block activation (empty offline or when nothing is prepared).
@@ -147,6 +155,8 @@ impl CaStatus {
                 .collect(),
             prepare_at: rfc3339(rs.prepare_at()),
             activate_at: rfc3339(rs.activate_at()),
+            activate_by: None,
+            left_behind: Vec::new(),
             nodes,
             activation_blocked_by: blocked,
             refusals,
@@ -157,12 +167,32 @@ impl CaStatus {
     pub fn summary(&self) -> String {
         let now = self.now_unix;
         let short = |s: &str| s.chars().take(8).collect::<String>() + "…";
-        let mut parts = vec![format!(
-            "current CA {} signs SVIDs, expires in {} ({})",
-            short(&self.current.serial),
-            human(self.current.not_after_unix.saturating_sub(now)),
-            self.current.not_after
-        )];
+        let mut parts = vec![if self.current.not_after_unix <= now {
+            format!(
+                "current CA {} EXPIRED at {} ({} ago): it can no longer sign SVIDs, every renewal fails",
+                short(&self.current.serial),
+                self.current.not_after,
+                human(now - self.current.not_after_unix)
+            )
+        } else {
+            format!(
+                "current CA {} signs SVIDs, expires in {} ({})",
+                short(&self.current.serial),
+                human(self.current.not_after_unix.saturating_sub(now)),
+                self.current.not_after
+            )
+        }];
+        if !self.left_behind.is_empty() {
+            parts.push(format!(
+                "activated at the deadline without the ACK of {} (left behind: pushed the new bundle again, their mTLS with peers fails until they ACK it)",
+                self.left_behind.join(", ")
+            ));
+        }
+        let deadline = self
+            .activate_by
+            .as_ref()
+            .map(|d| format!("; activates anyway at {d}"))
+            .unwrap_or_default();
         match &self.next {
             None => parts.push(format!(
                 "no next CA yet (prepared automatically at {})",
@@ -186,7 +216,7 @@ impl CaStatus {
                     ),
                     None => format!("can activate now (automatically at {})", self.activate_at),
                     Some(_) if !self.activation_blocked_by.is_empty() => format!(
-                        "waiting for {} to ACK before it can activate",
+                        "waiting for {} to ACK before it can activate{deadline}",
                         self.activation_blocked_by.join(", ")
                     ),
                     Some(reason) => format!("cannot activate yet: {reason}"),

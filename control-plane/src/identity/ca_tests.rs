@@ -357,3 +357,27 @@ fn jwks_bundle_has_the_spiffe_fields() {
     assert_eq!(doc["spiffe_sequence"], 1);
     assert!(doc["spiffe_refresh_hint"].as_u64().is_some());
 }
+
+#[test]
+fn an_expired_ca_refuses_to_mint_instead_of_handing_out_an_expired_svid() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = params(dir.path(), KeyType::EcP256);
+    p.ttl = Duration::from_secs(600);
+    let now = SystemTime::now();
+    let ca = Ca::load_or_init(&p, &FixedClock(now)).unwrap();
+    let svid_params = SvidParams {
+        id: "spiffe://example.org/x".parse().unwrap(),
+        ttl: Duration::from_secs(60),
+    };
+    let last = ca.not_after() - Duration::from_secs(1);
+    let svid = ca.mint(&svid_params, &FixedClock(last)).unwrap();
+    assert!(
+        svid.not_after > last,
+        "a minted SVID is always valid a while"
+    );
+    for t in [ca.not_after(), ca.not_after() + Duration::from_secs(3600)] {
+        let err = ca.mint(&svid_params, &FixedClock(t)).unwrap_err();
+        assert!(matches!(err, CaError::CaExpired { .. }), "{err}");
+        assert!(err.to_string().contains("expired"), "{err}");
+    }
+}

@@ -2,6 +2,11 @@
 //! due (SPIRE's thresholds: prepare the next CA at 1/2 of the current CA's life, activate
 //! it at 5/6) and whether an operator's forced step is safe, with the reason when not.
 //!
+//! Activation waits for lagging nodes only while that is safe: [`RotationState::activate_by`]
+//! is the hard deadline (the last instant the current CA can still sign an SVID of the
+//! full TTL). Past it the next CA is activated whatever the nodes do (as SPIRE does), and
+//! the nodes left behind are named by the caller.
+//!
 //! Phases: current only → prepared (next in the bundle, not signing) → activated (next
 //! signs; the old CA stays in the bundle as retired) → the retired CA leaves the bundle
 //! once the last SVID it signed has expired. No I/O and no clock here: the caller passes
@@ -150,6 +155,27 @@ impl RotationState {
     /// When the next CA is activated automatically (if every node has ACKed it).
     pub fn activate_at(&self) -> SystemTime {
         fraction_of_life(&self.current, ACTIVATE_FRACTION)
+    }
+
+    /// The hard activation deadline: `max(activate_at, current.notAfter − longest SVID
+    /// TTL)`. Until then activation waits for lagging nodes; from then on the current CA
+    /// can no longer sign an SVID of the full TTL (its SVIDs would be cut short, renewed
+    /// ever more often, and finally expire with it), so activation goes ahead anyway.
+    pub fn activate_by(&self, longest_svid_ttl: Duration) -> SystemTime {
+        let floor = self
+            .current
+            .not_after
+            .checked_sub(longest_svid_ttl)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        floor.max(self.activate_at())
+    }
+
+    /// Whether activation must go ahead now even with lagging nodes: a next CA is
+    /// prepared, already valid, and the deadline [`Self::activate_by`] has come.
+    pub fn activation_overdue(&self, now: SystemTime, longest_svid_ttl: Duration) -> bool {
+        self.next
+            .as_ref()
+            .is_some_and(|n| n.ca.not_before <= now && now >= self.activate_by(longest_svid_ttl))
     }
 
     /// Whether `prepare` is safe now.

@@ -162,3 +162,31 @@ fn times_are_shown_in_utc() {
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_899_840);
     assert_eq!(rfc3339(t), "2026-11-28T21:04:00Z");
 }
+
+#[test]
+fn the_activation_deadline_is_the_last_instant_a_full_svid_fits_in_the_current_ca() {
+    // CA 0..6000, activate_at 5000: with a 600 s SVID TTL activation may wait until 5400.
+    let s = prepared();
+    assert_eq!(s.activate_by(Duration::from_secs(600)), at(5400));
+    assert!(!s.activation_overdue(at(5399), Duration::from_secs(600)));
+    assert!(s.activation_overdue(at(5400), Duration::from_secs(600)));
+}
+
+#[test]
+fn a_long_svid_ttl_leaves_no_time_to_wait_past_the_five_sixths_point() {
+    // The case: CA 3m, SVID 1m. Waiting past 5/6 is never safe then.
+    let s = prepared();
+    assert_eq!(s.activate_by(Duration::from_secs(3000)), at(5000));
+    assert_eq!(s.activate_by(Duration::from_secs(10_000_000)), at(5000));
+    assert!(s.activation_overdue(at(5000), Duration::from_secs(3000)));
+}
+
+#[test]
+fn nothing_is_overdue_without_a_valid_next_ca() {
+    assert!(!current_only().activation_overdue(at(5999), Duration::from_secs(60)));
+    let mut s = prepared();
+    if let Some(n) = s.next.as_mut() {
+        n.ca.not_before = at(5900);
+    }
+    assert!(!s.activation_overdue(at(5800), Duration::from_secs(600)));
+}

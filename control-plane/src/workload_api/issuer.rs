@@ -287,9 +287,15 @@ impl Issuer {
             .collect()
     }
 
-    /// The current SVID of an entry.
+    /// The current SVID of an entry; `None` once it has expired (a failed re-mint keeps
+    /// the old SVID, but an SVID whose `notAfter` is past is never handed out).
     pub fn current(&self, name: &str) -> Option<Arc<Minted>> {
-        self.read().slots.get(name).map(|s| s.svid.clone())
+        let now = self.now();
+        self.read()
+            .slots
+            .get(name)
+            .map(|s| s.svid.clone())
+            .filter(|m| m.not_after > now)
     }
 
     /// Changes whenever any SVID, the bundle or the entries change.

@@ -214,3 +214,15 @@ fn the_jwt_key_rotates_on_ticks_and_the_bundle_change_wakes_streams() {
     );
     assert!(f.issuer.validate_jwt(&after, "db").is_ok());
 }
+
+#[test]
+fn an_svid_past_its_not_after_is_never_handed_out() {
+    let f = fixture(&[entry("job", 1000)]);
+    let not_after = f.issuer.current("job").unwrap().not_after;
+    // No tick (as if every re-mint had failed): the kept SVID is served while valid...
+    f.clock.set(not_after - Duration::from_secs(1));
+    assert!(f.issuer.current("job").is_some());
+    // ...and withheld from its notAfter on.
+    f.clock.set(not_after);
+    assert!(f.issuer.current("job").is_none());
+}

@@ -82,6 +82,10 @@ pub fn render(
         ("ads_api_type", api.to_string()),
         ("xds_address", ip(config.server.xds_listen)),
         ("xds_port", port(config.server.xds_listen)),
+        (
+            "ads_message_limit",
+            crate::xds::limits::ADS_MESSAGE_LIMIT.to_string(),
+        ),
     ];
     if let Channel::Attested { roots, token_file } = channel {
         let roots = match roots {
@@ -190,6 +194,30 @@ mod tests {
         assert!(
             yaml["static_resources"].is_null(),
             "no plaintext cluster in an attested bootstrap"
+        );
+    }
+
+    #[test]
+    fn both_channels_raise_the_receive_limit_to_the_ads_message_limit() {
+        let cfg = mesh();
+        let w = cfg.workload("frontend").unwrap();
+        let limit = crate::xds::limits::ADS_MESSAGE_LIMIT as u64;
+        let grpc = |channel: &Channel| {
+            let text = render(&cfg, w, AdsFlavor::Sotw, channel);
+            let yaml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+            yaml["dynamic_resources"]["ads_config"]["grpc_services"][0].clone()
+        };
+        let plain = grpc(&Channel::InsecurePlaintext);
+        assert_eq!(
+            plain["envoy_grpc"]["max_receive_message_length"].as_u64(),
+            Some(limit)
+        );
+        let tls = grpc(&attested());
+        assert_eq!(
+            tls["google_grpc"]["channel_args"]["args"]["grpc.max_receive_message_length"]
+                ["int_value"]
+                .as_u64(),
+            Some(limit)
         );
     }
 

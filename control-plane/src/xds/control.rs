@@ -32,6 +32,15 @@ pub enum ControlError {
     /// A node's resources could not be built.
     #[error(transparent)]
     Resource(#[from] ResourceError),
+    /// A response for `workload`'s sidecar would exceed the ADS message limit; the
+    /// change is refused (the last good config keeps serving).
+    #[error("workload `{workload}`: {detail}")]
+    Oversized {
+        /// The workload.
+        workload: String,
+        /// Which type and resource, and their sizes.
+        detail: super::limits::Oversized,
+    },
     /// The trust domain or CA settings changed; that needs a restart (and a CA rotation).
     #[error("the trust domain or CA settings changed ({what}); restart `warden serve` to apply")]
     CaSettingsChanged {
@@ -77,6 +86,13 @@ pub(super) struct State {
     pub(super) blocked_warned_at: Option<SystemTime>,
     /// Bundle sequence the published snapshots were built with (`None` before the first).
     built_sequence: Option<u64>,
+    /// Nodes a forced activation left behind, until they ACK the bundle sequence below.
+    pub(super) left_behind: Vec<String>,
+    /// The bundle sequence the left-behind nodes have to ACK.
+    pub(super) left_behind_sequence: Option<u64>,
+    /// The longest TTL of SVIDs minted outside the xDS snapshots (serving certificate,
+    /// Workload API), for the activation deadline.
+    pub(super) other_svid_ttl: Duration,
 }
 
 /// The control plane's mutable core. Lock order: `state` before `authority`.
@@ -107,6 +123,9 @@ impl ControlPlane {
             published: HashMap::new(),
             warned: Default::default(),
             blocked_warned_at: None,
+            left_behind: Vec::new(),
+            left_behind_sequence: None,
+            other_svid_ttl: Duration::ZERO,
         };
         let cp = Self {
             shared,
@@ -118,6 +137,18 @@ impl ControlPlane {
         let config = cp.config();
         let applied = cp.apply_locked(config, |_, _| false)?;
         Ok((cp, applied))
+    }
+
+    /// Declares the TTL of SVIDs the active CA signs outside the xDS snapshots (the
+    /// serving certificate, the Workload API), so activation keeps room for them.
+    pub fn also_signs_for(&self, ttl: Duration) {
+        let mut state = self.lock();
+        state.other_svid_ttl = state.other_svid_ttl.max(ttl);
+    }
+
+    /// The filter modules snapshots point Envoy at.
+    pub fn filter_modules(&self) -> &FilterModules {
+        &self.filter_modules
     }
 
     /// The CA that signs SVIDs now (shared with the Workload API). Changes on activation.
@@ -212,6 +243,7 @@ impl ControlPlane {
         let mut svids = BTreeMap::new();
         let mut signers = BTreeMap::new();
         let (mut minted, mut failed) = (0, 0);
+        let mut hard: Option<ControlError> = None;
         for w in &config.workloads {
             let held = state
                 .svids
@@ -258,11 +290,22 @@ impl ControlPlane {
                         svids.insert(w.name.clone(), s);
                         signers.insert(w.name.clone(), signer.unwrap_or_default());
                     }
-                    None => return Err(e),
+                    None => {
+                        // Nothing usable to keep: count it, say so loudly, retry with
+                        // backoff (not every tick), and never hand out an expired SVID.
+                        self.shared.metrics.svid_renewal_failed();
+                        let f = Failing::after_failure(failing, now);
+                        tracing::error!(workload = %w.name, failures = f.failures, "SVID renewal failed and the workload holds no valid SVID: {e}");
+                        state.failing.insert(w.name.clone(), f);
+                        hard.get_or_insert(e);
+                    }
                 },
             }
         }
 
+        if let Some(e) = hard {
+            return Err(e);
+        }
         // Same config object and bundle: only nodes whose SVID changed need new resources
         // (a renewal round touches a few nodes per tick, not all of them).
         let same_inputs =
@@ -290,6 +333,17 @@ impl ControlPlane {
             ))
         };
         let snapshots = build_all(&todo, build)?;
+        // Never publish what a sidecar cannot receive: it would reset its stream for ever.
+        for ((node, snap), w) in snapshots.iter().zip(&todo) {
+            if let Some(detail) = super::limits::oversized(snap, super::limits::ADS_MESSAGE_LIMIT) {
+                self.shared.metrics.oversized_refused();
+                tracing::error!(%node, t = %detail.t, resource = %detail.resource, resource_bytes = detail.resource_bytes, response_bytes = detail.response_bytes, limit = detail.limit, "refusing to publish: a response would exceed the ADS message limit; the last good config keeps serving");
+                return Err(ControlError::Oversized {
+                    workload: w.name.clone(),
+                    detail,
+                });
+            }
+        }
         let mut applied = Applied {
             minted,
             failed,

@@ -45,6 +45,11 @@ pub struct Metrics {
     svid_renewal_failures: AtomicU64,
     ca_rotation_steps: AtomicU64,
     expiry: Mutex<Expiry>,
+    ca_forced_activations: AtomicU64,
+    ca_expired: std::sync::atomic::AtomicBool,
+    left_behind: Mutex<Vec<String>>,
+    oversized_refused: AtomicU64,
+    stream_resets: Mutex<BTreeMap<String, u64>>,
     attestations: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     attestation_failures: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -117,6 +122,40 @@ impl Metrics {
     /// Replaces the expiry gauges.
     pub fn set_expiry(&self, expiry: Expiry) {
         *self.expiry.lock().unwrap_or_else(|p| p.into_inner()) = expiry;
+    }
+    /// The next CA was activated at its deadline although nodes lagged.
+    pub fn ca_forced_activation(&self) {
+        self.ca_forced_activations.fetch_add(1, Relaxed);
+    }
+    /// The nodes a forced activation left behind that have not caught up yet.
+    pub fn set_left_behind(&self, nodes: &[String]) {
+        *self.left_behind.lock().unwrap_or_else(|p| p.into_inner()) = nodes.to_vec();
+    }
+    /// Whether the signing CA has expired (no usable SVID can be minted).
+    pub fn set_ca_expired(&self, expired: bool) {
+        self.ca_expired.store(expired, Relaxed);
+    }
+    /// True while the signing CA has expired; `/readyz` fails then.
+    pub fn ca_expired(&self) -> bool {
+        self.ca_expired.load(Relaxed)
+    }
+    /// A config was refused because a resource exceeded the ADS message limit.
+    pub fn oversized_refused(&self) {
+        self.oversized_refused.fetch_add(1, Relaxed);
+    }
+    /// A node's ADS stream ended with an error (reset by the client or the transport).
+    pub fn stream_reset(&self, node: &str) {
+        *self
+            .stream_resets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(node.to_string())
+            .or_insert(0) += 1;
+    }
+    /// Stream resets of `node` so far.
+    pub fn stream_resets(&self, node: &str) -> u64 {
+        let map = self.stream_resets.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(node).copied().unwrap_or(0)
     }
     /// SVID renewal failures so far.
     pub fn svid_renewal_failures(&self) -> u64 {
@@ -248,6 +287,34 @@ impl Metrics {
             "CA rotation steps run (prepare, activate, retire; automatic or forced).",
             &self.ca_rotation_steps,
         );
+        counter(
+            &mut out,
+            "warden_ca_forced_activations_total",
+            "Next CAs activated at their deadline although nodes had not ACKed the bundle.",
+            &self.ca_forced_activations,
+        );
+        gauge(
+            &mut out,
+            "warden_ca_expired",
+            "1 while the signing CA has expired (no usable SVID can be minted; /readyz fails).",
+            u64::from(self.ca_expired()),
+        );
+        let left: BTreeMap<String, i64> = self
+            .left_behind
+            .lock()
+            .map(|l| l.iter().map(|n| (n.clone(), 1)).collect())
+            .unwrap_or_default();
+        counter(
+            &mut out,
+            "warden_xds_oversized_refused_total",
+            "Config changes refused because a resource exceeds the ADS message limit.",
+            &self.oversized_refused,
+        );
+        let resets: BTreeMap<String, i64> = self
+            .stream_resets
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v as i64)).collect())
+            .unwrap_or_default();
         let expiry = self.expiry.lock().map(|e| e.clone()).unwrap_or_default();
         let labeled =
             |out: &mut String, name: &str, help: &str, label: &str, v: &BTreeMap<String, i64>| {
@@ -271,6 +338,19 @@ impl Metrics {
             "slot",
             &expiry.cas,
         );
+        labeled(
+            &mut out,
+            "warden_ca_nodes_left_behind",
+            "1 per node a forced CA activation left behind, until it ACKs the new bundle.",
+            "node",
+            &left,
+        );
+        let name = "warden_xds_stream_resets_total";
+        let _ = writeln!(out, "# HELP {name} ADS streams per node that ended with an error (a reset loop shows here).\n# TYPE {name} counter");
+        for (node, n) in &resets {
+            let node = node.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(out, "{name}{{node=\"{node}\"}} {n}");
+        }
         gauge(
             &mut out,
             "warden_ca_bundle_sequence",
@@ -323,6 +403,28 @@ fn bump(map: &std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>, k
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn faults_are_rendered_resets_per_node_left_behind_nodes_and_an_expired_ca() {
+        let m = Metrics::default();
+        m.stream_reset("a-sidecar");
+        m.stream_reset("a-sidecar");
+        m.set_left_behind(&["db-sidecar".to_string()]);
+        m.set_ca_expired(true);
+        m.oversized_refused();
+        let text = m.render();
+        for line in [
+            "warden_xds_stream_resets_total{node=\"a-sidecar\"} 2",
+            "# TYPE warden_xds_stream_resets_total counter",
+            "warden_ca_nodes_left_behind{node=\"db-sidecar\"} 1",
+            "warden_ca_expired 1",
+            "warden_xds_oversized_refused_total 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in:\n{text}");
+        }
+        m.set_ca_expired(false);
+        assert!(m.render().contains("warden_ca_expired 0"));
+    }
 
     #[test]
     fn nacks_are_rendered_per_type() {

@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod cache;
 pub mod control;
 pub mod ext;
+pub mod limits;
 pub mod metrics;
 pub mod renewal;
 pub mod resources;

@@ -4,6 +4,12 @@
 //! periodic [`ControlPlane::tick`] that runs automatic steps, renews due SVIDs and
 //! updates the expiry gauges.
 //!
+//! Activation is time-driven with a hard floor: it waits for lagging nodes only until
+//! [`RotationState::activate_by`] (derived from the current CA's remaining life and the
+//! longest SVID TTL); then it activates anyway, names the nodes left behind (error log,
+//! `warden_ca_nodes_left_behind`, `warden ca status`) and re-mints every SVID, so those
+//! nodes are pushed the new bundle again with their new SVID.
+//!
 //! After a step the snapshots are rebuilt: a bundle change moves only SDS; an activation
 //! re-mints every SVID with the new CA at once (the old CA stays in the bundle, so SVIDs
 //! still in flight keep verifying until they expire).
@@ -14,7 +20,7 @@ use super::control::{Applied, ControlError, ControlPlane};
 use super::metrics::Expiry;
 use super::renewal::{in_danger, seconds_until};
 use super::types::NodeId;
-use crate::identity::rotation::{Refusal, Step};
+use crate::identity::rotation::{rfc3339, Refusal, Step};
 use crate::identity::{CaStatus, NodeAcks, RotateError};
 
 /// A CA operation failed.
@@ -82,10 +88,28 @@ impl ControlPlane {
             .map(|n| n.published_sequence)
     }
 
-    /// The CA's rotation state, with live node ACKs.
+    /// The CA's rotation state, with live node ACKs, the activation deadline and the
+    /// nodes left behind by a forced activation.
     pub fn ca_status(&self) -> CaStatus {
         let acks = self.node_acks(self.next_sequence());
-        CaStatus::of(&self.authority(), self.clock.now(), Some(acks))
+        let ttl = self.longest_svid_ttl();
+        let left_behind = self.lock().left_behind.clone();
+        let a = self.authority();
+        let mut st = CaStatus::of(&a, self.clock.now(), Some(acks));
+        st.activate_by = a
+            .rotation_state()
+            .next
+            .is_some()
+            .then(|| rfc3339(a.rotation_state().activate_by(ttl)));
+        st.left_behind = left_behind;
+        st
+    }
+
+    /// The longest SVID TTL the active CA signs for: the activation deadline keeps that
+    /// much of the current CA's life in reserve.
+    pub fn longest_svid_ttl(&self) -> std::time::Duration {
+        let cfg = self.config();
+        cfg.ca.svid_ttl.max(self.lock().other_svid_ttl)
     }
 
     /// Forced `prepare`: creates the next CA and publishes the bundle holding it.
@@ -134,16 +158,22 @@ impl ControlPlane {
         let mut tick = Tick::default();
         // Who lags only matters once activation is due; skip the per-node walk otherwise.
         let rs = self.authority().rotation_state();
+        let now = self.clock.now();
         let lagging = match rs.next {
-            Some(_) if self.clock.now() >= rs.activate_at() => {
-                self.node_acks(self.next_sequence()).lagging
-            }
+            Some(_) if now >= rs.activate_at() => self.node_acks(self.next_sequence()).lagging,
             _ => Vec::new(),
         };
-        let step = self.authority().auto_step(&lagging, self.clock.as_ref());
+        // Past the deadline, lagging nodes no longer block: waiting longer would let the
+        // current CA expire under every node.
+        let forced = !lagging.is_empty() && rs.activation_overdue(now, self.longest_svid_ttl());
+        let blocking: &[String] = if forced { &[] } else { &lagging };
+        let step = self.authority().auto_step(blocking, self.clock.as_ref());
         match step {
             Ok(Some(step)) => {
                 tick.step = Some(step);
+                if forced && step == Step::Activate {
+                    self.left_behind(&rs, lagging.clone());
+                }
                 if let Err(e) = self.after_step(step) {
                     tracing::error!("publishing after the CA rotation step failed: {e}");
                 }
@@ -155,6 +185,7 @@ impl ControlPlane {
         if let Err(e) = self.authority().persist_signing(self.clock.as_ref()) {
             tracing::error!("recording the CA's signing in the state dir failed: {e}");
         }
+        self.forget_caught_up();
         if self.next_renewal().is_some_and(|t| t <= self.clock.now()) {
             match self.renew_due() {
                 Ok(a) => tick.renewed = a,
@@ -163,6 +194,38 @@ impl ControlPlane {
         }
         self.update_expiry();
         tick
+    }
+
+    /// Records the nodes a forced activation left behind (error log, metric, status).
+    fn left_behind(&self, rs: &crate::identity::rotation::RotationState, nodes: Vec<String>) {
+        let deadline = rfc3339(rs.activate_by(self.longest_svid_ttl()));
+        tracing::error!(left_behind = ?nodes, %deadline, current_ca_expires_in_s = seconds_until(rs.current.not_after, self.clock.now()), "activated the next CA at its deadline although these nodes never ACKed the bundle holding it; they are pushed the new bundle again, and their mTLS with peers fails until they ACK it");
+        self.shared.metrics.ca_forced_activation();
+        let mut state = self.lock();
+        state.left_behind = nodes;
+        state.left_behind_sequence = Some(self.authority().bundle().sequence);
+        self.shared.metrics.set_left_behind(&state.left_behind);
+    }
+
+    /// Drops from the left-behind list the nodes that have since ACKed a bundle holding
+    /// the CA that was activated.
+    fn forget_caught_up(&self) {
+        let (required, before) = {
+            let s = self.lock();
+            (s.left_behind_sequence, s.left_behind.len())
+        };
+        if before == 0 {
+            return;
+        }
+        let acks = self.node_acks(required);
+        let mut state = self.lock();
+        state
+            .left_behind
+            .retain(|n| !acks.connected.contains(n) || acks.lagging.contains(n));
+        if state.left_behind.len() != before {
+            tracing::info!(still_left_behind = ?state.left_behind, "left-behind nodes ACKed the new bundle");
+            self.shared.metrics.set_left_behind(&state.left_behind);
+        }
     }
 
     /// Past the activation threshold with nodes lagging: warn once a minute, naming them.
@@ -219,6 +282,10 @@ impl ControlPlane {
             );
         }
         e.bundle_sequence = a.bundle().sequence;
+        // An expired signing CA cannot sign a usable SVID: `/readyz` fails on this.
+        self.shared
+            .metrics
+            .set_ca_expired(rs.current.not_after <= now);
         self.shared.metrics.set_expiry(e);
     }
 
@@ -235,3 +302,7 @@ impl ControlPlane {
 #[cfg(test)]
 #[path = "rotation_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "rotation_deadline_tests.rs"]
+mod deadline_tests;

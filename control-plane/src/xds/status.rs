@@ -35,6 +35,9 @@ pub struct TypeStatus {
     pub last_nack: Option<Rejection>,
     /// Whether the latest response is NACKed (cleared by the next ACK).
     pub rejected: bool,
+    /// Since when the type has been stuck in NACK (the first NACK since the last ACK),
+    /// seconds since the Unix epoch; `None` once ACKed.
+    pub rejected_since_unix: Option<u64>,
 }
 
 /// One node's state.
@@ -85,12 +88,14 @@ impl StatusRegistry {
             let s = n.types.entry(t.short_name()).or_default();
             s.version_acked = Some(version.to_string());
             s.rejected = false;
+            s.rejected_since_unix = None;
         });
     }
     /// Envoy NACKed a response.
     pub fn nacked(&self, node: &NodeId, t: ResourceType, rejection: Rejection) {
         self.with(node, |n| {
             let s = n.types.entry(t.short_name()).or_default();
+            s.rejected_since_unix = s.rejected_since_unix.or(Some(rejection.at_unix));
             s.last_nack = Some(rejection);
             s.rejected = true;
         });
@@ -105,9 +110,69 @@ impl StatusRegistry {
     }
 }
 
+/// Prometheus lines: per node and type stuck in NACK, for how many seconds (gauge
+/// `warden_xds_rejected_seconds`; a type leaves it with its next ACK).
+pub fn render_rejected(nodes: &BTreeMap<String, NodeStatus>, now_unix: u64) -> String {
+    let name = "warden_xds_rejected_seconds";
+    let mut out = format!(
+        "# HELP {name} Seconds each node's resource type has been stuck in NACK (Envoy runs its last good config).\n# TYPE {name} gauge\n"
+    );
+    for (node, st) in nodes {
+        for (t, ts) in &st.types {
+            if let Some(since) = ts.rejected_since_unix.filter(|_| ts.rejected) {
+                let node = node.replace('\\', "\\\\").replace('"', "\\\"");
+                out.push_str(&format!(
+                    "{name}{{node=\"{node}\",type=\"{t}\"}} {}\n",
+                    now_unix.saturating_sub(since)
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Seconds since the Unix epoch for `t` (0 before the epoch).
 pub fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejection(at_unix: u64) -> Rejection {
+        Rejection {
+            rejected_version: "v2".into(),
+            nonce: "3".into(),
+            error_detail: "bad".into(),
+            at_unix,
+        }
+    }
+
+    #[test]
+    fn a_type_stuck_in_nack_shows_since_when_until_its_next_ack() {
+        let reg = StatusRegistry::default();
+        let node = NodeId::new("backend-sidecar");
+        reg.nacked(&node, ResourceType::Listener, rejection(100));
+        reg.nacked(&node, ResourceType::Listener, rejection(130));
+        let dump = reg.dump();
+        assert_eq!(
+            dump["backend-sidecar"].types["lds"].rejected_since_unix,
+            Some(100)
+        );
+        let text = render_rejected(&dump, 145);
+        assert!(
+            text.contains("warden_xds_rejected_seconds{node=\"backend-sidecar\",type=\"lds\"} 45"),
+            "{text}"
+        );
+        reg.acked(&node, ResourceType::Listener, "v3");
+        let dump = reg.dump();
+        assert_eq!(
+            dump["backend-sidecar"].types["lds"].rejected_since_unix,
+            None
+        );
+        assert!(!render_rejected(&dump, 200).contains("backend-sidecar"));
+    }
 }

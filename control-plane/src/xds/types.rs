@@ -79,6 +79,22 @@ impl ResourceType {
         }
     }
 
+    /// The types a resource of this type references, so it can be rejected because of
+    /// them: a listener names its secrets, the filter config (ECDS) and clusters; a
+    /// cluster names its secrets. When one of them is accepted again, a rejected
+    /// resource of this type is sent again (NACK recovery).
+    pub fn depends_on(self) -> &'static [ResourceType] {
+        match self {
+            ResourceType::Listener => &[
+                ResourceType::Cluster,
+                ResourceType::Secret,
+                ResourceType::ExtensionConfig,
+            ],
+            ResourceType::Cluster => &[ResourceType::Secret],
+            ResourceType::Secret | ResourceType::ExtensionConfig => &[],
+        }
+    }
+
     /// Whether an empty subscription means "everything" (LDS and CDS) rather than
     /// "nothing" (SDS and ECDS are always requested by name).
     pub fn wildcard_by_default(self) -> bool {

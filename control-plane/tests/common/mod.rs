@@ -35,3 +35,11 @@ pub(crate) fn copy(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// A stand-in filter module (just the Wasm header: `warden serve` checks that the file
+/// exists and is WebAssembly; these tests never run Envoy), hidden from config reloads.
+pub(crate) fn fake_module(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join(".warden_filter.wasm");
+    fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
+    path
+}

@@ -2,8 +2,11 @@
 //! Tracks per type the subscription (wildcard and/or names) and the version of each
 //! resource the client has; a response carries only resources whose version differs
 //! and names the removed ones in `removed_resources`. Subscription changes are applied
-//! whatever the nonce; ACK/NACK are recognised by the latest nonce, older nonces are
-//! stale. A NACK gets no reply.
+//! and answered whatever the nonce and whether the request is an ACK or a NACK (the
+//! xDS protocol makes the names of every request count); ACK/NACK are recognised by the
+//! latest nonce, older nonces are stale. A NACK gets no reply of its own, and the
+//! resources it rejected are not assumed applied: they are sent again when a type they
+//! depend on ([`ResourceType::depends_on`]) is ACKed, or when they change.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -24,6 +27,10 @@ struct TypeState {
     last_nonce: Option<String>,
     /// `system_version_info` of the last response (reported on ACK).
     last_version: String,
+    /// Names of the resources in the last response.
+    last_sent: Vec<String>,
+    /// Resources whose last sent version Envoy rejected (sent again on recovery).
+    rejected: BTreeSet<String>,
 }
 
 impl TypeState {
@@ -50,13 +57,13 @@ impl DeltaState {
         &mut self,
         req: &DeltaDiscoveryRequest,
         snap: &Snapshot,
-    ) -> (Vec<Event>, Option<DeltaDiscoveryResponse>) {
+    ) -> (Vec<Event>, Vec<DeltaDiscoveryResponse>) {
         let Some(t) = ResourceType::from_type_url(&req.type_url) else {
             return (
                 vec![Event::UnsupportedType {
                     type_url: req.type_url.clone(),
                 }],
-                None,
+                Vec::new(),
             );
         };
         let mut events = Vec::new();
@@ -71,6 +78,7 @@ impl DeltaState {
             st.wildcard = t.wildcard_by_default() && req.resource_names_subscribe.is_empty();
         }
         let mut nack = false;
+        let mut ack = false;
         if !req.response_nonce.is_empty() {
             if st.last_nonce.as_deref() != Some(req.response_nonce.as_str()) {
                 events.push(Event::StaleNonce {
@@ -79,6 +87,8 @@ impl DeltaState {
                 });
             } else if let Some(err) = &req.error_detail {
                 nack = true;
+                let sent = std::mem::take(&mut st.last_sent);
+                st.rejected.extend(sent);
                 events.push(Event::Nack {
                     t,
                     version: st.last_version.clone(),
@@ -86,6 +96,7 @@ impl DeltaState {
                     detail: err.message.clone(),
                 });
             } else {
+                ack = true;
                 events.push(Event::Ack {
                     t,
                     version: st.last_version.clone(),
@@ -93,6 +104,7 @@ impl DeltaState {
                 });
             }
         }
+        let before = (st.wildcard, st.names.clone());
         for n in &req.resource_names_subscribe {
             if n == "*" {
                 st.wildcard = true;
@@ -112,11 +124,43 @@ impl DeltaState {
                 st.known.remove(n);
             }
         }
-        if nack {
-            return (events, None);
+        let resubscribed = !first && !req.resource_names_subscribe.is_empty();
+        let subscription_changed = resubscribed || before != (st.wildcard, st.names.clone());
+        let mut out = Vec::new();
+        if !nack || subscription_changed {
+            out.extend(self.diff(t, snap, first, &mut events));
         }
-        let resp = self.diff(t, snap, first, &mut events);
-        (events, resp)
+        if ack {
+            out.extend(self.resend_rejected_dependents(t, snap, &mut events));
+        }
+        (events, out)
+    }
+
+    /// After an ACK of `t`: resources of types that depend on `t` and were rejected are
+    /// sent again (the cause of their rejection may be gone).
+    fn resend_rejected_dependents(
+        &mut self,
+        t: ResourceType,
+        snap: &Snapshot,
+        events: &mut Vec<Event>,
+    ) -> Vec<DeltaDiscoveryResponse> {
+        let mut out = Vec::new();
+        for d in ResourceType::PUSH_ORDER {
+            if !d.depends_on().contains(&t) {
+                continue;
+            }
+            let Some(st) = self.types.get_mut(&d) else {
+                continue;
+            };
+            if st.rejected.is_empty() {
+                continue;
+            }
+            for n in std::mem::take(&mut st.rejected) {
+                st.known.remove(&n);
+            }
+            out.extend(self.diff(d, snap, false, events));
+        }
+        out
     }
 
     /// Handles a new snapshot: per subscribed type, in make-before-break order, the
@@ -175,7 +219,9 @@ impl DeltaState {
         }
         for r in &resources {
             st.known.insert(r.name.clone(), r.version.clone());
+            st.rejected.remove(&r.name);
         }
+        st.last_sent = resources.iter().map(|r| r.name.clone()).collect();
         for n in &removed {
             st.known.remove(n);
         }

@@ -160,5 +160,13 @@ impl AggregatedDiscoveryService for AdsServer {
 mod tests;
 
 #[cfg(test)]
+#[path = "sequence_tests.rs"]
+pub(crate) mod sequence_tests;
+
+#[cfg(test)]
+#[path = "sequence_stream_tests.rs"]
+mod sequence_stream_tests;
+
+#[cfg(test)]
 #[path = "secure_tests.rs"]
 mod secure_tests;

@@ -1,9 +1,18 @@
 //! State-of-the-world ADS protocol state for one stream, as a pure state machine:
 //! requests and snapshots in, responses and [`Event`]s out. Follows the xDS protocol
-//! doc ("ACK and NACK semantics", "When to send an update"): a request whose
-//! `response_nonce` is not the latest sent for its type is stale and ignored; an ACK
-//! (latest nonce, no `error_detail`) gets no reply unless it changes the subscribed
-//! names; a NACK gets no reply (the last good config keeps serving).
+//! doc ("ACK and NACK semantics", "When to send an update"):
+//!
+//! - a request whose `response_nonce` is not the latest sent for its type is stale and
+//!   ignored (a response to it must not be sent; the client answers the newer response
+//!   with its current names anyway);
+//! - the resource names of every other request count, ACK or NACK: when they differ
+//!   from the names the last response answered, the new set is answered;
+//! - an ACK with unchanged names and a NACK with unchanged names get no reply (a NACK
+//!   keeps the last good config serving);
+//! - a NACKed version is never assumed applied: when a type it depends on
+//!   ([`ResourceType::depends_on`], e.g. the filter config a listener references) is
+//!   ACKed afterwards, the rejected type is sent again; when its own version changes it
+//!   is pushed as usual.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -17,8 +26,12 @@ use crate::xds::types::{ResourceType, Version};
 struct TypeState {
     /// Subscribed names; empty with a wildcard type means everything.
     names: BTreeSet<String>,
+    /// The names the last response answered.
+    answered: Option<BTreeSet<String>>,
     last_nonce: Option<String>,
     last_version: Option<Version>,
+    /// The version of the last response, when Envoy rejected it (until the next one).
+    rejected: Option<Version>,
 }
 
 /// Protocol state of one SotW stream.
@@ -34,32 +47,42 @@ impl SotwState {
         Self::default()
     }
 
-    /// Handles one request against the node's current snapshot.
+    /// Handles one request against the node's current snapshot: at most one response
+    /// for the requested type, plus re-sends of rejected types that depend on it.
     pub fn on_request(
         &mut self,
         req: &DiscoveryRequest,
         snap: &Snapshot,
-    ) -> (Vec<Event>, Option<DiscoveryResponse>) {
+    ) -> (Vec<Event>, Vec<DiscoveryResponse>) {
         let Some(t) = ResourceType::from_type_url(&req.type_url) else {
             return (
                 vec![Event::UnsupportedType {
                     type_url: req.type_url.clone(),
                 }],
-                None,
+                Vec::new(),
             );
         };
         let mut events = Vec::new();
+        let mut out = Vec::new();
         let st = self.types.entry(t).or_default();
         let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
-        if !req.response_nonce.is_empty() {
-            if st.last_nonce.as_deref() != Some(req.response_nonce.as_str()) {
-                events.push(Event::StaleNonce {
-                    t,
-                    nonce: req.response_nonce.clone(),
-                });
-                return (events, None);
-            }
-            if let Some(err) = &req.error_detail {
+        if req.response_nonce.is_empty() {
+            // A first request (or a new subscription after a reconnect): always answered.
+            st.names = names;
+            out.push(self.respond(t, snap, &mut events));
+            return (events, out);
+        }
+        if st.last_nonce.as_deref() != Some(req.response_nonce.as_str()) {
+            events.push(Event::StaleNonce {
+                t,
+                nonce: req.response_nonce.clone(),
+            });
+            return (events, out);
+        }
+        let acked = req.error_detail.is_none();
+        match &req.error_detail {
+            Some(err) => {
+                st.rejected = st.last_version.clone();
                 events.push(Event::Nack {
                     t,
                     version: st
@@ -70,21 +93,31 @@ impl SotwState {
                     nonce: req.response_nonce.clone(),
                     detail: err.message.clone(),
                 });
-                st.names = names;
-                return (events, None);
             }
-            events.push(Event::Ack {
+            None => events.push(Event::Ack {
                 t,
                 version: req.version_info.clone(),
                 nonce: req.response_nonce.clone(),
-            });
-            if st.names == names {
-                return (events, None);
+            }),
+        }
+        let changed = st.answered.as_ref() != Some(&names);
+        st.names = names;
+        if changed {
+            out.push(self.respond(t, snap, &mut events));
+        }
+        if acked {
+            // What was rejected because of this type may be accepted now.
+            for d in ResourceType::PUSH_ORDER {
+                let waiting = self
+                    .types
+                    .get(&d)
+                    .is_some_and(|s| s.rejected.is_some() && s.last_nonce.is_some());
+                if waiting && d.depends_on().contains(&t) {
+                    out.push(self.respond(d, snap, &mut events));
+                }
             }
         }
-        st.names = names;
-        let resp = self.respond(t, snap, &mut events);
-        (events, Some(resp))
+        (events, out)
     }
 
     /// Handles a new snapshot: one response per subscribed type whose version changed,
@@ -138,6 +171,8 @@ impl SotwState {
         }
         st.last_nonce = Some(nonce.clone());
         st.last_version = Some(version.clone());
+        st.answered = Some(st.names.clone());
+        st.rejected = None;
         events.push(Event::Sent {
             t,
             version: version.to_string(),

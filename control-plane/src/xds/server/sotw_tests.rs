@@ -227,7 +227,6 @@ fn sotw_protocol_cases() {
         let mut st = SotwState::new();
         for (i, (request, want)) in steps.into_iter().enumerate() {
             let (events, resp) = st.on_request(&request, &snap);
-            let resp: Vec<_> = resp.into_iter().collect();
             assert_eq!(resp.len(), want.responses, "{name} step {i}: {events:?}");
             if let (Some(n), Some(r)) = (want.resources, resp.first()) {
                 assert_eq!(r.resources.len(), n, "{name} step {i}");
@@ -245,7 +244,7 @@ fn unsupported_type_is_reported_and_not_answered() {
     let mut r = req(CDS, &[], "", "", None);
     r.type_url = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration".into();
     let (events, resp) = st.on_request(&r, &sample(&[], 1));
-    assert!(resp.is_none());
+    assert!(resp.is_empty());
     assert!(matches!(events[0], Event::UnsupportedType { .. }));
 }
 

@@ -24,7 +24,7 @@ pub(super) trait Protocol: Default + Send + 'static {
     /// `sotw` or `delta`.
     const NAME: &'static str;
     fn node_id(req: &Self::Req) -> Option<&str>;
-    fn on_request(&mut self, req: &Self::Req, snap: &Snapshot) -> (Vec<Event>, Option<Self::Resp>);
+    fn on_request(&mut self, req: &Self::Req, snap: &Snapshot) -> (Vec<Event>, Vec<Self::Resp>);
     fn on_snapshot(&mut self, snap: &Snapshot) -> (Vec<Event>, Vec<Self::Resp>);
 }
 
@@ -39,7 +39,7 @@ impl Protocol for SotwState {
         &mut self,
         req: &DiscoveryRequest,
         snap: &Snapshot,
-    ) -> (Vec<Event>, Option<DiscoveryResponse>) {
+    ) -> (Vec<Event>, Vec<DiscoveryResponse>) {
         SotwState::on_request(self, req, snap)
     }
     fn on_snapshot(&mut self, snap: &Snapshot) -> (Vec<Event>, Vec<DiscoveryResponse>) {
@@ -58,7 +58,7 @@ impl Protocol for DeltaState {
         &mut self,
         req: &DeltaDiscoveryRequest,
         snap: &Snapshot,
-    ) -> (Vec<Event>, Option<DeltaDiscoveryResponse>) {
+    ) -> (Vec<Event>, Vec<DeltaDiscoveryResponse>) {
         DeltaState::on_request(self, req, snap)
     }
     fn on_snapshot(&mut self, snap: &Snapshot) -> (Vec<Event>, Vec<DeltaDiscoveryResponse>) {
@@ -152,9 +152,9 @@ async fn drive<P: Protocol>(
     };
     let mut snap: Arc<Snapshot> = watch.borrow_and_update().clone().ok_or_else(removed)?;
     let mut proto = P::default();
-    let (events, resp) = proto.on_request(&first, &snap);
+    let (events, resps) = proto.on_request(&first, &snap);
     record(shared, node, events);
-    send(tx, resp).await?;
+    send_all(tx, resps).await?;
     loop {
         tokio::select! {
             () = &mut expired => {
@@ -168,7 +168,11 @@ async fn drive<P: Protocol>(
                     Ok(Some(req)) => req,
                     Ok(None) => return Ok(()),
                     Err(status) => {
-                        tracing::debug!(%node, "ADS stream error: {status}");
+                        // A reset (e.g. the client refusing an oversized message) ends
+                        // the stream; counted per node so a reconnect loop is visible.
+                        shared.metrics.stream_reset(node.as_str());
+                        let resets = shared.metrics.stream_resets(node.as_str());
+                        tracing::warn!(%node, resets, "ADS stream reset: {status}");
                         return Ok(());
                     }
                 };
@@ -177,9 +181,9 @@ async fn drive<P: Protocol>(
                         return Err(Status::invalid_argument("node.id changed within a stream"));
                     }
                 }
-                let (events, resp) = proto.on_request(&req, &snap);
+                let (events, resps) = proto.on_request(&req, &snap);
                 record(shared, node, events);
-                send(tx, resp).await?;
+                send_all(tx, resps).await?;
             }
             changed = watch.changed() => {
                 if changed.is_err() {
@@ -189,16 +193,14 @@ async fn drive<P: Protocol>(
                 snap = next.ok_or_else(removed)?;
                 let (events, resps) = proto.on_snapshot(&snap);
                 record(shared, node, events);
-                for r in resps {
-                    send(tx, Some(r)).await?;
-                }
+                send_all(tx, resps).await?;
             }
         }
     }
 }
 
-async fn send<R>(tx: &Tx<R>, resp: Option<R>) -> Result<(), Status> {
-    if let Some(r) = resp {
+async fn send_all<R>(tx: &Tx<R>, resps: Vec<R>) -> Result<(), Status> {
+    for r in resps {
         // The receiver is gone only when the client went away: end quietly.
         tx.send(Ok(r))
             .await
