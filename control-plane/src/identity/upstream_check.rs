@@ -220,12 +220,16 @@ fn test_svid(up: &Upstream, params: &CaParams, clock: &dyn Clock) -> Result<(), 
             params.trust_domain.to_spiffe_id_string()
         ))
         .map_err(|e| e.to_string())?;
+    // Like the control plane's own serving SVID: the URI SAN plus the DNS name sidecars
+    // check (`xds::server::tls`), so DNS name constraints on the upstream are tried too.
+    let host = format!("warden-control-plane.{}", params.trust_domain);
     let svid = ca
-        .mint(
+        .mint_with_dns_names(
             &SvidParams {
                 id,
                 ttl: Duration::from_secs(60),
             },
+            std::slice::from_ref(&host),
             clock,
         )
         .map_err(|e| e.to_string())?;
@@ -244,17 +248,26 @@ fn test_svid(up: &Upstream, params: &CaParams, clock: &dyn Clock) -> Result<(), 
         .now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_err(|_| "clock before 1970")?;
-    leaf.verify_for_usage(
-        webpki::ALL_VERIFICATION_ALGS,
-        &[anchor],
-        &intermediates,
-        UnixTime::since_unix_epoch(now),
-        webpki::KeyUsage::client_auth(),
-        None,
-        None,
-    )
-    .map(|_| ())
-    .map_err(|e| format!("webpki: {e:?}"))
+    // SVIDs serve both ends of mTLS: check each usage, then the host name.
+    for (usage, what) in [
+        (webpki::KeyUsage::client_auth(), "as a TLS client"),
+        (webpki::KeyUsage::server_auth(), "as a TLS server"),
+    ] {
+        leaf.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            std::slice::from_ref(&anchor),
+            &intermediates,
+            UnixTime::since_unix_epoch(now),
+            usage,
+            None,
+            None,
+        )
+        .map_err(|e| format!("webpki, {what}: {e:?}"))?;
+    }
+    let name = rustls_pki_types::ServerName::try_from(host.as_str())
+        .map_err(|e| format!("{host}: {e}"))?;
+    leaf.verify_is_valid_for_subject_name(&name)
+        .map_err(|e| format!("webpki, for the name {host}: {e:?}"))
 }
 
 /// `certificate 2 of ca.pem (CN=Example Root)`.
