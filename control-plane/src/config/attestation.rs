@@ -17,7 +17,7 @@ pub(super) fn attestation_settings(
 ) -> AttestationSettings {
     let kubernetes = raw.attestation.kubernetes.as_ref().and_then(|k| {
         let jwks_file = dir.join(&k.jwks_file);
-        let jwks = match std::fs::read_to_string(&jwks_file) {
+        let jwks = match crate::fsutil::read_text(&jwks_file) {
             Ok(text) => text,
             Err(e) => {
                 ctx.error("attestation.kubernetes.jwks_file", format!("cannot read {}: {e}", jwks_file.display()),

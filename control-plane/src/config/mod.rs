@@ -249,6 +249,8 @@ pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
 }
 
 #[cfg(test)]
+mod input_tests;
+#[cfg(test)]
 mod spec_tests;
 #[cfg(test)]
 mod tests;

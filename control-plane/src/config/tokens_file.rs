@@ -37,7 +37,7 @@ pub struct NewRecord<'a> {
 
 fn load(dir: &Path) -> Result<RawTokens, TokensFileError> {
     let path = dir.join(TOKENS_FILE);
-    match std::fs::read_to_string(&path) {
+    match crate::fsutil::read_text(&path) {
         Ok(text) => serde_yaml::from_str(&text).map_err(|e| TokensFileError::Invalid {
             path: path.display().to_string(),
             reason: e.to_string(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::attestation::{attestation_settings, join_tokens};
-use super::diag::{Diagnostic, Diagnostics};
+use super::diag::{clip, Diagnostic, Diagnostics};
 use super::files::{Files, Parsed};
 use super::raw::{RawCa, RawWarden};
 use super::workloads::{cross_checks, workload};
@@ -156,7 +156,7 @@ fn trust_domain(text: &str, ctx: &mut Ctx<'_, RawWarden>) -> Option<TrustDomain>
         Err(e) => {
             ctx.error(
                 "trust_domain",
-                format!("invalid trust domain `{text}`: {e}"),
+                format!("invalid trust domain `{}`: {e}", clip(text)),
                 Some(hint.into()),
             );
             return None;
@@ -275,7 +275,7 @@ fn check_upstream_files(up: &UpstreamCa, ctx: &mut Ctx<'_, RawWarden>) -> bool {
         ("ca.upstream.key", &up.key, "PRIVATE KEY", "a PKCS#8 PEM key (-----BEGIN PRIVATE KEY-----); convert with `openssl pkcs8 -topk8 -nocrypt -in KEY`"),
     ];
     for (path, file, label, want) in checks {
-        match std::fs::read_to_string(file) {
+        match crate::fsutil::read_text(file) {
             Err(e) => ctx.error(
                 path,
                 format!("cannot read {}: {e}", file.display()),
