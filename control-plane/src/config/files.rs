@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+use super::data_value::Data;
 use super::diag::{did_you_mean, Diagnostic, Diagnostics, Pos};
 use super::raw::{RawTokens, RawWarden, RawWorkload};
 use super::spans::Spans;
@@ -308,8 +309,8 @@ fn read_data(pdir: &Path, diags: &mut Vec<Diagnostic>) -> serde_json::Value {
         let Some(text) = read(&json, diags) else {
             return empty;
         };
-        return match serde_json::from_str(&text) {
-            Ok(v) => v,
+        return match serde_json::from_str::<Data>(&text) {
+            Ok(v) => v.0,
             Err(e) => {
                 let pos = Pos {
                     line: e.line(),
@@ -325,8 +326,8 @@ fn read_data(pdir: &Path, diags: &mut Vec<Diagnostic>) -> serde_json::Value {
         let Some(text) = read(&yaml, diags) else {
             return empty;
         };
-        return match parse_yaml::<serde_json::Value>(&yaml, &text) {
-            Ok(p) => p.value,
+        return match parse_yaml::<Data>(&yaml, &text) {
+            Ok(p) => p.value.0,
             Err(d) => {
                 diags.push(d);
                 empty

@@ -244,3 +244,86 @@ fn symlinks_out_of_the_config_directory_are_refused() {
     symlink("../backend.yaml", dir.path().join("workloads/backend.yaml")).unwrap();
     assert!(load(dir.path()).is_ok());
 }
+
+#[test]
+fn a_state_dir_among_the_config_files_is_refused() {
+    for bad in [".", "\"\"", "policies", "./workloads/keys", "x/.."] {
+        let dir = sample();
+        let main = edit(
+            dir.path(),
+            "warden.yaml",
+            "state_dir: .warden",
+            &format!("state_dir: {bad}"),
+        );
+        let d = errors(dir.path());
+        assert_eq!(d.len(), 1, "{bad}: {d:?}");
+        assert!(
+            d[0].message.contains("among the config files"),
+            "{bad}: {}",
+            d[0]
+        );
+        assert_eq!(
+            d[0].line,
+            super::tests::line_of(&main, "state_dir"),
+            "{}",
+            d[0]
+        );
+    }
+    for ok in [".warden", "state", "../elsewhere"] {
+        let dir = sample();
+        edit(
+            dir.path(),
+            "warden.yaml",
+            "state_dir: .warden",
+            &format!("state_dir: {ok}"),
+        );
+        assert!(load(dir.path()).is_ok(), "{ok}");
+    }
+}
+
+#[test]
+fn policy_data_with_a_key_given_twice_is_refused_at_its_line() {
+    let dir = sample();
+    fs::write(
+        dir.path().join("policies/data.yaml"),
+        "roles:\n  admin: [alice]\n  viewer: [bob]\n  admin: [mallory]\n",
+    )
+    .unwrap();
+    let d = errors(dir.path());
+    let d = message_for(&d, "data.yaml");
+    // serde_yaml places it at the mapping that holds the key, and names its path.
+    assert!(d.message.contains("roles: duplicate key `admin`"), "{d}");
+    assert_eq!(d.line, 2, "{d}");
+    let dir = sample();
+    fs::write(
+        dir.path().join("policies/data.json"),
+        "{\"roles\": {\"admin\": 1,\n \"admin\": 2}}",
+    )
+    .unwrap();
+    let d = errors(dir.path());
+    let d = message_for(&d, "data.json");
+    assert!(d.message.contains("duplicate key `admin`"), "{d}");
+    assert_eq!(d.line, 2, "{d}");
+}
+
+#[test]
+fn policy_data_with_numbers_json_cannot_hold_is_refused() {
+    let dir = sample();
+    fs::write(dir.path().join("policies/data.yaml"), "limit: .inf\n").unwrap();
+    let d = errors(dir.path());
+    assert!(message_for(&d, "data.yaml")
+        .message
+        .contains("not a number JSON can hold"));
+    // Ordinary data still loads, nested and typed as before.
+    let dir = sample();
+    fs::write(
+        dir.path().join("policies/data.yaml"),
+        "roles: {admin: [alice, 7, 1.5, true, null]}\n",
+    )
+    .unwrap();
+    let cfg = load(dir.path()).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(
+        cfg.policies.data,
+        serde_json::json!({"roles": {"admin": ["alice", 7, 1.5, true, null]}})
+    );
+}

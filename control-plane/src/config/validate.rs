@@ -214,6 +214,7 @@ fn ca_settings(dir: &Path, raw: &RawCa, ctx: &mut Ctx<'_, RawWarden>) -> CaSetti
         );
     }
     let state_dir = dir.join(raw.state_dir.as_deref().unwrap_or(".warden"));
+    check_state_dir(dir, &state_dir, ctx);
     let upstream = raw.upstream.as_ref().map(|u| UpstreamCa {
         cert: dir.join(&u.cert),
         key: dir.join(&u.key),
@@ -225,6 +226,43 @@ fn ca_settings(dir: &Path, raw: &RawCa, ctx: &mut Ctx<'_, RawWarden>) -> CaSetti
         state_dir,
         upstream,
     }
+}
+
+/// The CA's private key must not land among the config files: not the config directory
+/// itself (`state_dir: .` or `""`), nor `workloads/` or `policies/`.
+fn check_state_dir(dir: &Path, state_dir: &Path, ctx: &mut Ctx<'_, RawWarden>) {
+    let state = lexical(state_dir);
+    let clashes = [
+        dir.to_path_buf(),
+        dir.join(super::WORKLOADS_DIR),
+        dir.join(super::POLICIES_DIR),
+    ]
+    .iter()
+    .map(|p| lexical(p))
+    .any(|p| state == p || (p != lexical(dir) && state.starts_with(&p)));
+    if clashes {
+        ctx.error(
+            "ca.state_dir",
+            format!("state_dir {} is among the config files; the CA's private key would be written there", state_dir.display()),
+            Some("use the default .warden (listed in .gitignore) or a directory outside the config repo".into()),
+        );
+    }
+}
+
+/// `p` with `.` dropped and `..` applied, without touching the file system.
+fn lexical(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The upstream CA must be able to sign Warden's intermediate and yield SVIDs that verify
