@@ -47,9 +47,30 @@ pub(super) fn join_tokens(
 ) -> Vec<JoinTokenRecord> {
     let mut ctx = Ctx { file, diags };
     let mut out = Vec::new();
+    let mut ids = std::collections::HashSet::new();
     for (i, t) in file.value.tokens.iter().enumerate() {
         let at = |field: &str| format!("tokens[{i}].{field}");
-        if workloads.iter().all(|w| w.name != t.workload) {
+        let id_ok = t.id.len() == 8 && t.id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !id_ok || !ids.insert(t.id.as_str()) {
+            let what = if id_ok {
+                "is listed twice (revoking it would revoke only the first)"
+            } else {
+                "is not 8 lowercase hex digits"
+            };
+            ctx.error(
+                &at("id"),
+                format!("token id `{}` {what}", super::diag::clip(&t.id)),
+                Some(
+                    "records are written by `warden token create`; do not edit them by hand".into(),
+                ),
+            );
+            continue;
+        }
+        // `workloads` is sorted by name.
+        if workloads
+            .binary_search_by(|w| w.name.as_str().cmp(&t.workload))
+            .is_err()
+        {
             ctx.error(
                 &at("workload"),
                 format!("token {} is for unknown workload `{}`", t.id, t.workload),

@@ -327,3 +327,47 @@ fn policy_data_with_numbers_json_cannot_hold_is_refused() {
         serde_json::json!({"roles": {"admin": ["alice", 7, 1.5, true, null]}})
     );
 }
+
+#[test]
+fn token_records_with_a_repeated_or_malformed_id_are_refused() {
+    let dir = sample();
+    let record = |id: &str| {
+        format!("  - id: {id}\n    workload: backend\n    sha256: {}\n    expires: 2030-01-01T00:00:00Z\n", "ab".repeat(32))
+    };
+    let text = format!(
+        "tokens:\n{}{}{}",
+        record("0a1b2c3d"),
+        record("0a1b2c3d"),
+        record("XYZ")
+    );
+    fs::write(dir.path().join(TOKENS_FILE), text).unwrap();
+    let d = errors(dir.path());
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert!(
+        d[0].message.contains("listed twice") && d[0].line == 6,
+        "{}",
+        d[0]
+    );
+    assert!(
+        d[1].message.contains("8 lowercase hex") && d[1].line == 10,
+        "{}",
+        d[1]
+    );
+}
+
+#[test]
+fn adding_a_token_whose_id_is_taken_is_refused_not_shadowed() {
+    let dir = sample();
+    let record = |sha: &'static str| tokens_file::NewRecord {
+        id: "0a1b2c3d",
+        workload: "backend",
+        sha256_hex: sha,
+        expires: std::time::SystemTime::now() + Duration::from_secs(3600),
+    };
+    tokens_file::add(dir.path(), &record("aa")).unwrap();
+    let again = tokens_file::add(dir.path(), &record("bb"));
+    assert!(
+        matches!(again, Err(tokens_file::TokensFileError::IdTaken(_))),
+        "{again:?}"
+    );
+}
