@@ -30,6 +30,21 @@ pub(super) fn attestation_settings(
             ctx.error("attestation.kubernetes.jwks_file", format!("{} is not a JWKS document (no `keys` array)", jwks_file.display()), None);
             return None;
         }
+        // An empty issuer or audience would match tokens that carry none.
+        let empty = [("issuer", k.issuer.as_str()), ("audience", k.audience.as_deref().unwrap_or("warden"))]
+            .into_iter()
+            .filter(|(_, v)| v.trim().is_empty())
+            .map(|(key, _)| {
+                ctx.error(
+                    &format!("attestation.kubernetes.{key}"),
+                    format!("kubernetes {key} is empty"),
+                    Some("issuer: the cluster's service-account issuer URL (kubectl get --raw /.well-known/openid-configuration); audience: the one in the projected token (default warden)".into()),
+                )
+            })
+            .count();
+        if empty > 0 {
+            return None;
+        }
         Some(KubernetesSettings {
             issuer: k.issuer.clone(),
             audience: k.audience.clone().unwrap_or_else(|| "warden".into()),

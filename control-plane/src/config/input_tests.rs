@@ -371,3 +371,22 @@ fn adding_a_token_whose_id_is_taken_is_refused_not_shadowed() {
         "{again:?}"
     );
 }
+
+#[test]
+fn an_empty_kubernetes_issuer_or_audience_is_refused() {
+    let dir = sample();
+    fs::write(dir.path().join("jwks.json"), r#"{"keys": []}"#).unwrap();
+    let main = dir.path().join("warden.yaml");
+    let text = fs::read_to_string(&main).unwrap();
+    fs::write(
+        &main,
+        format!("{text}\nattestation:\n  kubernetes:\n    issuer: \"\"\n    audience: \" \"\n    jwks_file: jwks.json\n"),
+    )
+    .unwrap();
+    let d = errors(dir.path());
+    let msgs: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        msgs,
+        ["kubernetes issuer is empty", "kubernetes audience is empty"]
+    );
+}

@@ -147,10 +147,12 @@ impl JwtKey {
             .pair
             .sign(&SystemRandom::new(), signing_input.as_bytes())
             .map_err(|_| JwtError::Sign)?;
-        Ok(format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(sig.as_ref())
-        ))
+        let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
+        // Never hand out a token that `validate` would refuse (many or huge audiences).
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(JwtError::TooLong);
+        }
+        Ok(token)
     }
 
     /// Check a token signed by this key (see [`validate`]).

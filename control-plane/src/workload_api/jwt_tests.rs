@@ -249,6 +249,10 @@ fn huge_tokens_and_deeply_nested_claims_are_refused_quickly() {
     let many: Vec<String> = (0..2000).map(|i| format!("audience-{i}")).collect();
     let got = check(&key, header(), claims_with(json!({"aud": many})));
     assert!(matches!(got, Err(JwtError::TooLong)), "{got:?}");
+    // Nor does Warden sign one it would refuse.
+    let id: SpiffeId = "spiffe://example.org/app".parse().unwrap();
+    let signed = key.sign(&id, &many, UNIX_EPOCH + T0, Duration::from_secs(60));
+    assert!(matches!(signed, Err(JwtError::TooLong)), "{signed:?}");
     let big = format!("{}.{}.x", "a".repeat(1 << 20), "b".repeat(1 << 20));
     let got = key.validate(&big, "db", UNIX_EPOCH + T0);
     assert!(matches!(got, Err(JwtError::TooLong)), "{got:?}");
