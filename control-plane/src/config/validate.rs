@@ -206,11 +206,18 @@ fn ca_settings(dir: &Path, raw: &RawCa, ctx: &mut Ctx<'_, RawWarden>) -> CaSetti
                 duration::format(svid_ttl),
                 duration::format(ttl)
             ),
-            format!(
-                "SPIRE caps SVID lifetimes at 1/6 of the CA's; use svid_ttl {} or less, or ca.ttl {} or more",
-                duration::format(ttl / 6),
-                duration::format(svid_ttl.saturating_mul(6))
-            ),
+            match svid_ttl.saturating_mul(6) {
+                // Only suggest a CA lifetime that the bounds allow.
+                need if need <= duration::MAX => format!(
+                    "SPIRE caps SVID lifetimes at 1/6 of the CA's; use svid_ttl {} or less, or ca.ttl {} or more",
+                    duration::format(ttl / 6),
+                    duration::format(need)
+                ),
+                _ => format!(
+                    "SPIRE caps SVID lifetimes at 1/6 of the CA's; use svid_ttl {} or less",
+                    duration::format(ttl / 6)
+                ),
+            },
         );
     }
     let state_dir = dir.join(raw.state_dir.as_deref().unwrap_or(".warden"));

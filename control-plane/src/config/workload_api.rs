@@ -122,6 +122,17 @@ impl Settings {
             raw.jwt_key_ttl.as_deref(),
             DEFAULT_JWT_KEY_TTL,
         );
+        if x509_ttl > cfg.ca.ttl {
+            ctx.error(
+                "x509_ttl",
+                format!(
+                    "x509_ttl {} is longer than the CA's ttl {} (ca.ttl in warden.yaml)",
+                    duration::format(x509_ttl),
+                    duration::format(cfg.ca.ttl)
+                ),
+                Some("an SVID never outlives its CA; lower x509_ttl (SPIRE: at most 1/6 of the CA's)".into()),
+            );
+        }
         if jwt_key_ttl < jwt_ttl.saturating_mul(6) {
             ctx.error(
                 "jwt_key_ttl",
@@ -302,6 +313,23 @@ mod tests {
             );
         }
         assert!(d.0.iter().all(|d| d.column > 0 && d.hint.is_some()), "{d}");
+    }
+
+    #[test]
+    fn an_x509_ttl_beyond_the_ca_ttl_is_refused() {
+        let cfg = mesh();
+        let text = format!(
+            "socket: s\nx509_ttl: {}\nworkloads:\n  - name: backend\n    selectors: [unix:uid:1]\n",
+            duration::format(cfg.ca.ttl + Duration::from_secs(1))
+        );
+        let err = Settings::parse(&text, &cfg, Path::new("w.yaml")).unwrap_err();
+        let SettingsError::Invalid(d) = err else {
+            panic!("{err}")
+        };
+        assert!(
+            d.0[0].message.contains("longer than the CA's ttl") && d.0[0].line == 2,
+            "{d}"
+        );
     }
 
     #[test]
