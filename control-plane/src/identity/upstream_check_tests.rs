@@ -358,7 +358,7 @@ fn a_root_whose_name_constraints_exclude_the_control_plane_name_is_refused() {
     // The xDS serving SVID carries warden-control-plane.example.org: outside corp.example.
     let got = defects(&setup(dir.path(), &[&constrained("corp.example")]));
     assert!(
-        matches!(&got[..], [UpstreamDefect::TestSvid { reason }] if reason.contains("NameConstraint")),
+        matches!(&got[..], [UpstreamDefect::NameConstraints { name, .. }] if name == "warden-control-plane.example.org"),
         "{got:?}"
     );
     assert_eq!(
@@ -399,4 +399,55 @@ fn an_rsa_root_above_an_ec_warden_ca_is_accepted_and_its_test_svid_verifies() {
     let pem = params.clone().self_signed(&key).unwrap().pem();
     let r = TestCa { pem, key, params };
     assert_eq!(defects(&setup(dir.path(), &[&r])), vec![]);
+}
+
+/// A root with a nameConstraints extension whose permitted (or excluded) subtree is the
+/// URI host `host` (rcgen has no URI subtrees, so the DER is written here).
+fn uri_constrained_root(host: &str, excluded: bool) -> TestCa {
+    let h = host.as_bytes();
+    let mut uri = vec![0x86, h.len() as u8];
+    uri.extend_from_slice(h);
+    let mut subtree = vec![0x30, uri.len() as u8];
+    subtree.extend(uri);
+    let mut subtrees = vec![if excluded { 0xa1 } else { 0xa0 }, subtree.len() as u8];
+    subtrees.extend(subtree);
+    let mut nc = vec![0x30, subtrees.len() as u8];
+    nc.extend(subtrees);
+    root_with(|p| {
+        let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 30], nc);
+        ext.set_criticality(true);
+        p.custom_extensions.push(ext);
+    })
+}
+
+#[test]
+fn a_root_constrained_to_the_trust_domain_by_uri_is_accepted() {
+    // X509-SVID spec §4.2: signing certificates may constrain URI SANs to the trust domain.
+    let dir = tempfile::tempdir().unwrap();
+    let got = defects(&setup(
+        dir.path(),
+        &[&uri_constrained_root("example.org", false)],
+    ));
+    assert_eq!(got, vec![]);
+}
+
+#[test]
+fn a_root_whose_uri_constraints_exclude_the_trust_domain_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (host, excluded) in [
+        ("other.org", false),
+        ("example.org", true),
+        (".example.org", false),
+    ] {
+        let got = defects(&setup(dir.path(), &[&uri_constrained_root(host, excluded)]));
+        assert!(
+            matches!(&got[..], [UpstreamDefect::NameConstraints { .. }]),
+            "{host} excluded={excluded}: {got:?}"
+        );
+        assert!(
+            got[0].to_string().contains("spiffe://example.org"),
+            "{}",
+            got[0]
+        );
+    }
 }
