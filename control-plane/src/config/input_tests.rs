@@ -390,3 +390,14 @@ fn an_empty_kubernetes_issuer_or_audience_is_refused() {
         ["kubernetes issuer is empty", "kubernetes audience is empty"]
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// Bracket soup, anchors, tabs and odd bytes: the depth pre-check and the policy
+    /// data reader return a value or an error, never a panic.
+    #[test]
+    fn no_text_makes_the_data_reader_panic(text in "[\\[\\]{}:,\\- \\t\\n'\"#&*a1.\\u{feff}\\u{e9}]{0,300}") {
+        let _ = super::files::parse_yaml::<super::data_value::Data>(std::path::Path::new("d.yaml"), &text);
+        let _ = serde_json::from_str::<super::data_value::Data>(&text);
+    }
+}
