@@ -25,9 +25,13 @@ pub(super) fn attestation_settings(
                 return None;
             }
         };
-        let has_keys = serde_json::from_str::<serde_json::Value>(&jwks).is_ok_and(|v| v["keys"].is_array());
-        if !has_keys {
-            ctx.error("attestation.kubernetes.jwks_file", format!("{} is not a JWKS document (no `keys` array)", jwks_file.display()), None);
+        // The very parser `serve` uses (jsonwebtoken's JwkSet): what validates, loads.
+        if let Err(e) = serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&jwks) {
+            ctx.error(
+                "attestation.kubernetes.jwks_file",
+                format!("{} is not a JWKS document `serve` can use: {e}", jwks_file.display()),
+                Some("save the cluster's service-account issuer keys: kubectl get --raw /openid/v1/jwks > FILE".into()),
+            );
             return None;
         }
         // An empty issuer or audience would match tokens that carry none.

@@ -401,3 +401,28 @@ proptest::proptest! {
         let _ = serde_json::from_str::<super::data_value::Data>(&text);
     }
 }
+
+#[test]
+fn a_jwks_file_serve_could_not_parse_is_refused_by_validate() {
+    let dir = sample();
+    // A `keys` array, but a key type jsonwebtoken (what `serve` uses) does not know.
+    fs::write(
+        dir.path().join("jwks.json"),
+        r#"{"keys": [{"kty": "weird", "kid": "k"}]}"#,
+    )
+    .unwrap();
+    let main = dir.path().join("warden.yaml");
+    let text = fs::read_to_string(&main).unwrap();
+    fs::write(
+        &main,
+        format!("{text}\nattestation:\n  kubernetes:\n    issuer: https://k8s\n    jwks_file: jwks.json\n"),
+    )
+    .unwrap();
+    let d = errors(dir.path());
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(
+        d[0].message.contains("not a JWKS document `serve` can use"),
+        "{}",
+        d[0]
+    );
+}
