@@ -91,6 +91,10 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Files, Diagnostics> {
 fn list(root: &Path, dir: &Path, exts: &[&str], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
     let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     let mut out = Vec::new();
+    let linked = fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink());
+    if linked && !leads_inside(dir, &root, diags) {
+        return out;
+    }
     let mut seen = std::collections::HashSet::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

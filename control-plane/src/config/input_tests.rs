@@ -234,6 +234,15 @@ fn symlinks_out_of_the_config_directory_are_refused() {
             "{d}"
         );
     }
+    // The workloads folder itself too.
+    let dir = sample();
+    let elsewhere = outside.path().join("workloads");
+    fs::rename(dir.path().join("workloads"), &elsewhere).unwrap();
+    symlink(&elsewhere, dir.path().join("workloads")).unwrap();
+    let d = errors(dir.path());
+    assert!(message_for(&d, "workloads")
+        .message
+        .contains("links outside the config directory"));
     // A link inside the directory is fine.
     let dir = sample();
     fs::rename(
