@@ -294,3 +294,65 @@ fn validate_reports_every_workload_api_problem_at_its_line() {
     }
     assert!(err.contains("3 problem(s) found"), "{err}");
 }
+
+/// Runs `warden validate DIR`, failing the test if it takes longer than `limit` (the
+/// child is killed by its pid, never by name).
+fn validate_within(dir: &Path, limit: std::time::Duration) -> Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["validate", s(dir)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "warden validate {} still running after {limit:?}",
+                dir.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn validate_refuses_a_fifo_a_folder_loop_and_deep_yaml_promptly_with_exit_one() {
+    let limit = std::time::Duration::from_secs(20);
+    // A FIFO among the workloads used to block `validate` forever.
+    let dir = sample();
+    let fifo = dir.path().join("workloads/pipe.yaml");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let out = validate_within(dir.path(), limit);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pipe.yaml: error: cannot read: is not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    // Two links back to the folder used to make the walk exponential; each file counts once.
+    let dir = sample();
+    std::os::unix::fs::symlink(".", dir.path().join("workloads/a")).unwrap();
+    std::os::unix::fs::symlink(".", dir.path().join("workloads/b")).unwrap();
+    let out = validate_within(dir.path(), limit);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 workloads"));
+    // 100,000 nested `[` took the YAML scanner about 40 s.
+    let dir = sample();
+    let n = 100_000;
+    fs::write(
+        dir.path().join("policies/data.yaml"),
+        format!("a: {}{}\n", "[".repeat(n), "]".repeat(n)),
+    )
+    .unwrap();
+    let out = validate_within(dir.path(), limit);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("data.yaml:1:"), "{}", stderr(&out));
+}

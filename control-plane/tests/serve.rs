@@ -299,10 +299,22 @@ async fn serve_rejects_each_config_validate_refuses_on_reload_and_keeps_serving(
             "pathLenConstraint 0",
         ),
         (
+            &main,
+            "state_dir: .warden",
+            "state_dir: policies",
+            "among the config files",
+        ),
+        (
             &backend,
             "spiffe://example.org/ns/demo/sa/backend",
             "spiffe://example.org",
             "needs a path",
+        ),
+        (
+            &backend,
+            "node_id: backend-sidecar",
+            "node_id: 'x\", admin: y'",
+            "invalid node id",
         ),
     ];
     // An upstream root with pathlen:0: Warden's intermediate would not fit under it. In a

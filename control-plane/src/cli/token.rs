@@ -61,14 +61,22 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(1));
             }
-            let token = attest::generate_token();
-            let record = tokens_file::NewRecord {
-                id: &token.id,
-                workload: &workload,
-                sha256_hex: &token.sha256_hex,
-                expires: duration::after(SystemTime::now(), ttl),
+            // A fresh random id on the (1 in 2^32) chance that the id is taken.
+            let mut tries = 0;
+            let token = loop {
+                let token = attest::generate_token();
+                let record = tokens_file::NewRecord {
+                    id: &token.id,
+                    workload: &workload,
+                    sha256_hex: &token.sha256_hex,
+                    expires: duration::after(SystemTime::now(), ttl),
+                };
+                match tokens_file::add(&config, &record) {
+                    Err(tokens_file::TokensFileError::IdTaken(_)) if tries < 3 => tries += 1,
+                    Err(e) => return Err(e.into()),
+                    Ok(()) => break token,
+                }
             };
-            tokens_file::add(&config, &record)?;
             match &out {
                 Some(path) => crate::fsutil::write_atomic(path, token.token.as_bytes(), 0o600)
                     .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,

@@ -17,7 +17,7 @@ pub(super) fn attestation_settings(
 ) -> AttestationSettings {
     let kubernetes = raw.attestation.kubernetes.as_ref().and_then(|k| {
         let jwks_file = dir.join(&k.jwks_file);
-        let jwks = match std::fs::read_to_string(&jwks_file) {
+        let jwks = match crate::fsutil::read_text(&jwks_file) {
             Ok(text) => text,
             Err(e) => {
                 ctx.error("attestation.kubernetes.jwks_file", format!("cannot read {}: {e}", jwks_file.display()),
@@ -25,9 +25,28 @@ pub(super) fn attestation_settings(
                 return None;
             }
         };
-        let has_keys = serde_json::from_str::<serde_json::Value>(&jwks).is_ok_and(|v| v["keys"].is_array());
-        if !has_keys {
-            ctx.error("attestation.kubernetes.jwks_file", format!("{} is not a JWKS document (no `keys` array)", jwks_file.display()), None);
+        // The very parser `serve` uses (jsonwebtoken's JwkSet): what validates, loads.
+        if let Err(e) = serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&jwks) {
+            ctx.error(
+                "attestation.kubernetes.jwks_file",
+                format!("{} is not a JWKS document `serve` can use: {e}", jwks_file.display()),
+                Some("save the cluster's service-account issuer keys: kubectl get --raw /openid/v1/jwks > FILE".into()),
+            );
+            return None;
+        }
+        // An empty issuer or audience would match tokens that carry none.
+        let empty = [("issuer", k.issuer.as_str()), ("audience", k.audience.as_deref().unwrap_or("warden"))]
+            .into_iter()
+            .filter(|(_, v)| v.trim().is_empty())
+            .map(|(key, _)| {
+                ctx.error(
+                    &format!("attestation.kubernetes.{key}"),
+                    format!("kubernetes {key} is empty"),
+                    Some("issuer: the cluster's service-account issuer URL (kubectl get --raw /.well-known/openid-configuration); audience: the one in the projected token (default warden)".into()),
+                )
+            })
+            .count();
+        if empty > 0 {
             return None;
         }
         Some(KubernetesSettings {
@@ -47,9 +66,30 @@ pub(super) fn join_tokens(
 ) -> Vec<JoinTokenRecord> {
     let mut ctx = Ctx { file, diags };
     let mut out = Vec::new();
+    let mut ids = std::collections::HashSet::new();
     for (i, t) in file.value.tokens.iter().enumerate() {
         let at = |field: &str| format!("tokens[{i}].{field}");
-        if workloads.iter().all(|w| w.name != t.workload) {
+        let id_ok = t.id.len() == 8 && t.id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !id_ok || !ids.insert(t.id.as_str()) {
+            let what = if id_ok {
+                "is listed twice (revoking it would revoke only the first)"
+            } else {
+                "is not 8 lowercase hex digits"
+            };
+            ctx.error(
+                &at("id"),
+                format!("token id `{}` {what}", super::diag::clip(&t.id)),
+                Some(
+                    "records are written by `warden token create`; do not edit them by hand".into(),
+                ),
+            );
+            continue;
+        }
+        // `workloads` is sorted by name.
+        if workloads
+            .binary_search_by(|w| w.name.as_str().cmp(&t.workload))
+            .is_err()
+        {
             ctx.error(
                 &at("workload"),
                 format!("token {} is for unknown workload `{}`", t.id, t.workload),

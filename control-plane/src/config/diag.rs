@@ -117,3 +117,12 @@ pub(crate) fn did_you_mean<'a>(
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
 }
+
+/// A config value quoted in a message: at most 80 characters, with `…` when cut (a
+/// megabyte-long value must not flood the terminal or the log).
+pub(crate) fn clip(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}

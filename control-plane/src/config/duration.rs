@@ -43,7 +43,7 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
         return Err(DurationError::Empty);
     }
     let too_long = || DurationError::TooLong {
-        text: text.to_owned(),
+        text: super::diag::clip(text),
     };
     let mut total: u64 = 0;
     let mut digits = String::new();
@@ -60,14 +60,14 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
             _ => {
                 return Err(DurationError::UnknownUnit {
                     unit: c,
-                    text: text.to_owned(),
+                    text: super::diag::clip(text),
                 })
             }
         };
         if digits.is_empty() {
             return Err(DurationError::MissingNumber {
                 unit: c,
-                text: text.to_owned(),
+                text: super::diag::clip(text),
             });
         }
         // Only digits are left, so a parse error means the number does not fit in u64.
@@ -80,8 +80,8 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
     }
     if !digits.is_empty() {
         return Err(DurationError::NoUnit {
-            text: text.to_owned(),
-            digits,
+            text: super::diag::clip(text),
+            digits: super::diag::clip(&digits),
         });
     }
     let d = Duration::from_secs(total);
@@ -96,7 +96,7 @@ pub fn parse_ttl(text: &str) -> Result<Duration, DurationError> {
     let d = parse(text)?;
     if d < MIN_TTL {
         return Err(DurationError::TooShort {
-            text: text.trim().to_owned(),
+            text: super::diag::clip(text.trim()),
         });
     }
     Ok(d)

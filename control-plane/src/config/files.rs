@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+use super::data_value::Data;
 use super::diag::{did_you_mean, Diagnostic, Diagnostics, Pos};
 use super::raw::{RawTokens, RawWarden, RawWorkload};
 use super::spans::Spans;
@@ -56,7 +57,7 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Files, Diagnostics> {
     let main_path = dir.join(MAIN_FILE);
     let main = parse_file::<RawWarden>(&main_path, &mut diags);
     let mut workloads = Vec::new();
-    for path in list(&dir.join(WORKLOADS_DIR), &["yaml", "yml"], &mut diags) {
+    for path in list(dir, &dir.join(WORKLOADS_DIR), &["yaml", "yml"], &mut diags) {
         if let Some(w) = parse_file::<RawWorkload>(&path, &mut diags) {
             workloads.push(w);
         }
@@ -83,10 +84,23 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Files, Diagnostics> {
 }
 
 /// Files in `dir` (recursively) with one of `exts`, sorted; a missing dir is empty.
-fn list(dir: &Path, exts: &[&str], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+/// Symlinked folders are followed once: a folder reached again (a link to `.` or to a
+/// parent) is skipped, so link loops neither repeat files nor walk forever. A symlink
+/// that leads out of the config directory `root` is reported and not followed: the
+/// directory (a git repo) is the whole description of the mesh.
+fn list(root: &Path, dir: &Path, exts: &[&str], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+    let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     let mut out = Vec::new();
+    let linked = fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink());
+    if linked && !leads_inside(dir, &root, diags) {
+        return out;
+    }
+    let mut seen = std::collections::HashSet::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
+        if fs::canonicalize(&d).is_ok_and(|real| !seen.insert(real)) {
+            continue;
+        }
         let entries = match fs::read_dir(&d) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -97,13 +111,20 @@ fn list(dir: &Path, exts: &[&str], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> 
         };
         for entry in entries.flatten() {
             let p = entry.path();
+            let wanted = || {
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| exts.contains(&e))
+            };
+            if !p.is_dir() && !wanted() {
+                continue;
+            }
+            if entry.file_type().is_ok_and(|t| t.is_symlink()) && !leads_inside(&p, &root, diags) {
+                continue;
+            }
             if p.is_dir() {
                 stack.push(p);
-            } else if p
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| exts.contains(&e))
-            {
+            } else {
                 out.push(p);
             }
         }
@@ -112,18 +133,37 @@ fn list(dir: &Path, exts: &[&str], diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> 
     out
 }
 
+/// Whether the symlink `link` resolves inside `root`; reported when it does not (a
+/// dangling link is left for the read to report).
+fn leads_inside(link: &Path, root: &Path, diags: &mut Vec<Diagnostic>) -> bool {
+    match fs::canonicalize(link) {
+        Ok(target) if !target.starts_with(root) => {
+            diags.push(
+                Diagnostic::file(link, format!("links outside the config directory, to {}", target.display()))
+                    .hint("keep workloads and policies inside the config directory (the repo is the whole description of the mesh); copy the file in instead"),
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
 fn read(path: &Path, diags: &mut Vec<Diagnostic>) -> Option<String> {
-    match fs::read_to_string(path) {
+    match crate::fsutil::read_text(path) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            diags.push(
-                Diagnostic::file(path, "file not found")
-                    .hint("a config directory needs warden.yaml; see examples/mesh/"),
-            );
+            let hint = if path.ends_with(MAIN_FILE) {
+                "a config directory needs warden.yaml; see examples/mesh/"
+            } else {
+                "a symlink whose target is missing? remove it or fix its target"
+            };
+            diags.push(Diagnostic::file(path, "file not found").hint(hint));
             None
         }
         Err(e) => {
-            diags.push(Diagnostic::file(path, format!("cannot read: {e}")));
+            diags.push(Diagnostic::file(path, format!("cannot read: {e}")).hint(
+                "config files are UTF-8 text files of at most 16 MiB; remove or rename this one",
+            ));
             None
         }
     }
@@ -145,6 +185,16 @@ pub(crate) fn parse_yaml<T: DeserializeOwned>(
     path: &Path,
     text: &str,
 ) -> Result<Parsed<T>, Diagnostic> {
+    if let Some(pos) = too_deep(text) {
+        return Err(Diagnostic::at(
+            path,
+            pos,
+            format!("`[` / `{{` nested more than {MAX_FLOW_DEPTH} levels deep"),
+        )
+        .hint(
+            "config values nest a few levels at most; this looks like a generated or damaged file",
+        ));
+    }
     match serde_yaml::from_str::<T>(text) {
         Ok(value) => Ok(Parsed {
             path: path.to_path_buf(),
@@ -169,10 +219,49 @@ pub(crate) fn parse_yaml<T: DeserializeOwned>(
             let mut d = Diagnostic::at(path, pos, message.clone());
             if let Some(hint) = unknown_field_hint(&message) {
                 d = d.hint(hint);
+            } else if text
+                .lines()
+                .nth(pos.line.saturating_sub(1))
+                .is_some_and(|l| l.contains('\t'))
+            {
+                d = d.hint("this line has a tab; YAML indents with spaces only");
             }
             Err(d)
         }
     }
+}
+
+/// Deepest `[`/`{` nesting read. The YAML scanner's work grows with the square of the
+/// nesting depth (100,000 levels took minutes), and serde stops at 128 levels anyway.
+const MAX_FLOW_DEPTH: usize = 1000;
+
+/// Where flow collections first nest deeper than [`MAX_FLOW_DEPTH`]. An opening bracket
+/// counts where a flow collection can start (after `:`, `-`, `,`, `[`, `{` or at a line's
+/// start, spaces aside), so brackets inside plain text rarely count; closing ones always do.
+fn too_deep(text: &str) -> Option<Pos> {
+    let (mut depth, mut line, mut col) = (0usize, 1usize, 0usize);
+    let mut prev = b'\n';
+    for b in text.bytes() {
+        col += 1;
+        match b {
+            b'[' | b'{' if matches!(prev, b'\n' | b':' | b'-' | b',' | b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some(Pos { line, column: col });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'\n' => {
+                line += 1;
+                col = 0;
+            }
+            _ => {}
+        }
+        if !matches!(b, b' ' | b'\t' | b'\r') {
+            prev = b;
+        }
+    }
+    None
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`", suggest the closest key.
@@ -192,7 +281,7 @@ fn read_policies(dir: &Path, diags: &mut Vec<Diagnostic>) -> PolicyFiles {
     let pdir = dir.join(POLICIES_DIR);
     let mut modules = Vec::new();
     let mut tests = Vec::new();
-    for path in list(&pdir, &["rego"], diags) {
+    for path in list(dir, &pdir, &["rego"], diags) {
         let Some(source) = read(&path, diags) else {
             continue;
         };
@@ -224,8 +313,8 @@ fn read_data(pdir: &Path, diags: &mut Vec<Diagnostic>) -> serde_json::Value {
         let Some(text) = read(&json, diags) else {
             return empty;
         };
-        return match serde_json::from_str(&text) {
-            Ok(v) => v,
+        return match serde_json::from_str::<Data>(&text) {
+            Ok(v) => v.0,
             Err(e) => {
                 let pos = Pos {
                     line: e.line(),
@@ -241,8 +330,8 @@ fn read_data(pdir: &Path, diags: &mut Vec<Diagnostic>) -> serde_json::Value {
         let Some(text) = read(&yaml, diags) else {
             return empty;
         };
-        return match parse_yaml::<serde_json::Value>(&yaml, &text) {
-            Ok(p) => p.value,
+        return match parse_yaml::<Data>(&yaml, &text) {
+            Ok(p) => p.value.0,
             Err(d) => {
                 diags.push(d);
                 empty

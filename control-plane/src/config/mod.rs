@@ -6,6 +6,7 @@
 //! no network I/O and never writes; the CA state directory is only named here.
 
 mod attestation;
+mod data_value;
 mod diag;
 pub mod duration;
 mod files;
@@ -248,6 +249,8 @@ pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
     validate::validate(dir, files)
 }
 
+#[cfg(test)]
+mod input_tests;
 #[cfg(test)]
 mod spec_tests;
 #[cfg(test)]

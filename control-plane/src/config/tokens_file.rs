@@ -24,6 +24,9 @@ pub enum TokensFileError {
     Invalid { path: String, reason: String },
     #[error("no token with id {0}")]
     NoSuchToken(String),
+    /// The random id is already taken (1 in 2^32 per record): generate another token.
+    #[error("a token with id {0} already exists")]
+    IdTaken(String),
 }
 
 /// A record to add.
@@ -37,7 +40,7 @@ pub struct NewRecord<'a> {
 
 fn load(dir: &Path) -> Result<RawTokens, TokensFileError> {
     let path = dir.join(TOKENS_FILE);
-    match std::fs::read_to_string(&path) {
+    match crate::fsutil::read_text(&path) {
         Ok(text) => serde_yaml::from_str(&text).map_err(|e| TokensFileError::Invalid {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -63,6 +66,11 @@ fn save(dir: &Path, tokens: &RawTokens) -> Result<(), TokensFileError> {
 /// Append a record.
 pub fn add(dir: &Path, record: &NewRecord<'_>) -> Result<(), TokensFileError> {
     let mut tokens = load(dir)?;
+    // Ids name records for lookup and revocation; a second record with the same id
+    // could never verify, and revoking the id would revoke only the first.
+    if tokens.tokens.iter().any(|t| t.id == record.id) {
+        return Err(TokensFileError::IdTaken(record.id.to_owned()));
+    }
     let expires = time::OffsetDateTime::from(record.expires)
         .replace_nanosecond(0)
         .ok()

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::attestation::{attestation_settings, join_tokens};
-use super::diag::{Diagnostic, Diagnostics};
+use super::diag::{clip, Diagnostic, Diagnostics};
 use super::files::{Files, Parsed};
 use super::raw::{RawCa, RawWarden};
 use super::workloads::{cross_checks, workload};
@@ -156,7 +156,7 @@ fn trust_domain(text: &str, ctx: &mut Ctx<'_, RawWarden>) -> Option<TrustDomain>
         Err(e) => {
             ctx.error(
                 "trust_domain",
-                format!("invalid trust domain `{text}`: {e}"),
+                format!("invalid trust domain `{}`: {e}", clip(text)),
                 Some(hint.into()),
             );
             return None;
@@ -206,14 +206,22 @@ fn ca_settings(dir: &Path, raw: &RawCa, ctx: &mut Ctx<'_, RawWarden>) -> CaSetti
                 duration::format(svid_ttl),
                 duration::format(ttl)
             ),
-            format!(
-                "SPIRE caps SVID lifetimes at 1/6 of the CA's; use svid_ttl {} or less, or ca.ttl {} or more",
-                duration::format(ttl / 6),
-                duration::format(svid_ttl.saturating_mul(6))
-            ),
+            match svid_ttl.saturating_mul(6) {
+                // Only suggest a CA lifetime that the bounds allow.
+                need if need <= duration::MAX => format!(
+                    "SPIRE caps SVID lifetimes at 1/6 of the CA's; use svid_ttl {} or less, or ca.ttl {} or more",
+                    duration::format(ttl / 6),
+                    duration::format(need)
+                ),
+                _ => format!(
+                    "SPIRE caps SVID lifetimes at 1/6 of the CA's; use svid_ttl {} or less",
+                    duration::format(ttl / 6)
+                ),
+            },
         );
     }
     let state_dir = dir.join(raw.state_dir.as_deref().unwrap_or(".warden"));
+    check_state_dir(dir, &state_dir, ctx);
     let upstream = raw.upstream.as_ref().map(|u| UpstreamCa {
         cert: dir.join(&u.cert),
         key: dir.join(&u.key),
@@ -225,6 +233,43 @@ fn ca_settings(dir: &Path, raw: &RawCa, ctx: &mut Ctx<'_, RawWarden>) -> CaSetti
         state_dir,
         upstream,
     }
+}
+
+/// The CA's private key must not land among the config files: not the config directory
+/// itself (`state_dir: .` or `""`), nor `workloads/` or `policies/`.
+fn check_state_dir(dir: &Path, state_dir: &Path, ctx: &mut Ctx<'_, RawWarden>) {
+    let state = lexical(state_dir);
+    let clashes = [
+        dir.to_path_buf(),
+        dir.join(super::WORKLOADS_DIR),
+        dir.join(super::POLICIES_DIR),
+    ]
+    .iter()
+    .map(|p| lexical(p))
+    .any(|p| state == p || (p != lexical(dir) && state.starts_with(&p)));
+    if clashes {
+        ctx.error(
+            "ca.state_dir",
+            format!("state_dir {} is among the config files; the CA's private key would be written there", state_dir.display()),
+            Some("use the default .warden (listed in .gitignore) or a directory outside the config repo".into()),
+        );
+    }
+}
+
+/// `p` with `.` dropped and `..` applied, without touching the file system.
+fn lexical(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The upstream CA must be able to sign Warden's intermediate and yield SVIDs that verify
@@ -275,7 +320,7 @@ fn check_upstream_files(up: &UpstreamCa, ctx: &mut Ctx<'_, RawWarden>) -> bool {
         ("ca.upstream.key", &up.key, "PRIVATE KEY", "a PKCS#8 PEM key (-----BEGIN PRIVATE KEY-----); convert with `openssl pkcs8 -topk8 -nocrypt -in KEY`"),
     ];
     for (path, file, label, want) in checks {
-        match std::fs::read_to_string(file) {
+        match crate::fsutil::read_text(file) {
             Err(e) => ctx.error(
                 path,
                 format!("cannot read {}: {e}", file.display()),

@@ -28,8 +28,7 @@ use super::diag::{Diagnostic, Diagnostics};
 use super::files::parse_yaml;
 use super::validate::Ctx;
 use super::{duration, Config};
-use crate::identity::SpiffeId;
-use crate::workload_api::attest::{Entry, Selector};
+use crate::identity::{Entry, Selector, SpiffeId};
 
 /// File name inside the config directory.
 pub const FILE_NAME: &str = "workload-api.yaml";
@@ -99,7 +98,7 @@ impl Settings {
     /// Read `workload-api.yaml` from the config directory; `Ok(None)` when there is none.
     pub fn load(cfg: &Config) -> Result<Option<Settings>, SettingsError> {
         let path = cfg.dir.join(FILE_NAME);
-        match std::fs::read_to_string(&path) {
+        match crate::fsutil::read_text(&path) {
             Ok(text) => Settings::parse(&text, cfg, &path).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(SettingsError::Read { path, source }),
@@ -123,6 +122,17 @@ impl Settings {
             raw.jwt_key_ttl.as_deref(),
             DEFAULT_JWT_KEY_TTL,
         );
+        if x509_ttl > cfg.ca.ttl {
+            ctx.error(
+                "x509_ttl",
+                format!(
+                    "x509_ttl {} is longer than the CA's ttl {} (ca.ttl in warden.yaml)",
+                    duration::format(x509_ttl),
+                    duration::format(cfg.ca.ttl)
+                ),
+                Some("an SVID never outlives its CA; lower x509_ttl (SPIRE: at most 1/6 of the CA's)".into()),
+            );
+        }
         if jwt_key_ttl < jwt_ttl.saturating_mul(6) {
             ctx.error(
                 "jwt_key_ttl",
@@ -152,12 +162,14 @@ impl Settings {
                 Some("e.g. `- name: backend` with `selectors: [unix:uid:1000]`".into()),
             );
         }
+        let socket = cfg.dir.join(&raw.socket);
+        check_socket(&raw.socket, &socket, &mut ctx);
         let entries = entries(&raw.workloads, cfg, &mut ctx);
         if !diags.is_empty() {
             return Err(SettingsError::Invalid(Diagnostics(diags)));
         }
         Ok(Settings {
-            socket: cfg.dir.join(&raw.socket),
+            socket,
             jwt_ttl,
             jwt_key_ttl,
             x509_ttl,
@@ -167,11 +179,42 @@ impl Settings {
     }
 }
 
+/// Longest Unix socket path: `sun_path` holds 108 bytes with the closing NUL (unix(7)).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// The socket must name a file (not the config directory itself) and fit in `sun_path`;
+/// otherwise `serve` would only fail when it binds.
+fn check_socket(raw: &Path, socket: &Path, ctx: &mut Ctx<'_, RawSettings>) {
+    use std::os::unix::ffi::OsStrExt;
+    let names_a_file = matches!(
+        raw.components().next_back(),
+        Some(std::path::Component::Normal(_))
+    ) && !raw.as_os_str().as_bytes().ends_with(b"/");
+    let len = socket.as_os_str().len();
+    if !names_a_file {
+        ctx.error(
+            "socket",
+            format!("socket `{}` does not name a file", raw.display()),
+            Some("e.g. socket: /run/warden/workload.sock".into()),
+        );
+    } else if len > MAX_SOCKET_PATH {
+        ctx.error(
+            "socket",
+            format!(
+                "socket path {} is {len} bytes; Unix sockets allow at most {MAX_SOCKET_PATH}",
+                super::diag::clip(&socket.display().to_string())
+            ),
+            Some("use a short absolute path such as /run/warden/workload.sock".into()),
+        );
+    }
+}
+
 fn entries(raw: &[RawEntry], cfg: &Config, ctx: &mut Ctx<'_, RawSettings>) -> Vec<Entry> {
     let mut out: Vec<Entry> = Vec::new();
+    let mut names = std::collections::HashSet::new();
     for (i, w) in raw.iter().enumerate() {
         let at = |field: &str| format!("workloads[{i}].{field}");
-        if raw[..i].iter().any(|e| e.name == w.name) {
+        if !names.insert(w.name.as_str()) {
             ctx.error(
                 &at("name"),
                 format!("workload `{}` is listed twice", w.name),
@@ -270,6 +313,48 @@ mod tests {
             );
         }
         assert!(d.0.iter().all(|d| d.column > 0 && d.hint.is_some()), "{d}");
+    }
+
+    #[test]
+    fn an_x509_ttl_beyond_the_ca_ttl_is_refused() {
+        let cfg = mesh();
+        let text = format!(
+            "socket: s\nx509_ttl: {}\nworkloads:\n  - name: backend\n    selectors: [unix:uid:1]\n",
+            duration::format(cfg.ca.ttl + Duration::from_secs(1))
+        );
+        let err = Settings::parse(&text, &cfg, Path::new("w.yaml")).unwrap_err();
+        let SettingsError::Invalid(d) = err else {
+            panic!("{err}")
+        };
+        assert!(
+            d.0[0].message.contains("longer than the CA's ttl") && d.0[0].line == 2,
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn a_socket_path_that_cannot_be_bound_is_refused_at_its_line() {
+        let long = format!("/run/{}/workload.sock", "d".repeat(100));
+        for (socket, want) in [
+            (long.as_str(), "Unix sockets allow at most 107"),
+            ("\"\"", "does not name a file"),
+            (".", "does not name a file"),
+            ("/run/warden/", "does not name a file"),
+            ("sub/..", "does not name a file"),
+        ] {
+            let text = format!(
+                "jwt_ttl: 5m\nsocket: {socket}\nworkloads:\n  - name: backend\n    selectors: [unix:uid:1]\n"
+            );
+            let err = Settings::parse(&text, &mesh(), Path::new("workload-api.yaml")).unwrap_err();
+            let SettingsError::Invalid(d) = err else {
+                panic!("{err}")
+            };
+            assert_eq!(d.0.len(), 1, "{socket}: {d}");
+            assert_eq!(d.0[0].line, 2, "{socket}: {d}");
+            assert!(d.0[0].message.contains(want), "{socket}: {d}");
+        }
+        let ok = "socket: /run/warden/workload.sock\nworkloads:\n  - name: backend\n    selectors: [unix:uid:1]\n";
+        assert!(Settings::parse(ok, &mesh(), Path::new("w.yaml")).is_ok());
     }
 
     proptest::proptest! {

@@ -6,12 +6,37 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::diag::{did_you_mean, Diagnostic};
+use super::diag::{clip, did_you_mean, Diagnostic};
 use super::files::{Files, Parsed};
 use super::raw::RawWorkload;
 use super::validate::Ctx;
 use super::{AttestMethod, Inbound, ServerSettings, Upstream, Workload};
 use crate::identity::TrustDomain;
+
+/// Longest workload name (a DNS label's 63 bytes: names become Envoy cluster names).
+const MAX_NAME_LEN: usize = 63;
+/// Longest node id.
+const MAX_NODE_ID_LEN: usize = 128;
+
+/// 1-63 of `[a-z0-9-]`, no `-` at either end (a leading one would read as a CLI flag).
+fn is_workload_name(name: &str) -> bool {
+    (1..=MAX_NAME_LEN).contains(&name.len())
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+}
+
+/// 1-128 of `[A-Za-z0-9._:~-]`, no leading `-`: nothing that needs quoting in YAML, JSON
+/// or a shell, and no line breaks (the id goes into bootstrap files and log lines).
+fn is_node_id(id: &str) -> bool {
+    (1..=MAX_NODE_ID_LEN).contains(&id.len())
+        && !id.starts_with('-')
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'~' | b'-'))
+}
 
 pub(super) fn workload(
     file: &Parsed<RawWorkload>,
@@ -20,16 +45,19 @@ pub(super) fn workload(
 ) -> Option<Workload> {
     let raw = &file.value;
     let mut ok = true;
-    if raw.name.is_empty()
-        || !raw
-            .name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
+    if !is_workload_name(&raw.name) {
         ctx.error(
             "name",
-            format!("invalid workload name `{}`", raw.name),
-            Some("use lowercase letters, digits and `-`".into()),
+            format!("invalid workload name `{}`", clip(&raw.name)),
+            Some(format!("use 1-{MAX_NAME_LEN} lowercase letters, digits and `-`, not starting or ending with `-` (the name is an Envoy cluster name and a CLI argument)")),
+        );
+        ok = false;
+    }
+    if let Some(node) = raw.node_id.as_deref().filter(|n| !is_node_id(n)) {
+        ctx.error(
+            "node_id",
+            format!("invalid node id `{}`", clip(node)),
+            Some(format!("use 1-{MAX_NODE_ID_LEN} letters, digits and `.`, `_`, `-`, `:`, `~`, not starting with `-` (the node id is written into the sidecar's bootstrap file)")),
         );
         ok = false;
     }
@@ -45,7 +73,7 @@ pub(super) fn workload(
             });
             ctx.error(
                 "spiffe_id",
-                format!("invalid SPIFFE ID `{}`: {e}", raw.spiffe_id),
+                format!("invalid SPIFFE ID `{}`: {e}", clip(&raw.spiffe_id)),
                 hint,
             );
             None

@@ -405,7 +405,7 @@ impl Upstream {
 
     pub(crate) fn load(files: &UpstreamCa) -> Result<Upstream, CaError> {
         let read = |path: &Path| {
-            std::fs::read_to_string(path).map_err(|source| CaError::UpstreamRead {
+            crate::fsutil::read_text(path).map_err(|source| CaError::UpstreamRead {
                 path: path.to_path_buf(),
                 source,
             })

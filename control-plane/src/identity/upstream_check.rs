@@ -52,6 +52,8 @@ pub enum UpstreamDefect {
     RootNotLast { cert: String },
     #[error("the chain ends in {cert}, which is not a self-signed root; append the certificates up to the root CA to the file (sidecars need the root as their trust anchor)")]
     NoRoot { cert: String },
+    #[error("{cert} has name constraints that exclude {name}, which Warden's certificates carry (the trust domain's URI SAN in every SVID, the DNS name in the xDS server's); reissue it with constraints that permit it (X509-SVID spec §4.2), or without")]
+    NameConstraints { cert: String, name: String },
     #[error("a test SVID signed under this upstream CA does not verify: {reason}")]
     TestSvid { reason: String },
 }
@@ -71,8 +73,11 @@ pub(crate) fn check(
     clock: &dyn Clock,
 ) -> Result<(), UpstreamDefects> {
     let mut defects = check_chain(up.chain(), up.cert_path(), clock.now(), params.ttl);
+    let (nc_defects, uri_constrained) =
+        name_constraints(up.chain(), up.cert_path(), &params.trust_domain);
+    defects.extend(nc_defects);
     if defects.is_empty() {
-        if let Err(reason) = test_svid(up, params, clock) {
+        if let Err(reason) = test_svid(up, params, clock, uri_constrained) {
             defects.push(UpstreamDefect::TestSvid { reason });
         }
     }
@@ -149,6 +154,75 @@ pub(crate) fn check_chain(
     defects
 }
 
+/// Name constraints (RFC 5280 §4.2.1.10) on the names Warden's certificates carry: the
+/// trust domain as URI host, `warden-control-plane.<td>` as DNS name. In each
+/// certificate, permitted subtrees of a type (when listed) must match and excluded ones
+/// must not. URI: `host` is that host, `.domain` any host below it; DNS: a name and
+/// everything below it. Checked here because webpki implements no URI constraints (it
+/// refuses every URI SAN below one). Returns the defects and whether URI constraints
+/// were seen.
+fn name_constraints(
+    chain: &[Vec<u8>],
+    path: &Path,
+    td: &super::TrustDomain,
+) -> (Vec<UpstreamDefect>, bool) {
+    use x509_parser::extensions::{GeneralName, GeneralSubtree, ParsedExtension};
+    let uri_host = td.as_str().to_owned();
+    let dns_host = format!("warden-control-plane.{td}");
+    let below = |host: &str, domain: &str| {
+        host.len() > domain.len()
+            && host[host.len() - domain.len()..].eq_ignore_ascii_case(domain)
+            && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+    };
+    let uri_matches = |c: &str| match c.strip_prefix('.') {
+        Some(domain) => below(&uri_host, domain),
+        None => c.eq_ignore_ascii_case(&uri_host),
+    };
+    let dns_matches = |c: &str| {
+        let c = c.trim_start_matches('.');
+        c.is_empty() || c.eq_ignore_ascii_case(&dns_host) || below(&dns_host, c)
+    };
+    let (mut defects, mut uri_seen) = (Vec::new(), false);
+    for (i, der) in chain.iter().enumerate() {
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            continue;
+        };
+        for ext in cert.iter_extensions() {
+            let ParsedExtension::NameConstraints(nc) = ext.parsed_extension() else {
+                continue;
+            };
+            let of = |list: &Option<Vec<GeneralSubtree<'_>>>, uri: bool| -> Vec<String> {
+                list.iter()
+                    .flatten()
+                    .filter_map(|t| match (t.base.clone(), uri) {
+                        (GeneralName::URI(u), true) | (GeneralName::DNSName(u), false) => {
+                            Some(u.to_owned())
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            };
+            for (uri, name) in [(true, td.to_spiffe_id_string()), (false, dns_host.clone())] {
+                let (permitted, excluded) = (
+                    of(&nc.permitted_subtrees, uri),
+                    of(&nc.excluded_subtrees, uri),
+                );
+                let hit = |c: &String| if uri { uri_matches(c) } else { dns_matches(c) };
+                uri_seen |= uri && !(permitted.is_empty() && excluded.is_empty());
+                let allowed = (permitted.is_empty() || permitted.iter().any(hit))
+                    && !excluded.iter().any(hit);
+                if !allowed {
+                    defects.push(UpstreamDefect::NameConstraints {
+                        cert: describe(path, i, &cert),
+                        name,
+                    });
+                }
+            }
+        }
+    }
+    (defects, uri_seen)
+}
+
 /// CA flag, keyCertSign, validity and path length of the certificate at `index` (Warden's
 /// intermediate plus `index` certificates of the file sit below it).
 fn check_one(
@@ -206,7 +280,12 @@ fn check_one(
 
 /// Sign a throw-away intermediate and SVID in memory and verify the SVID with webpki
 /// against the chain's root, as a TLS peer would.
-fn test_svid(up: &Upstream, params: &CaParams, clock: &dyn Clock) -> Result<(), String> {
+fn test_svid(
+    up: &Upstream,
+    params: &CaParams,
+    clock: &dyn Clock,
+    uri_constrained: bool,
+) -> Result<(), String> {
     let probe = CaParams {
         key_type: KeyType::EcP256,
         ..params.clone()
@@ -220,12 +299,16 @@ fn test_svid(up: &Upstream, params: &CaParams, clock: &dyn Clock) -> Result<(), 
             params.trust_domain.to_spiffe_id_string()
         ))
         .map_err(|e| e.to_string())?;
+    // Like the control plane's own serving SVID: the URI SAN plus the DNS name sidecars
+    // check (`xds::server::tls`), so DNS name constraints on the upstream are tried too.
+    let host = format!("warden-control-plane.{}", params.trust_domain);
     let svid = ca
-        .mint(
+        .mint_with_dns_names(
             &SvidParams {
                 id,
                 ttl: Duration::from_secs(60),
             },
+            std::slice::from_ref(&host),
             clock,
         )
         .map_err(|e| e.to_string())?;
@@ -244,17 +327,33 @@ fn test_svid(up: &Upstream, params: &CaParams, clock: &dyn Clock) -> Result<(), 
         .now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_err(|_| "clock before 1970")?;
-    leaf.verify_for_usage(
-        webpki::ALL_VERIFICATION_ALGS,
-        &[anchor],
-        &intermediates,
-        UnixTime::since_unix_epoch(now),
-        webpki::KeyUsage::client_auth(),
-        None,
-        None,
-    )
-    .map(|_| ())
-    .map_err(|e| format!("webpki: {e:?}"))
+    // SVIDs serve both ends of mTLS: check each usage, then the host name.
+    for (usage, what) in [
+        (webpki::KeyUsage::client_auth(), "as a TLS client"),
+        (webpki::KeyUsage::server_auth(), "as a TLS server"),
+    ] {
+        leaf.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            std::slice::from_ref(&anchor),
+            &intermediates,
+            UnixTime::since_unix_epoch(now),
+            usage,
+            None,
+            None,
+        )
+        .map(|_| ())
+        .or_else(|e| match e {
+            // webpki refuses every URI SAN below a URI name constraint (it implements
+            // none); `name_constraints` checked both name types against them already.
+            webpki::Error::NameConstraintViolation if uri_constrained => Ok(()),
+            e => Err(e),
+        })
+        .map_err(|e| format!("webpki, {what}: {e:?}"))?;
+    }
+    let name = rustls_pki_types::ServerName::try_from(host.as_str())
+        .map_err(|e| format!("{host}: {e}"))?;
+    leaf.verify_is_valid_for_subject_name(&name)
+        .map_err(|e| format!("webpki, for the name {host}: {e:?}"))
 }
 
 /// `certificate 2 of ca.pem (CN=Example Root)`.

@@ -333,3 +333,135 @@ fn the_structural_checks_never_panic_on_a_garbage_chain() {
     let got = check_chain(&junk, Path::new("x.pem"), SystemTime::now(), DAY);
     assert!(!got.is_empty());
 }
+
+/// A good root whose parameters `edit` changes first.
+fn root_with(edit: impl FnOnce(&mut CertificateParams)) -> TestCa {
+    let key = KeyPair::generate().unwrap();
+    let mut params = ca_params("Test Root", Shape::default());
+    edit(&mut params);
+    let pem = params.clone().self_signed(&key).unwrap().pem();
+    TestCa { pem, key, params }
+}
+
+#[test]
+fn a_root_whose_name_constraints_exclude_the_control_plane_name_is_refused() {
+    use rcgen::{GeneralSubtree, NameConstraints};
+    let dir = tempfile::tempdir().unwrap();
+    let constrained = |dns: &str| {
+        root_with(|p| {
+            p.name_constraints = Some(NameConstraints {
+                permitted_subtrees: vec![GeneralSubtree::DnsName(dns.into())],
+                excluded_subtrees: vec![],
+            })
+        })
+    };
+    // The xDS serving SVID carries warden-control-plane.example.org: outside corp.example.
+    let got = defects(&setup(dir.path(), &[&constrained("corp.example")]));
+    assert!(
+        matches!(&got[..], [UpstreamDefect::NameConstraints { name, .. }] if name == "warden-control-plane.example.org"),
+        "{got:?}"
+    );
+    assert_eq!(
+        defects(&setup(dir.path(), &[&constrained("example.org")])),
+        vec![]
+    );
+}
+
+#[test]
+fn an_intermediate_with_an_unknown_critical_extension_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = root(Shape::default());
+    let key = KeyPair::generate().unwrap();
+    let mut params = ca_params("Test Intermediate", Shape::default());
+    params.use_authority_key_identifier_extension = true;
+    let mut ext =
+        rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 1], vec![0x05, 0x00]);
+    ext.set_criticality(true);
+    params.custom_extensions.push(ext);
+    let pem = params
+        .clone()
+        .signed_by(&key, &Issuer::from_params(&r.params, &r.key))
+        .unwrap()
+        .pem();
+    let i = TestCa { pem, key, params };
+    let got = defects(&setup(dir.path(), &[&i, &r]));
+    assert!(
+        matches!(&got[..], [UpstreamDefect::TestSvid { reason }] if reason.contains("UnsupportedCriticalExtension")),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn an_rsa_root_above_an_ec_warden_ca_is_accepted_and_its_test_svid_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyType::Rsa2048.generate().unwrap();
+    let params = ca_params("RSA Root", Shape::default());
+    let pem = params.clone().self_signed(&key).unwrap().pem();
+    let r = TestCa { pem, key, params };
+    assert_eq!(defects(&setup(dir.path(), &[&r])), vec![]);
+}
+
+/// A root with a nameConstraints extension whose permitted (or excluded) subtree is the
+/// URI host `host` (rcgen has no URI subtrees, so the DER is written here).
+fn uri_constrained_root(host: &str, excluded: bool) -> TestCa {
+    let h = host.as_bytes();
+    let mut uri = vec![0x86, h.len() as u8];
+    uri.extend_from_slice(h);
+    let mut subtree = vec![0x30, uri.len() as u8];
+    subtree.extend(uri);
+    let mut subtrees = vec![if excluded { 0xa1 } else { 0xa0 }, subtree.len() as u8];
+    subtrees.extend(subtree);
+    let mut nc = vec![0x30, subtrees.len() as u8];
+    nc.extend(subtrees);
+    root_with(|p| {
+        let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 30], nc);
+        ext.set_criticality(true);
+        p.custom_extensions.push(ext);
+    })
+}
+
+#[test]
+fn a_root_constrained_to_the_trust_domain_by_uri_is_accepted() {
+    // X509-SVID spec §4.2: signing certificates may constrain URI SANs to the trust domain.
+    let dir = tempfile::tempdir().unwrap();
+    let params = setup(dir.path(), &[&uri_constrained_root("example.org", false)]);
+    assert_eq!(defects(&params), vec![]);
+    // OpenSSL, which implements URI constraints (BoringSSL in Envoy shares its code),
+    // verifies a real SVID under it.
+    let ca = Ca::load_or_init(&params, &SystemClock).unwrap();
+    let svid = ca
+        .mint(
+            &SvidParams {
+                id: "spiffe://example.org/db".parse().unwrap(),
+                ttl: Duration::from_secs(600),
+            },
+            &SystemClock,
+        )
+        .unwrap();
+    assert!(crate::identity::ca::tests::openssl_verifies(
+        dir.path(),
+        &svid,
+        &ca.bundle().to_pem()
+    ));
+}
+
+#[test]
+fn a_root_whose_uri_constraints_exclude_the_trust_domain_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (host, excluded) in [
+        ("other.org", false),
+        ("example.org", true),
+        (".example.org", false),
+    ] {
+        let got = defects(&setup(dir.path(), &[&uri_constrained_root(host, excluded)]));
+        assert!(
+            matches!(&got[..], [UpstreamDefect::NameConstraints { .. }]),
+            "{host} excluded={excluded}: {got:?}"
+        );
+        assert!(
+            got[0].to_string().contains("spiffe://example.org"),
+            "{}",
+            got[0]
+        );
+    }
+}

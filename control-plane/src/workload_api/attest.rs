@@ -4,59 +4,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
-use crate::identity::SpiffeId;
-
-/// A selector string in the config is not `unix:uid:N`, `unix:gid:N` or `unix:path:/abs`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AttestError {
-    #[error("selector `{0}`: expected unix:uid:<number>, unix:gid:<number> or unix:path:<absolute path>")]
-    BadSelector(String),
-}
-
-/// One property a caller must have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selector {
-    Uid(u32),
-    Gid(u32),
-    /// Absolute path of the caller's executable.
-    Path(PathBuf),
-}
-
-impl FromStr for Selector {
-    type Err = AttestError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || AttestError::BadSelector(s.to_string());
-        let rest = s.strip_prefix("unix:").ok_or_else(bad)?;
-        let (kind, value) = rest.split_once(':').ok_or_else(bad)?;
-        match kind {
-            "uid" => value.parse().map(Selector::Uid).map_err(|_| bad()),
-            "gid" => value.parse().map(Selector::Gid).map_err(|_| bad()),
-            "path" if value.starts_with('/') => Ok(Selector::Path(PathBuf::from(value))),
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl fmt::Display for Selector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Selector::Uid(n) => write!(f, "unix:uid:{n}"),
-            Selector::Gid(n) => write!(f, "unix:gid:{n}"),
-            Selector::Path(p) => write!(f, "unix:path:{}", p.display()),
-        }
-    }
-}
-
-/// A workload that may fetch identities over the socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub name: String,
-    pub spiffe_id: SpiffeId,
-    /// All must match.
-    pub selectors: Vec<Selector>,
-}
+pub use crate::identity::{Entry, Selector, SelectorError};
 
 /// What the kernel told us about the peer process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,27 +78,6 @@ mod tests {
             gid,
             pid: Some(42),
             exe: Some(exe.into()),
-        }
-    }
-
-    #[test]
-    fn selectors_round_trip_through_their_text_form() {
-        for s in ["unix:uid:1000", "unix:gid:0", "unix:path:/usr/bin/app"] {
-            assert_eq!(s.parse::<Selector>().unwrap().to_string(), s);
-        }
-    }
-
-    #[test]
-    fn malformed_selectors_are_rejected() {
-        for s in [
-            "uid:1",
-            "unix:uid:-1",
-            "unix:uid:x",
-            "unix:path:rel/app",
-            "unix:pid:3",
-            "unix:uid",
-        ] {
-            assert!(s.parse::<Selector>().is_err(), "{s}");
         }
     }
 

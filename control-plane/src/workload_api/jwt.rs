@@ -59,7 +59,15 @@ pub enum JwtError {
     Audience(String),
     #[error("token subject is not a workload SPIFFE ID (with a path): {0}")]
     Subject(String),
+    #[error("token is longer than {MAX_TOKEN_LEN} bytes")]
+    TooLong,
+    #[error("token header has `crit` (RFC 7515 §4.1.11): Warden understands no JOSE extensions, so it must refuse the token")]
+    Critical,
 }
+
+/// Longest token read: JWT-SVIDs are a few hundred bytes (one `sub`, a few audiences);
+/// 16 KiB leaves room for many audiences and stops megabyte tokens before base64 and JSON.
+pub const MAX_TOKEN_LEN: usize = 16 << 10;
 
 /// One ES256 JWT signing key.
 pub struct JwtKey {
@@ -139,10 +147,12 @@ impl JwtKey {
             .pair
             .sign(&SystemRandom::new(), signing_input.as_bytes())
             .map_err(|_| JwtError::Sign)?;
-        Ok(format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(sig.as_ref())
-        ))
+        let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
+        // Never hand out a token that `validate` would refuse (many or huge audiences).
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(JwtError::TooLong);
+        }
+        Ok(token)
     }
 
     /// Check a token signed by this key (see [`validate`]).
@@ -175,8 +185,8 @@ impl JwtKey {
 /// leeway"; the same 30 s as Kubernetes token attestation).
 pub const CLOCK_SKEW: Duration = Duration::from_secs(30);
 
-/// Check a token (JWT-SVID spec: JOSE header, claims, validation; RFC 7519 §7.2): `alg`
-/// ES256, `typ` absent, `JWT` or `JOSE`; the key (found by `kid` through `key_for`) and
+/// Check a token (JWT-SVID spec: JOSE header, claims, validation; RFC 7519 §7.2): at most
+/// [`MAX_TOKEN_LEN`] bytes; `alg` ES256, `typ` absent, `JWT` or `JOSE`, no `crit`; the key (found by `kid` through `key_for`) and
 /// signature;
 /// `exp` required and `nbf` optional, both NumericDates (any JSON number) checked at `now`
 /// with [`CLOCK_SKEW`]; the audience; a `sub` that is a workload SPIFFE ID (with a path).
@@ -192,10 +202,19 @@ pub fn validate<'k>(
     key_for: impl Fn(&str) -> Option<&'k JwtKey>,
 ) -> Result<Validated, JwtError> {
     use jsonwebtoken::errors::ErrorKind;
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(JwtError::TooLong);
+    }
     if token.split('.').count() != 3 {
         return Err(JwtError::Malformed("expected three dot-separated parts"));
     }
     let header = jsonwebtoken::decode_header(token).map_err(|_| header_error(token))?;
+    // jsonwebtoken's header type has no `crit`; an extension marked critical must not be
+    // ignored, so any `crit` refuses the token (an empty list is invalid too).
+    let raw_header = token.split('.').next().map(decode_json);
+    if raw_header.is_some_and(|h| h.is_ok_and(|h| h.contains_key("crit"))) {
+        return Err(JwtError::Critical);
+    }
     if header.alg != jsonwebtoken::Algorithm::ES256 {
         return Err(JwtError::Algorithm(format!("{:?}", header.alg)));
     }

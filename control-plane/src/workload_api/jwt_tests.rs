@@ -228,6 +228,65 @@ fn subjects_without_a_path_and_other_algorithms_are_refused() {
     }
 }
 
+#[test]
+fn a_critical_header_extension_is_refused() {
+    let (_d, key, _) = setup();
+    for crit in [json!(["exp"]), json!(["x-unknown"]), json!([])] {
+        let header = json!({"alg": "ES256", "kid": key.kid(), "crit": crit, "x-unknown": 1});
+        let got = check(&key, header, claims_with(json!({})));
+        assert!(
+            matches!(got, Err(JwtError::Critical)),
+            "crit {crit}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn huge_tokens_and_deeply_nested_claims_are_refused_quickly() {
+    let (_d, key, _) = setup();
+    let header = || json!({"alg": "ES256", "kid": key.kid()});
+    let start = std::time::Instant::now();
+    let many: Vec<String> = (0..2000).map(|i| format!("audience-{i}")).collect();
+    let got = check(&key, header(), claims_with(json!({"aud": many})));
+    assert!(matches!(got, Err(JwtError::TooLong)), "{got:?}");
+    // Nor does Warden sign one it would refuse.
+    let id: SpiffeId = "spiffe://example.org/app".parse().unwrap();
+    let signed = key.sign(&id, &many, UNIX_EPOCH + T0, Duration::from_secs(60));
+    assert!(matches!(signed, Err(JwtError::TooLong)), "{signed:?}");
+    let big = format!("{}.{}.x", "a".repeat(1 << 20), "b".repeat(1 << 20));
+    let got = key.validate(&big, "db", UNIX_EPOCH + T0);
+    assert!(matches!(got, Err(JwtError::TooLong)), "{got:?}");
+    // Nesting beyond serde_json's 128 levels (within the size limit) is malformed.
+    let mut claims = claims_with(json!({}));
+    let mut nested = json!(1);
+    for _ in 0..500 {
+        nested = json!([nested]);
+    }
+    claims["x"] = nested;
+    let got = check(&key, header(), claims);
+    assert!(matches!(got, Err(JwtError::Malformed(_))), "{got:?}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn a_kid_of_another_type_or_an_unknown_kid_is_refused() {
+    let (_d, key, _) = setup();
+    for kid in [
+        json!(7),
+        json!(null),
+        json!(["k"]),
+        json!("not-our-key"),
+        json!(""),
+    ] {
+        let header = json!({"alg": "ES256", "kid": kid});
+        let got = check(&key, header, claims_with(json!({})));
+        assert!(
+            matches!(got, Err(JwtError::UnknownKey | JwtError::Malformed(_))),
+            "kid {kid}: {got:?}"
+        );
+    }
+}
+
 proptest::proptest! {
     #[test]
     fn no_token_text_makes_validation_panic(s in "\\PC{0,200}", parts in proptest::collection::vec("[A-Za-z0-9_-]{0,60}", 0..5)) {

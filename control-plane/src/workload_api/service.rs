@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::attest::{Caller, Entry};
 use super::issuer::Issuer;
+use super::jwt::JwtError;
 use super::proto::*;
 
 /// A server-streaming response.
@@ -156,10 +157,14 @@ impl WorkloadApi {
         }
         let mut svids = Vec::new();
         for e in chosen {
-            let token = self
-                .issuer
-                .sign_jwt(&e.spiffe_id, &body.audience)
-                .map_err(|err| Status::internal(err.to_string()))?;
+            let token =
+                self.issuer
+                    .sign_jwt(&e.spiffe_id, &body.audience)
+                    .map_err(|err| match err {
+                        // The caller's audiences make the token too long: its request is at fault.
+                        JwtError::TooLong => Status::invalid_argument(err.to_string()),
+                        _ => Status::internal(err.to_string()),
+                    })?;
             svids.push(JwtSvid {
                 spiffe_id: e.spiffe_id.to_string(),
                 svid: token,
