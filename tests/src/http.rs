@@ -92,6 +92,15 @@ impl<S: Read + Write> Conn<S> {
         read_response(&mut self.stream, method == "HEAD")
     }
 
+    /// Sends bytes as they are (a hand-made request, e.g. with non-UTF-8 header bytes)
+    /// and reads the response.
+    pub fn send_raw(&mut self, request: &[u8]) -> Result<Response> {
+        let out = self.stream.get_mut();
+        out.write_all(request)?;
+        out.flush()?;
+        read_response(&mut self.stream, false)
+    }
+
     /// `GET path` with extra headers.
     pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Response> {
         self.send("GET", path, headers, b"")
