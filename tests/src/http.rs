@@ -135,10 +135,12 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<Option<(String, Headers)>>
     }
     let mut headers = Vec::new();
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        // Header values may carry obs-text (non-UTF-8 bytes): read bytes, decode lossily.
+        let mut raw = Vec::new();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
             bail!("connection closed inside the header block");
         }
+        let line = String::from_utf8_lossy(&raw);
         let line = line.trim_end();
         if line.is_empty() {
             break;
