@@ -173,7 +173,7 @@ fn hand_written_structs_match_the_proto_files() {
         fields_of(&[Wasm {
             config: Some(plugin.clone()),
         }]),
-        fields_of(&[plugin.clone()]),
+        fields_of(std::slice::from_ref(&plugin)),
         fields_of(&[plugin.reload_config.clone().unwrap_or_default()]),
         fields_of(&[VmConfig {
             vm_id: "v".into(),

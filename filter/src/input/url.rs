@@ -118,7 +118,7 @@ fn check_authority(authority: &str) -> Result<(), UrlError> {
 /// Percent-decodes; `query` also turns `+` into a space. Invalid UTF-8 after decoding
 /// is replaced by U+FFFD (Go keeps the bytes; Rego strings are UTF-8).
 pub fn unescape(s: &str, query: bool) -> Result<String, UrlError> {
-    if !s.contains('%') && !(query && s.contains('+')) {
+    if !(s.contains('%') || query && s.contains('+')) {
         return Ok(s.to_string());
     }
     let bytes = s.as_bytes();
