@@ -62,7 +62,7 @@ pub const AUTHZ_FILTER_NAME: &str = "warden-authz";
 /// under `FAIL_RELOAD` Envoy answers requests with an error (fail closed) and creates a
 /// fresh VM on the next request, at most once per backoff interval (200 ms doubling to
 /// 5 s, so a client that can crash the VM on purpose cannot make it spin). Envoy counts
-/// reloads in `wasm.envoy.wasm.runtime.v8.*` / plugin stats (see README).
+/// them in `wasm.warden-authz.vm_reload_{success,failure,backoff}` (see README).
 const RELOAD_BASE_MS: u64 = 200;
 const RELOAD_MAX_MS: u64 = 5_000;
 
