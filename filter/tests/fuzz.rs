@@ -43,6 +43,8 @@ fn lossy(bytes: &[u8]) -> String {
 }
 
 fn check_target(target: &str) {
+    // The per-request check and the full parse never disagree.
+    assert_eq!(url::validate(target).is_ok(), url::parse(target).is_ok(), "{target:?}");
     if let Ok((segments, query)) = url::parse(target) {
         assert!(!segments.is_empty(), "{target:?}");
         for (name, values) in &query {

@@ -143,7 +143,7 @@ impl RequestAttributes {
         if before_query.contains(';') {
             return Err(RequestError::PathParameters);
         }
-        url::parse(&self.path)?;
+        url::validate(&self.path)?;
         Ok(())
     }
 
@@ -174,6 +174,48 @@ pub struct InputShape {
     needs: InputNeeds,
     destination: Value,
     version: Value,
+    keys: Keys,
+}
+
+/// The input document's object keys, made once per policy (a request then allocates
+/// no key strings).
+#[derive(Debug, Clone)]
+struct Keys(BTreeMap<&'static str, Value>);
+
+impl Keys {
+    const NAMES: [&'static str; 20] = [
+        "attributes",
+        "source",
+        "destination",
+        "principal",
+        "address",
+        "request",
+        "time",
+        "http",
+        "method",
+        "path",
+        "host",
+        "scheme",
+        "headers",
+        "id",
+        "parsed_path",
+        "parsed_query",
+        "source_principal",
+        "version",
+        "socketAddress",
+        "portValue",
+    ];
+
+    fn new() -> Self {
+        Self(Self::NAMES.iter().map(|n| (*n, Value::from(*n))).collect())
+    }
+
+    fn get(&self, name: &'static str) -> Value {
+        self.0
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Value::from(name))
+    }
 }
 
 impl InputShape {
@@ -186,6 +228,7 @@ impl InputShape {
             needs,
             destination: Value::from(destination_principal),
             version: version.into_value(),
+            keys: Keys::new(),
         }
     }
 
@@ -197,8 +240,9 @@ impl InputShape {
     /// The input document for one request. A path Go cannot parse gives no
     /// `parsed_path` / `parsed_query` ([`RequestAttributes::check`] refuses it first).
     pub fn build(&self, request: &RequestAttributes) -> Value {
-        let needs = self.needs;
-        let mut http = Object::new();
+        let (needs, keys) = (self.needs, &self.keys);
+        let object = || Object::with(keys);
+        let mut http = object();
         http.put("method", request.method.as_str());
         http.put("path", request.path.as_str());
         if needs.host {
@@ -214,7 +258,7 @@ impl InputShape {
             http.put("id", request.request_id());
         }
         let principal = request.peer.principal().map(Value::from);
-        let mut source = Object::new();
+        let mut source = object();
         if let Some(principal) = &principal {
             source.put("principal", principal.clone());
         }
@@ -223,25 +267,25 @@ impl InputShape {
             .as_deref()
             .filter(|_| needs.source_address)
         {
-            source.put("address", socket_address(address));
+            source.put("address", socket_address(keys, address));
         }
-        let mut destination = Object::new();
+        let mut destination = object();
         destination.put("principal", self.destination.clone());
         if let Some(address) =
             (request.destination_address.as_deref()).filter(|_| needs.destination_address)
         {
-            destination.put("address", socket_address(address));
+            destination.put("address", socket_address(keys, address));
         }
-        let mut req = Object::new();
+        let mut req = object();
         req.put("http", http.into_value());
         if let Some(micros) = request.time_micros.filter(|_| needs.time) {
             req.put("time", rfc3339(micros));
         }
-        let mut attributes = Object::new();
+        let mut attributes = object();
         attributes.put("source", source.into_value());
         attributes.put("destination", destination.into_value());
         attributes.put("request", req.into_value());
-        let mut input = Object::new();
+        let mut input = object();
         input.put("attributes", attributes.into_value());
         if needs.parsed_path || needs.parsed_query {
             if let Ok((segments, query)) = url::parse(&request.path) {
@@ -262,20 +306,35 @@ impl InputShape {
     }
 }
 
-/// A Rego object under construction.
-struct Object(BTreeMap<Value, Value>);
+/// A Rego object under construction, its keys taken from [`Keys`] (or made when the
+/// object is built outside a shape).
+struct Object<'k> {
+    map: BTreeMap<Value, Value>,
+    keys: Option<&'k Keys>,
+}
 
-impl Object {
+impl<'k> Object<'k> {
     fn new() -> Self {
-        Self(BTreeMap::new())
+        Self {
+            map: BTreeMap::new(),
+            keys: None,
+        }
     }
 
-    fn put(&mut self, key: &str, value: impl Into<Value>) {
-        self.0.insert(Value::from(key), value.into());
+    fn with(keys: &'k Keys) -> Self {
+        Self {
+            map: BTreeMap::new(),
+            keys: Some(keys),
+        }
+    }
+
+    fn put(&mut self, key: &'static str, value: impl Into<Value>) {
+        let key = self.keys.map_or_else(|| Value::from(key), |k| k.get(key));
+        self.map.insert(key, value.into());
     }
 
     fn into_value(self) -> Value {
-        Value::from(self.0)
+        Value::from(self.map)
     }
 }
 
@@ -312,13 +371,13 @@ fn query_object(query: url::Query) -> Value {
 
 /// `ip:port` (IPv6 in brackets) as ext_authz's `config.core.v3.Address` in JSON:
 /// `{"socketAddress": {"address": ip, "portValue": port}}`.
-fn socket_address(text: &str) -> Value {
+fn socket_address(keys: &Keys, text: &str) -> Value {
     let (ip, port) = text.rsplit_once(':').unwrap_or((text, "0"));
     let ip = ip.trim_start_matches('[').trim_end_matches(']');
-    let mut socket = Object::new();
+    let mut socket = Object::with(keys);
     socket.put("address", ip);
     socket.put("portValue", Value::from(port.parse::<u64>().unwrap_or(0)));
-    let mut address = Object::new();
+    let mut address = Object::with(keys);
     address.put("socketAddress", socket.into_value());
     address.into_value()
 }

@@ -69,6 +69,45 @@ pub fn parse(target: &str) -> Result<(Vec<String>, Query), UrlError> {
     Ok((segments, parse_query(raw_query)))
 }
 
+/// The errors of [`parse`] without building anything (run on every request).
+pub fn validate(target: &str) -> Result<(), UrlError> {
+    if target.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(UrlError::ControlCharacter);
+    }
+    let (rest, fragment) = target.split_once('#').unwrap_or((target, ""));
+    check_escapes(fragment)?;
+    let rest = rest.split_once('?').map_or(rest, |(path, _)| path);
+    if rest.starts_with("//") && !rest.starts_with("///") {
+        // Rare (Envoy merges slashes before the filter): the full parse decides.
+        return parse(target).map(|_| ());
+    }
+    if rest != "*" && !rest.starts_with('/') && has_scheme_like_colon(rest) {
+        return Err(UrlError::ColonInFirstSegment);
+    }
+    check_escapes(rest)
+}
+
+/// Every `%` is followed by two hex digits.
+fn check_escapes(s: &str) -> Result<(), UrlError> {
+    let bytes = s.as_bytes();
+    for (i, _) in s.match_indices('%') {
+        let ok = matches!(
+            (
+                bytes.get(i + 1).and_then(|&h| hex(h)),
+                bytes.get(i + 2).and_then(|&l| hex(l))
+            ),
+            (Some(_), Some(_))
+        );
+        if !ok {
+            let end = (i + 3).min(s.len());
+            return Err(UrlError::Escape(
+                String::from_utf8_lossy(&bytes[i..end]).into_owned(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Go's `ParseQuery`, keeping what parsed (as `URL.Query()` does).
 pub fn parse_query(raw: &str) -> Query {
     let mut query = Query::new();
@@ -218,6 +257,34 @@ mod tests {
         assert_eq!(query("/?=v"), q(&[("", &["v"])]));
         assert_eq!(query("/p?"), Query::new());
         assert_eq!(query("/p?a=1?b"), q(&[("a", &["1?b"])]));
+    }
+
+    #[test]
+    fn validate_agrees_with_parse() {
+        for target in [
+            "/",
+            "",
+            "*",
+            "/a%2Fb",
+            "/files/100%",
+            "//admin/x",
+            "//ho st/x",
+            "/x#%zz",
+            "/x?%zz",
+            "/a\u{7f}",
+            "a:b",
+            "/p?a=1;b=2",
+            "/%c0%a7",
+            "///x",
+            "/a/%4",
+            "/%zz",
+        ] {
+            assert_eq!(
+                validate(target).is_ok(),
+                parse(target).is_ok(),
+                "{target:?}"
+            );
+        }
     }
 
     #[test]
