@@ -4,7 +4,7 @@
 //! may panic, and a few invariants must hold. Each target also replays the committed
 //! regression corpus in `tests/fuzz_corpus/` (one input per line, `\xNN` escapes for
 //! raw bytes). `PROPTEST_CASES=100000 cargo test -p warden-filter --test fuzz` runs a
-//! long campaign; CI runs the default 256 cases per target (about a second).
+//! long campaign; CI runs 2,048 cases per target (about a second in all).
 
 use proptest::prelude::*;
 use warden_filter::input::url;
@@ -44,7 +44,11 @@ fn lossy(bytes: &[u8]) -> String {
 
 fn check_target(target: &str) {
     // The per-request check and the full parse never disagree.
-    assert_eq!(url::validate(target).is_ok(), url::parse(target).is_ok(), "{target:?}");
+    assert_eq!(
+        url::validate(target).is_ok(),
+        url::parse(target).is_ok(),
+        "{target:?}"
+    );
     if let Ok((segments, query)) = url::parse(target) {
         assert!(!segments.is_empty(), "{target:?}");
         for (name, values) in &query {
@@ -113,7 +117,17 @@ fn target_strategy() -> impl Strategy<Value = String> {
     prop::collection::vec(piece, 0..16).prop_map(|p| p.concat())
 }
 
+/// `PROPTEST_CASES` when set (a long campaign), else the bounded CI count.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(2048), ..ProptestConfig::default() })]
+
     #[test]
     fn request_targets_never_panic(target in target_strategy()) {
         check_target(&target);

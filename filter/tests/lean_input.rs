@@ -154,8 +154,16 @@ fn decide(policy: &CompiledPolicy, input: Value) -> String {
     format!("{:?}", policy.evaluate(input).map_err(|e| e.to_string()))
 }
 
+/// `PROPTEST_CASES` when set (a long campaign), else the bounded CI count.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(48), ..ProptestConfig::default() })]
 
     #[test]
     fn the_lean_input_and_the_full_input_always_give_the_same_decision(
