@@ -92,6 +92,17 @@ fn non_utf8_header(mesh: &Mesh) -> Result<()> {
         "the policy saw {}",
         echo["headers"]["x-policy-xa"]
     );
+    // A large value of nothing but invalid bytes (Envoy's default header limit is 60 KiB).
+    let mut big = b"GET /api/items HTTP/1.1\r\nhost: backend\r\nx-a: ".to_vec();
+    big.extend(std::iter::repeat_n(0xffu8, 40 * 1024));
+    big.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
+    let large = mesh.connect("frontend", "backend")?.send_raw(&big)?;
+    ensure!(
+        large.status == 200,
+        "40 KiB of 0xff: {}{}",
+        large.status,
+        sidecar_trouble(mesh)
+    );
     // A header *name* that is not a token: Envoy must refuse it itself (the filter's
     // byte-map read relies on names being tokens).
     let mut other = mesh.connect("frontend", "backend")?;
