@@ -55,6 +55,7 @@ pub fn plugin_config(config: &Config, workload: &Workload) -> PluginConfig {
     };
     // Compiled once when the config was loaded (a config that loaded has one).
     plugin.program = config.policies.program.clone();
+    plugin.input_needs = config.policies.input_needs;
     plugin
 }
 

@@ -1,7 +1,8 @@
 //! Helper for the differential test against real OPA (`filter/tests/opa_differential.py`):
 //! runs every YAML policy case through the filter core and prints one JSON line per case
-//! with the modules, data, entrypoint, the exact input document, our raw result and our
-//! decision. Usage: `cargo run -q -p warden-filter --example opa_diff -- DIR`.
+//! with the modules, data, entrypoint, the full OPA-Envoy input document (ours may have
+//! evaluated a leaner one: the comparison checks the input analysis too), our raw result
+//! and our decision. Usage: `cargo run -q -p warden-filter --example opa_diff -- DIR`.
 
 #[path = "../tests/support/cases.rs"]
 mod cases;
@@ -25,7 +26,8 @@ fn main() -> anyhow::Result<()> {
                     "entrypoint": outcome.config.entrypoint,
                     "modules": outcome.config.modules,
                     "data": outcome.config.data,
-                    "input": outcome.input,
+                    // OPA evaluates the full OPA-Envoy input; ours used the lean one.
+                    "input": outcome.full_input,
                     "result": outcome.result,
                     "error": outcome.error,
                     "allowed": outcome.allowed,

@@ -109,6 +109,18 @@ pub struct Verdict {
 /// Authorizes one request with a compiled policy.
 pub fn authorize(policy: &CompiledPolicy, request: &RequestAttributes, id: DecisionId) -> Verdict {
     let config = policy.config();
+    if let Err(error) = request.check() {
+        return Verdict {
+            id,
+            decision: Decision::Deny {
+                reason: DenyReason::BadRequest(error),
+                status: Some(400),
+                body: None,
+                headers: Vec::new(),
+            },
+            mode: config.mode,
+        };
+    }
     let input = policy.input_for(request);
     let decision = Decision::from_result(&config.entrypoint, policy.evaluate(input));
     Verdict {

@@ -1,6 +1,7 @@
 //! Decisions remembered per policy, so a repeated request (same verified peer, method and
 //! path) skips building the input and evaluating Rego. Only for policies whose answer
-//! depends on nothing else: they read no headers, host or scheme, and call no builtin
+//! depends on nothing else: they read no headers, host, scheme, request id, time or
+//! addresses (`InputNeeds::varies_per_request`), and call no builtin
 //! whose result can change between calls (clock, randomness, network, ...). A new policy
 //! starts with an empty cache. No I/O here.
 
@@ -35,7 +36,7 @@ pub fn is_nondeterministic(builtin: &str) -> bool {
 /// True when a policy that reads `needs` and calls `builtins` gives the same decision for
 /// the same peer, method and path (its data being fixed).
 pub fn cacheable<'a>(needs: InputNeeds, mut builtins: impl Iterator<Item = &'a str>) -> bool {
-    !(needs.headers || needs.host || needs.scheme || builtins.any(is_nondeterministic))
+    !(needs.varies_per_request() || builtins.any(is_nondeterministic))
 }
 
 /// Decisions of one policy, keyed by peer, method and path.

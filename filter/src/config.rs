@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::InputNeeds;
+
 /// Default decision rule, as in OPA-Envoy.
 pub const DEFAULT_ENTRYPOINT: &str = "data.envoy.authz.allow";
 
@@ -64,6 +66,10 @@ pub struct PluginConfig {
     /// the filter rejects a configuration without it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub program: String,
+    /// Which request fields the policy can read (analysed once by the control plane
+    /// from the modules). Absent: the filter builds every field and caches nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_needs: Option<InputNeeds>,
     /// The data document (`data.*` next to the rules).
     #[serde(default = "empty_object")]
     pub data: serde_json::Value,
@@ -115,6 +121,7 @@ impl PluginConfig {
             destination_principal: String::new(),
             modules,
             program: String::new(),
+            input_needs: None,
             data: empty_object(),
         }
     }

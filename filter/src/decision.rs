@@ -7,6 +7,7 @@
 
 use regorus::Value;
 
+use crate::input::RequestError;
 use crate::policy::PolicyError;
 
 /// Why a request was denied.
@@ -41,6 +42,9 @@ pub enum DenyReason {
     /// The policy failed to evaluate.
     #[error(transparent)]
     Error(#[from] PolicyError),
+    /// The request was refused before the policy ran (answered with 400).
+    #[error("bad request: {0}")]
+    BadRequest(#[from] RequestError),
 }
 
 impl DenyReason {

@@ -28,7 +28,8 @@ pub use decision::{Decision, DenyReason};
 pub use input::{InputShape, Peer, RequestAttributes};
 pub use plugin::{Flow, Host, HostError, Level, Plugin};
 pub use policy::{
-    parse_modules, to_json, with_program, CompiledPolicy, InputNeeds, Located, PolicyError,
-    EXTENDED_BUILTIN_PREFIXES, HAS_EXTENDED_BUILTINS,
+    body_references, call_sites, parse_modules, to_json, with_program, BodyReference,
+    CompiledPolicy, InputNeeds, Located, PolicyError, EXTENDED_BUILTIN_PREFIXES,
+    HAS_EXTENDED_BUILTINS,
 };
 pub use regorus::Value;

@@ -10,7 +10,7 @@ use crate::authorize::{authorize_cached, Action, Counter, DecisionIds, DECISION_
 use crate::cache::DecisionCache;
 use crate::config::PluginConfig;
 use crate::input::{Peer, RequestAttributes};
-use crate::policy::CompiledPolicy;
+use crate::policy::{CompiledPolicy, InputNeeds};
 
 /// A host call failed (proxy-wasm `Status` or a malformed value).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,8 +35,9 @@ pub enum Level {
 pub trait Host {
     /// `get_property(path)`; `Ok(None)` when the property is absent.
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
-    /// All request headers (pseudo-headers included) in one call.
-    fn request_headers(&self) -> Result<Vec<(String, String)>, HostError>;
+    /// All request headers (pseudo-headers included) in one call, values as raw bytes
+    /// (RFC 9110 allows non-UTF-8 `obs-text`; the core decides how to read them).
+    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError>;
     /// Sets (`Some`) or removes (`None`) a request header.
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
     /// Answers the request locally.
@@ -158,7 +159,7 @@ impl Plugin {
                 "no policy\n",
             );
         };
-        let request = match self.read_request(host) {
+        let request = match self.read_request(host, policy.needs()) {
             Ok(request) => request,
             Err(error) => {
                 host.log(
@@ -211,14 +212,27 @@ impl Plugin {
         }
     }
 
-    /// Reads the peer and the request headers: three host calls on a known connection
-    /// (connection id, then all headers in one map read).
-    fn read_request(&mut self, host: &dyn Host) -> Result<RequestAttributes, HostError> {
+    /// Reads the peer and the request headers: two host calls on a known connection
+    /// (connection id, then all headers in one map read), plus one per address or the
+    /// clock when the policy reads them.
+    fn read_request(
+        &mut self,
+        host: &dyn Host,
+        needs: InputNeeds,
+    ) -> Result<RequestAttributes, HostError> {
         let peer = self.read_peer(host)?;
-        Ok(RequestAttributes::from_headers(
-            peer,
-            host.request_headers()?,
-        ))
+        let mut request = RequestAttributes::from_raw_headers(peer, host.request_headers()?);
+        let text = |bytes: Vec<u8>| crate::input::lossy(bytes);
+        if needs.source_address {
+            request.source_address = host.property(&["source", "address"])?.map(text);
+        }
+        if needs.destination_address {
+            request.destination_address = host.property(&["destination", "address"])?.map(text);
+        }
+        if needs.time {
+            request.time_micros = Some(host.now_micros());
+        }
+        Ok(request)
     }
 
     /// The connection's verified peer, from the cache when the connection is known.
@@ -251,7 +265,7 @@ fn read_peer_properties(host: &dyn Host) -> Result<Peer, HostError> {
     } else {
         None
     };
-    let uri_san = uri_san.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let uri_san = uri_san.map(crate::input::lossy);
     Ok(Peer::from_connection(valid, uri_san.as_deref()))
 }
 

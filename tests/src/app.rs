@@ -113,8 +113,9 @@ fn serve_connection(stream: TcpStream, name: &str, served: &AtomicU64) -> Result
             payload.len(),
             if close { "connection: close\r\n" } else { "" },
         );
-        out.write_all(response.as_bytes())?;
+        // Counted before answering, so a client that has its response sees the count.
         served.fetch_add(1, Ordering::SeqCst);
+        out.write_all(response.as_bytes())?;
         if close {
             break;
         }

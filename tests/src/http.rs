@@ -92,6 +92,15 @@ impl<S: Read + Write> Conn<S> {
         read_response(&mut self.stream, method == "HEAD")
     }
 
+    /// Sends bytes as they are (a hand-made request, e.g. with non-UTF-8 header bytes)
+    /// and reads the response.
+    pub fn send_raw(&mut self, request: &[u8]) -> Result<Response> {
+        let out = self.stream.get_mut();
+        out.write_all(request)?;
+        out.flush()?;
+        read_response(&mut self.stream, false)
+    }
+
     /// `GET path` with extra headers.
     pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Response> {
         self.send("GET", path, headers, b"")
@@ -126,10 +135,12 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<Option<(String, Headers)>>
     }
     let mut headers = Vec::new();
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        // Header values may carry obs-text (non-UTF-8 bytes): read bytes, decode lossily.
+        let mut raw = Vec::new();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
             bail!("connection closed inside the header block");
         }
+        let line = String::from_utf8_lossy(&raw);
         let line = line.trim_end();
         if line.is_empty() {
             break;

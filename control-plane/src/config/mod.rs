@@ -120,6 +120,24 @@ pub struct PolicySettings {
     pub deny_status: u16,
     /// Whether the deny reason goes into the response body (default false: log only).
     pub expose_reason: bool,
+    /// What the inbound listener does with `%2F` / `%5C` in a path (default: reject).
+    pub escaped_slashes: EscapedSlashes,
+}
+
+/// `policy.escaped_slashes`: the inbound HTTP connection manager's
+/// `path_with_escaped_slashes_action`. Paths are always normalized first (RFC 3986
+/// dot segments, merged slashes), so the policy and the app see the same path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EscapedSlashes {
+    /// 400 for any `%2F`/`%5C` in the path (`reject`, the default).
+    #[default]
+    Reject,
+    /// Decode them and answer with a redirect to the decoded path
+    /// (`unescape_and_redirect`).
+    UnescapeAndRedirect,
+    /// Decode them, merge slashes again and forward (`unescape_and_forward`; Istio's
+    /// `DECODE_AND_MERGE_SLASHES`).
+    UnescapeAndForward,
 }
 
 /// Enforce decisions, or only log would-be denies.
@@ -141,6 +159,9 @@ pub struct PolicySources {
     /// The modules compiled for the entrypoint (regorus RVM program, binary, base64), as
     /// the filter receives it; compiled once per load, empty until the policy compiles.
     pub program: String,
+    /// The request fields the policy can read, analysed with the program (shipped to the
+    /// filter, printed by `warden policy config`); `None` until the policy compiles.
+    pub input_needs: Option<warden_filter::InputNeeds>,
     /// Extended builtins (regex, glob, net, ...) the compiled policy calls; when any, the
     /// sidecars get the extended filter module.
     pub extended_builtins: Vec<String>,

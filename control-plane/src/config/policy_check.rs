@@ -6,7 +6,8 @@
 use std::path::PathBuf;
 
 use warden_filter::{
-    parse_modules, with_program, CompiledPolicy, PluginConfig, PolicyError, PolicyModule,
+    body_references, call_sites, parse_modules, with_program, CompiledPolicy, PluginConfig,
+    PolicyError, PolicyModule,
 };
 
 use super::{Diagnostic, PolicySettings, PolicySources, Pos, RegoFile};
@@ -30,6 +31,32 @@ pub(crate) fn check(sources: &mut PolicySources, settings: &PolicySettings) -> V
     if parse_failed {
         return diags;
     }
+    for file in &sources.modules {
+        for reference in body_references(&file.source) {
+            diags.push(
+                Diagnostic::at(
+                    &file.path,
+                    Pos {
+                        line: reference.line,
+                        column: reference.column,
+                    },
+                    format!(
+                        "Rego: {} is never provided: Envoy does not send request bodies to the \
+                         sidecar filter, so the policy would always see it undefined",
+                        reference.field
+                    ),
+                )
+                .hint("decide on headers, path, query and identity instead (see README, OPA-Envoy compatibility)"),
+            );
+        }
+    }
+    // Neither form of walk runs on the RVM (and regorus refuses the relation form as
+    // "unsafe", its other form prints scheduler noise): refuse it by name first.
+    let walks = walk_diagnostics(sources);
+    if !walks.is_empty() {
+        diags.extend(walks);
+        return diags;
+    }
     let mut plugin = PluginConfig::new(sources.modules.iter().map(module_of).collect());
     plugin.entrypoint = settings.entrypoint.clone();
     if sources.data.is_object() {
@@ -42,6 +69,7 @@ pub(crate) fn check(sources: &mut PolicySources, settings: &PolicySettings) -> V
                 .map(|p| p.extended_builtins())
                 .unwrap_or_else(|_| vec!["(unknown)".into()]);
             sources.program = compiled.program;
+            sources.input_needs = compiled.input_needs;
         }
         Err(error) => {
             let hint = match &error {
@@ -49,6 +77,10 @@ pub(crate) fn check(sources: &mut PolicySources, settings: &PolicySettings) -> V
                 "define the rule in a policy module, or set policy.entrypoint in warden.yaml (now {})",
                 settings.entrypoint
             )),
+            PolicyError::Unsupported { message } if message.contains("SomeIn") => {
+                diags.push(some_in_diagnostic(sources, &error));
+                return diags;
+            }
             PolicyError::Unsupported { .. } => Some(
                 "the sidecar filter runs policies on regorus's RVM; rewrite this construct \
                  (`with` belongs in *_test.rego files, which run on the interpreter)"
@@ -71,6 +103,52 @@ pub(crate) fn check(sources: &mut PolicySources, settings: &PolicySettings) -> V
         }
     }
     diags
+}
+
+/// regorus's RVM compiler refuses `walk` without a location: point at every call.
+fn walk_diagnostics(sources: &PolicySources) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    for file in &sources.modules {
+        for (line, column) in call_sites(&file.source, "walk") {
+            diags.push(
+                Diagnostic::at(
+                    &file.path,
+                    Pos { line, column },
+                    "Rego: walk(...) is not supported by the sidecar filter's engine (regorus RVM)",
+                )
+                .hint(
+                    "iterate the levels you need with `some key, value in ...` (each level \
+                     named), or test the policy with `warden policy test`, which runs walk",
+                ),
+            );
+        }
+    }
+    diags
+}
+
+/// regorus's RVM compiler says "SomeIn should have been hoisted as a loop" for
+/// `some v in h[_]` over an `import … as h` alias: say what it means and what to write.
+fn some_in_diagnostic(sources: &PolicySources, error: &PolicyError) -> Diagnostic {
+    let hint = "write the full reference (`some v in input.attributes.request.http.headers`) \
+                instead of the imported alias";
+    let message = "Rego: `some … in` over an imported alias is not supported by the sidecar \
+                   filter's engine (regorus RVM)";
+    match error.located() {
+        Some(located) => {
+            let fallback = sources
+                .modules
+                .first()
+                .map(|f| f.path.clone())
+                .unwrap_or_default();
+            let file = path_of(sources, &located.module).unwrap_or(fallback);
+            let pos = Pos {
+                line: located.line,
+                column: located.column,
+            };
+            Diagnostic::at(&file, pos, message).hint(hint)
+        }
+        None => diagnostic(sources, error, Some(hint.to_string())),
+    }
 }
 
 fn module_of(file: &RegoFile) -> PolicyModule {
@@ -137,6 +215,7 @@ mod tests {
             mode: PolicyMode::Enforce,
             deny_status: 403,
             expose_reason: false,
+            escaped_slashes: Default::default(),
         }
     }
 
@@ -146,6 +225,7 @@ mod tests {
             tests,
             data: serde_json::json!({}),
             program: String::new(),
+            input_needs: None,
             extended_builtins: Vec::new(),
         }
     }
@@ -197,6 +277,68 @@ mod tests {
         assert!(text.contains("with"), "{text}");
         assert!(text.contains("RVM"), "{text}");
         assert!(s.program.is_empty());
+    }
+
+    #[test]
+    fn a_policy_reading_the_request_body_is_refused_at_its_line_with_a_hint() {
+        let mut s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\n\nallow if not input.parsed_body.admin\n",
+            )],
+            vec![],
+        );
+        let diags = check(&mut s, &settings());
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!((diags[0].line, diags[0].column), (3, 14));
+        assert!(diags[0].message.contains("input.parsed_body"), "{diags:?}");
+        assert!(diags[0]
+            .hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("compatibility"));
+    }
+
+    #[test]
+    fn walk_and_some_in_over_an_alias_are_refused_at_their_line_with_a_hint() {
+        let mut s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\nimport rego.v1\n\nallow if {\n  walk(input, [p, v])\n  v == \"x\"\n}\n",
+            )],
+            vec![],
+        );
+        let diags = check(&mut s, &settings());
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!((diags[0].line, diags[0].column), (5, 3), "{diags:?}");
+        assert!(diags[0].hint.is_some(), "{diags:?}");
+        let mut s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\nimport rego.v1\nimport input.attributes.request.http as h\n\nallow if {\n  some v in h[_]\n  v == \"x\"\n}\n",
+            )],
+            vec![],
+        );
+        let diags = check(&mut s, &settings());
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!((diags[0].line, diags[0].column), (6, 3), "{diags:?}");
+        assert!(diags[0].message.contains("imported alias"), "{diags:?}");
+        assert!(!diags[0].message.contains("hoisted"), "{diags:?}");
+        assert!(diags[0].hint.is_some(), "{diags:?}");
+    }
+
+    #[test]
+    fn the_analysed_input_needs_are_kept_with_the_program() {
+        let mut s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\nallow if input.attributes.request.http.headers.x == \"1\"\n",
+            )],
+            vec![],
+        );
+        assert_eq!(check(&mut s, &settings()), vec![]);
+        let needs = s.input_needs.expect("analysed");
+        assert!(needs.headers && !needs.host && !needs.parsed_path);
     }
 
     #[test]

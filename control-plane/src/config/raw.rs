@@ -83,6 +83,7 @@ pub(crate) struct RawPolicy {
     pub(crate) mode: Option<String>,
     pub(crate) deny_status: Option<u16>,
     pub(crate) expose_reason: Option<bool>,
+    pub(crate) escaped_slashes: Option<String>,
 }
 
 /// `workloads/<name>.yaml`.

@@ -288,6 +288,28 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
+fn escaped_slashes_defaults_to_reject_and_refuses_unknown_actions() {
+    let dir = sample();
+    let config = crate::config::load(dir.path()).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(
+        config.policy.escaped_slashes,
+        crate::config::EscapedSlashes::Reject
+    );
+    edit(
+        dir.path(),
+        "warden.yaml",
+        "deny_status: 403",
+        "deny_status: 403\n  escaped_slashes: keep_unchanged",
+    );
+    let text = Diagnostics(errors(dir.path())).to_string();
+    assert!(
+        text.contains("unknown escaped_slashes action `keep_unchanged`"),
+        "{text}"
+    );
+    assert!(text.contains("unescape_and_redirect"), "{text}");
+}
+
+#[test]
 fn missing_main_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let errs = errors(dir.path());

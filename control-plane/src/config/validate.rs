@@ -13,8 +13,8 @@ use super::files::{Files, Parsed};
 use super::raw::{RawCa, RawWarden};
 use super::workloads::{cross_checks, workload};
 use super::{
-    duration, policy_check, CaSettings, Config, PolicyMode, PolicySettings, PolicySources,
-    ServerSettings,
+    duration, policy_check, CaSettings, Config, EscapedSlashes, PolicyMode, PolicySettings,
+    PolicySources, ServerSettings,
 };
 use crate::identity::ca::Upstream;
 use crate::identity::{CaError, CaParams, KeyType, SystemClock, TrustDomain, UpstreamCa};
@@ -113,6 +113,7 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
         tests: files.tests,
         data: files.data,
         program: String::new(),
+        input_needs: None,
         extended_builtins: Vec::new(),
     };
     if policies.modules.is_empty() {
@@ -391,10 +392,27 @@ fn policy_settings(raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> PolicySetti
             Some("use 403 (or another 4xx/5xx)".into()),
         );
     }
+    let escaped_slashes = match p.escaped_slashes.as_deref() {
+        None | Some("reject") => EscapedSlashes::Reject,
+        Some("unescape_and_redirect") => EscapedSlashes::UnescapeAndRedirect,
+        Some("unescape_and_forward") => EscapedSlashes::UnescapeAndForward,
+        Some(other) => {
+            ctx.error(
+                "policy.escaped_slashes",
+                format!("unknown escaped_slashes action `{other}`"),
+                Some(
+                    "use `reject` (default), `unescape_and_redirect` or `unescape_and_forward`"
+                        .into(),
+                ),
+            );
+            EscapedSlashes::Reject
+        }
+    };
     PolicySettings {
         entrypoint,
         mode,
         deny_status,
         expose_reason: p.expose_reason.unwrap_or(false),
+        escaped_slashes,
     }
 }

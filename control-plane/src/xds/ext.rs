@@ -7,7 +7,7 @@
 //! defaults for absent fields are upstream's defaults.
 
 use prost::Name;
-use xds_api::pb::envoy::config::core::v3::{AsyncDataSource, DataSource};
+use xds_api::pb::envoy::config::core::v3::{AsyncDataSource, BackoffStrategy, DataSource};
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, SdsSecretConfig,
 };
@@ -158,14 +158,31 @@ pub struct PluginConfig {
     /// Plugin configuration handed to `on_configure`.
     #[prost(message, optional, tag = "4")]
     pub configuration: Option<Any>,
-    /// `FailurePolicy` enum value (see [`FAIL_CLOSED`]).
+    /// `FailurePolicy` enum value (see [`FAIL_RELOAD`]).
     #[prost(int32, tag = "7")]
     pub failure_policy: i32,
+    /// How fast a crashed VM is reloaded under [`FAIL_RELOAD`].
+    #[prost(message, optional, tag = "8")]
+    pub reload_config: Option<ReloadConfig>,
 }
 named!(PluginConfig, "envoy.extensions.wasm.v3", "PluginConfig");
 
-/// `envoy.extensions.wasm.v3.FailurePolicy.FAIL_CLOSED`: a crashed VM denies requests.
+/// `envoy.extensions.wasm.v3.ReloadConfig`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReloadConfig {
+    /// Backoff between reload attempts (Envoy's default: 1 s base).
+    #[prost(message, optional, tag = "1")]
+    pub backoff: Option<BackoffStrategy>,
+}
+named!(ReloadConfig, "envoy.extensions.wasm.v3", "ReloadConfig");
+
+/// `envoy.extensions.wasm.v3.FailurePolicy.FAIL_CLOSED`: a crashed VM denies requests,
+/// for good (until a new configuration).
 pub const FAIL_CLOSED: i32 = 2;
+
+/// `envoy.extensions.wasm.v3.FailurePolicy.FAIL_RELOAD`: a crashed VM denies requests
+/// while Envoy creates a fresh one (with `reload_config`'s backoff).
+pub const FAIL_RELOAD: i32 = 1;
 
 /// `envoy.extensions.wasm.v3.VmConfig` (subset).
 #[derive(Clone, PartialEq, prost::Message)]

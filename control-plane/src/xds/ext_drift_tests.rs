@@ -146,6 +146,9 @@ fn hand_written_structs_match_the_proto_files() {
         vm_config: Some(VmConfig::default()),
         configuration: Some(Any::default()),
         failure_policy: FAIL_CLOSED,
+        reload_config: Some(ReloadConfig {
+            backoff: Some(Default::default()),
+        }),
     };
     let rust = [
         fields_of(&[UpstreamTlsContext {
@@ -170,7 +173,8 @@ fn hand_written_structs_match_the_proto_files() {
         fields_of(&[Wasm {
             config: Some(plugin.clone()),
         }]),
-        fields_of(&[plugin]),
+        fields_of(std::slice::from_ref(&plugin)),
+        fields_of(&[plugin.reload_config.clone().unwrap_or_default()]),
         fields_of(&[VmConfig {
             vm_id: "v".into(),
             runtime: "r".into(),

@@ -14,6 +14,7 @@ type Sent = (u16, Vec<(String, String)>, String);
 struct FakeHost {
     properties: BTreeMap<String, Vec<u8>>,
     headers: Vec<(String, String)>,
+    raw_headers: Vec<(String, Vec<u8>)>,
     fail_properties: bool,
     set: RefCell<Vec<(String, Option<String>)>>,
     sent: RefCell<Option<Sent>>,
@@ -65,9 +66,13 @@ impl Host for FakeHost {
         }
         Ok(self.properties.get(&path.join(".")).cloned())
     }
-    fn request_headers(&self) -> Result<Vec<(String, String)>, HostError> {
+    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
         *self.header_reads.borrow_mut() += 1;
-        Ok(self.headers.clone())
+        let text = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()));
+        Ok(text.chain(self.raw_headers.iter().cloned()).collect())
     }
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
         self.set
@@ -376,4 +381,61 @@ fn a_policy_of_peer_method_and_path_is_cached() {
         "package envoy.authz\nallow if startswith(input.attributes.request.http.path, \"/a\")\n",
     );
     assert!(plain.policy().unwrap().decisions_cacheable());
+}
+
+#[test]
+fn a_non_utf8_header_value_gets_a_normal_decision_and_later_requests_still_work() {
+    let mut plugin = plugin_with(
+        "package envoy.authz\nallow if input.attributes.request.http.headers[\"x-a\"] != \"evil\"\n",
+    );
+    let peer = "spiffe://example.org/ns/demo/sa/frontend";
+    let mut bad = FakeHost::peer(peer).request("GET", "/api/items", &[]);
+    bad.raw_headers = vec![("x-a".into(), vec![0xc0, 0xa7]), ("x-b".into(), vec![0xff])];
+    assert_eq!(plugin.on_request_headers(&bad), Flow::Continue);
+    for _ in 0..20 {
+        let good = FakeHost::peer(peer).request("GET", "/api/items", &[("x-a", "fine")]);
+        assert_eq!(plugin.on_request_headers(&good), Flow::Continue);
+    }
+    let evil = FakeHost::peer(peer).request("GET", "/api/items", &[("x-a", "evil")]);
+    assert_eq!(plugin.on_request_headers(&evil), Flow::Stop);
+}
+
+#[test]
+fn a_path_with_parameters_or_a_bad_escape_is_answered_400_before_the_policy() {
+    let mut plugin = plugin_with("package envoy.authz\nallow := true\n");
+    for path in ["/admin;x=1", "/files/100%", "/a%zz/b"] {
+        let host = FakeHost::peer("spiffe://example.org/a").request("GET", path, &[]);
+        assert_eq!(plugin.on_request_headers(&host), Flow::Stop, "{path}");
+        assert_eq!(
+            host.sent.borrow().as_ref().map(|s| s.0),
+            Some(400),
+            "{path}"
+        );
+    }
+    let fine = FakeHost::peer("spiffe://example.org/a").request("GET", "/a?x=1;y", &[]);
+    assert_eq!(plugin.on_request_headers(&fine), Flow::Continue);
+}
+
+#[test]
+fn addresses_and_time_are_read_only_when_the_policy_reads_them() {
+    let mut lean = plugin_with("package envoy.authz\nallow := true\n");
+    let host = FakeHost::peer("spiffe://example.org/a").request("GET", "/", &[]);
+    lean.on_request_headers(&host);
+    assert!(!host
+        .property_reads
+        .borrow()
+        .iter()
+        .any(|p| p.ends_with("address")));
+    let mut reads = plugin_with(
+        "package envoy.authz\nallow if input.attributes.source.address.socketAddress.portValue > 0\n",
+    );
+    let mut host = FakeHost::peer("spiffe://example.org/a").request("GET", "/", &[]);
+    host.properties
+        .insert("source.address".into(), b"127.0.0.1:4000".to_vec());
+    assert_eq!(reads.on_request_headers(&host), Flow::Continue);
+    assert!(host
+        .property_reads
+        .borrow()
+        .iter()
+        .any(|p| p == "source.address"));
 }

@@ -37,10 +37,13 @@ pub fn parse_modules(modules: &[PolicyModule]) -> Result<(), PolicyError> {
     engine_with(modules, &serde_json::Value::Object(serde_json::Map::new())).map(|_| ())
 }
 
-/// The configuration with its `program` compiled from its modules: what the control plane
-/// sends to the filter.
+/// The configuration with its `program` compiled from its modules and the request fields
+/// the policy can read (`input_needs`): what the control plane sends to the filter.
 pub fn with_program(mut config: PluginConfig) -> Result<PluginConfig, PolicyError> {
     config.program = program_base64(&config)?;
+    config.input_needs = Some(super::InputNeeds::scan(
+        config.modules.iter().map(|m| m.source.as_str()),
+    ));
     Ok(config)
 }
 

@@ -27,7 +27,7 @@ mod needs;
 
 pub(crate) use compile::engine_with;
 pub use compile::{parse_modules, with_program};
-pub use needs::InputNeeds;
+pub use needs::{body_references, call_sites, BodyReference, InputNeeds};
 
 /// Builtins (by name prefix) only in the extended filter module (cargo feature
 /// `opa-builtins`): regex, glob, CIDR, base64, hex and URL-query functions. The core
@@ -211,12 +211,8 @@ impl CompiledPolicy {
         let program = Arc::new(program);
         let data = Value::from(config.data.clone());
         let vm = new_vm(&program, &data)?;
-        // Without the sources there is no telling what the policy reads: read everything.
-        let needs = if config.modules.is_empty() {
-            InputNeeds::ALL
-        } else {
-            InputNeeds::scan(config.modules.iter().map(|m| m.source.as_str()))
-        };
+        // Analysed by the control plane; without it, build everything and cache nothing.
+        let needs = config.input_needs.unwrap_or(InputNeeds::ALL);
         // The answer depends only on peer, method and path (and the fixed data).
         let builtins = program.builtin_info_table.iter().map(|b| b.name.as_str());
         let cacheable = crate::cache::cacheable(needs, builtins);

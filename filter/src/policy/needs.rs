@@ -1,24 +1,128 @@
 //! Which parts of the request a policy can look at, so the filter reads (host calls) and
-//! builds (input values) no more than that. Found by scanning the Rego sources for field
-//! names, comments excluded; any doubt means "everything". No I/O.
+//! builds (input values) no more than that, and whether its decisions may be cached.
+//!
+//! Derived from the policy's tokens as regorus's own lexer reads them (comments and
+//! string contents are never mistaken for references): every reference that starts at
+//! `input` is followed through its literal keys (`.name`, `["name"]`) down the input
+//! document's known shape. It must end *inside* one field group (`headers`, `host`,
+//! `parsed_path`, ...): that group is needed. Anything else means "build everything and
+//! do not cache": a computed key above a group (`input.attributes.request.http[k]`), an
+//! object above a group used as a value (`json.marshal(input.attributes.request.http)`,
+//! `some x in input.attributes.request.http`, `walk(input)`, a function argument, an
+//! `import input… as h` alias of such an object), `with input…`, or sources the lexer
+//! rejects. References to fields Warden never provides (`input.parsed_body`) need
+//! nothing: they are absent in the full input too. The control plane runs this once per
+//! configuration load and ships the result in the plugin configuration; no I/O here.
 
-/// Which parts of the request the policy can look at, so the filter reads no more than
-/// that from the host. Found by scanning the sources for the field names; any doubt
-/// (a bare `input`, `input[...]`) means "read everything". Method and path are always read
-/// (they go to the decision log).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use regorus::unstable::{Lexer, Source, Token, TokenKind};
+use serde::{Deserialize, Serialize};
+
+/// The request fields a policy can read. Method, path, both principals and
+/// `source_principal` are always built (they are cheap and go to the decision log).
+/// A field missing from the JSON counts as needed, so an older control plane's
+/// configuration never makes a newer filter leave something out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputNeeds {
-    /// The policy may read request headers.
+    /// `attributes.request.http.headers`.
+    #[serde(default = "needed")]
     pub headers: bool,
-    /// The policy may read `host`.
+    /// `attributes.request.http.host`.
+    #[serde(default = "needed")]
     pub host: bool,
-    /// The policy may read `scheme`.
+    /// `attributes.request.http.scheme`.
+    #[serde(default = "needed")]
     pub scheme: bool,
-    /// The policy may read `parsed_path`.
+    /// `attributes.request.http.id` (the `x-request-id` header).
+    #[serde(default = "needed")]
+    pub request_id: bool,
+    /// `attributes.request.time`.
+    #[serde(default = "needed")]
+    pub time: bool,
+    /// `attributes.source.address`.
+    #[serde(default = "needed")]
+    pub source_address: bool,
+    /// `attributes.destination.address`.
+    #[serde(default = "needed")]
+    pub destination_address: bool,
+    /// `parsed_path`.
+    #[serde(default = "needed")]
     pub parsed_path: bool,
-    /// The policy may read `parsed_query`.
+    /// `parsed_query`.
+    #[serde(default = "needed")]
     pub parsed_query: bool,
 }
+
+fn needed() -> bool {
+    true
+}
+
+/// One group of the input document that is built (or left out) as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Headers,
+    Host,
+    Scheme,
+    RequestId,
+    Time,
+    SourceAddress,
+    DestinationAddress,
+    ParsedPath,
+    ParsedQuery,
+}
+
+/// The input document's shape, as far as Warden builds it.
+#[derive(Debug)]
+enum Node {
+    /// An object with these known keys (other keys are absent).
+    Object(&'static [(&'static str, Node)]),
+    /// A value that is always built.
+    Always,
+    /// A group built only when needed.
+    Group(Field),
+}
+
+const SHAPE: Node = Node::Object(&[
+    (
+        "attributes",
+        Node::Object(&[
+            (
+                "source",
+                Node::Object(&[
+                    ("principal", Node::Always),
+                    ("address", Node::Group(Field::SourceAddress)),
+                ]),
+            ),
+            (
+                "destination",
+                Node::Object(&[
+                    ("principal", Node::Always),
+                    ("address", Node::Group(Field::DestinationAddress)),
+                ]),
+            ),
+            (
+                "request",
+                Node::Object(&[
+                    ("time", Node::Group(Field::Time)),
+                    (
+                        "http",
+                        Node::Object(&[
+                            ("method", Node::Always),
+                            ("path", Node::Always),
+                            ("host", Node::Group(Field::Host)),
+                            ("scheme", Node::Group(Field::Scheme)),
+                            ("headers", Node::Group(Field::Headers)),
+                            ("id", Node::Group(Field::RequestId)),
+                        ]),
+                    ),
+                ]),
+            ),
+        ]),
+    ),
+    ("parsed_path", Node::Group(Field::ParsedPath)),
+    ("parsed_query", Node::Group(Field::ParsedQuery)),
+    ("source_principal", Node::Always),
+    ("version", Node::Always),
+]);
 
 impl InputNeeds {
     /// Everything.
@@ -26,106 +130,366 @@ impl InputNeeds {
         headers: true,
         host: true,
         scheme: true,
+        request_id: true,
+        time: true,
+        source_address: true,
+        destination_address: true,
         parsed_path: true,
         parsed_query: true,
     };
 
-    /// Scans Rego sources.
+    /// Nothing beyond what is always built.
+    pub const NONE: Self = Self {
+        headers: false,
+        host: false,
+        scheme: false,
+        request_id: false,
+        time: false,
+        source_address: false,
+        destination_address: false,
+        parsed_path: false,
+        parsed_query: false,
+    };
+
+    /// Analyses Rego sources (all modules of one policy).
     pub fn scan<'a>(sources: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut needs = Self {
-            headers: false,
-            host: false,
-            scheme: false,
-            parsed_path: false,
-            parsed_query: false,
-        };
+        let mut needs = Self::NONE;
         for source in sources {
-            let source = &strip_comments(source);
-            if uses_input_dynamically(source) {
-                return Self::ALL;
+            match tokens(source) {
+                Some(tokens) if needs.add_references(&tokens) => {}
+                _ => return Self::ALL,
             }
-            needs.headers |= source.contains("headers");
-            needs.host |= source.contains("host");
-            needs.scheme |= source.contains("scheme");
-            needs.parsed_path |= source.contains("parsed_path");
-            needs.parsed_query |= source.contains("parsed_query");
         }
         needs
     }
+
+    /// True when the answer can depend on more than the peer, method and path.
+    pub fn varies_per_request(&self) -> bool {
+        self.headers
+            || self.host
+            || self.scheme
+            || self.request_id
+            || self.time
+            || self.source_address
+            || self.destination_address
+    }
+
+    fn set(&mut self, field: Field) {
+        match field {
+            Field::Headers => self.headers = true,
+            Field::Host => self.host = true,
+            Field::Scheme => self.scheme = true,
+            Field::RequestId => self.request_id = true,
+            Field::Time => self.time = true,
+            Field::SourceAddress => self.source_address = true,
+            Field::DestinationAddress => self.destination_address = true,
+            Field::ParsedPath => self.parsed_path = true,
+            Field::ParsedQuery => self.parsed_query = true,
+        }
+    }
+
+    /// Adds what every `input` reference in `tokens` needs; `false` when one of them
+    /// needs everything.
+    fn add_references(&mut self, tokens: &[Tok]) -> bool {
+        for at in 0..tokens.len() {
+            // `x.input` is a field named input, not the input document.
+            if !is_input_root(tokens, at) {
+                continue;
+            }
+            // `with input… as v` replaces (part of) the input: keep it whole.
+            if at
+                .checked_sub(1)
+                .and_then(|i| tokens.get(i))
+                .is_some_and(|t| t.text == "with")
+            {
+                return false;
+            }
+            match resolve(&tokens[at + 1..]) {
+                Reference::Whole => return false,
+                Reference::Group(field) => self.set(field),
+                Reference::Nothing => {}
+            }
+        }
+        true
+    }
 }
 
-/// Removes `#` comments (outside string literals), so a comment that mentions `headers`
-/// does not make every request read all headers.
-fn strip_comments(source: &str) -> String {
-    let mut out = String::with_capacity(source.len());
-    let mut chars = source.chars();
-    let (mut in_string, mut in_raw, mut escaped) = (false, false, false);
-    while let Some(c) = chars.next() {
-        if in_string {
-            in_string = escaped || c != '"';
-            escaped = !escaped && c == '\\';
-        } else if in_raw {
-            in_raw = c != '`';
-        } else if c == '"' {
-            in_string = true;
-        } else if c == '`' {
-            in_raw = true;
-        } else if c == '#' {
-            // Skip to the end of the line, keep the newline.
-            for rest in chars.by_ref() {
-                if rest == '\n' {
-                    out.push('\n');
-                    break;
-                }
-            }
+/// One token: kind, text and where it starts (1-based line and column).
+#[derive(Debug)]
+struct Tok {
+    kind: TokenKind,
+    text: String,
+    line: u32,
+    column: u32,
+}
+
+/// A reference to a request body field (Envoy does not send bodies to the filter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyReference {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The field, e.g. `input.parsed_body`.
+    pub field: String,
+}
+
+/// OPA-Envoy input fields that carry the request body; never provided by Warden.
+const BODY_FIELDS: [&[&str]; 4] = [
+    &["parsed_body"],
+    &["truncated_body"],
+    &["attributes", "request", "http", "body"],
+    &["attributes", "request", "http", "raw_body"],
+];
+
+/// Every reference in `source` to a body field (`input.parsed_body`,
+/// `input.attributes.request.http.body`, ...). Such a policy would silently see an
+/// absent field, so `warden validate` refuses it.
+pub fn body_references(source: &str) -> Vec<BodyReference> {
+    let Some(tokens) = tokens(source) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (at, tok) in tokens.iter().enumerate() {
+        if !is_input_root(&tokens, at) {
             continue;
         }
-        out.push(c);
+        let mut path = Vec::new();
+        let mut rest = &tokens[at + 1..];
+        while let Some((key, used)) = literal_key(rest) {
+            path.push(key);
+            rest = &rest[used..];
+            if let Some(field) = BODY_FIELDS.iter().find(|f| **f == path.as_slice()) {
+                out.push(BodyReference {
+                    line: tok.line as usize,
+                    column: tok.column as usize,
+                    field: format!("input.{}", field.join(".")),
+                });
+                break;
+            }
+        }
     }
     out
 }
 
-fn uses_input_dynamically(source: &str) -> bool {
-    let bytes = source.as_bytes();
-    let mut start = 0;
-    while let Some(found) = source[start..].find("input") {
-        let at = start + found;
-        let end = at + "input".len();
-        let before_ok = at == 0 || !is_ident_byte(bytes[at - 1]);
-        let after = bytes.get(end).copied();
-        if before_ok && !after.is_some_and(is_ident_byte) && after != Some(b'.') {
-            return true;
-        }
-        start = end;
-    }
-    false
+/// Where `source` calls the builtin or function `name` (`name(`, not `x.name(`), as
+/// 1-based (line, column): for pointing at a construct the filter's engine refuses.
+pub fn call_sites(source: &str, name: &str) -> Vec<(usize, usize)> {
+    let Some(tokens) = tokens(source) else {
+        return Vec::new();
+    };
+    tokens
+        .windows(2)
+        .enumerate()
+        .filter(|(at, pair)| {
+            let after_dot = at
+                .checked_sub(1)
+                .and_then(|i| tokens.get(i))
+                .is_some_and(|t| t.text == ".");
+            pair[0].kind == TokenKind::Ident
+                && pair[0].text == name
+                && pair[1].text == "("
+                && !after_dot
+        })
+        .map(|(_, pair)| (pair[0].line as usize, pair[0].column as usize))
+        .collect()
 }
 
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+/// True when the token at `at` is the root `input` (not a field named `input`).
+fn is_input_root(tokens: &[Tok], at: usize) -> bool {
+    let tok = &tokens[at];
+    let after_dot = at
+        .checked_sub(1)
+        .and_then(|i| tokens.get(i))
+        .is_some_and(|t| t.text == ".");
+    tok.kind == TokenKind::Ident && tok.text == "input" && !after_dot
+}
+
+/// Where one reference starting at `input` ends.
+enum Reference {
+    /// An object above the groups, used as a value or indexed by a computed key.
+    Whole,
+    /// Inside a group.
+    Group(Field),
+    /// An always-built value, or a key Warden never provides.
+    Nothing,
+}
+
+fn resolve(rest: &[Tok]) -> Reference {
+    let mut node = &SHAPE;
+    let mut at = 0;
+    loop {
+        let children = match node {
+            Node::Object(children) => *children,
+            Node::Always => return Reference::Nothing,
+            Node::Group(field) => return Reference::Group(*field),
+        };
+        let Some((key, used)) = literal_key(&rest[at..]) else {
+            return Reference::Whole;
+        };
+        at += used;
+        match children.iter().find(|(name, _)| *name == key) {
+            Some((_, child)) => node = child,
+            None => return Reference::Nothing,
+        }
+    }
+}
+
+/// `.name` or `["name"]` at the start of `rest`: the key and how many tokens it took.
+fn literal_key(rest: &[Tok]) -> Option<(String, usize)> {
+    match rest {
+        [dot, name, ..] if dot.text == "." && name.kind == TokenKind::Ident => {
+            Some((name.text.clone(), 2))
+        }
+        [open, key, close, ..] if open.text == "[" && close.text == "]" => {
+            let key = match key.kind {
+                TokenKind::String => serde_json::from_str(&format!("\"{}\"", key.text)).ok()?,
+                TokenKind::RawString => key.text.clone(),
+                _ => return None,
+            };
+            Some((key, 3))
+        }
+        _ => None,
+    }
+}
+
+/// The source's tokens, or `None` when the lexer rejects it.
+fn tokens(source: &str) -> Option<Vec<Tok>> {
+    let source = Source::from_contents("policy.rego".into(), source.into()).ok()?;
+    let mut lexer = Lexer::new(&source);
+    let mut out = Vec::new();
+    loop {
+        let Token(kind, span) = lexer.next_token().ok()?;
+        if kind == TokenKind::Eof {
+            return Some(out);
+        }
+        out.push(Tok {
+            kind,
+            text: span.text().to_string(),
+            line: span.line,
+            column: span.col,
+        });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn scan(source: &str) -> InputNeeds {
+        InputNeeds::scan([source])
+    }
+
     #[test]
-    fn needs_scan_reads_headers_only_when_mentioned() {
-        let plain = InputNeeds::scan(["allow if input.source_principal == \"a\""]);
-        assert!(!plain.headers && !plain.host && !plain.scheme);
-        assert!(!plain.parsed_path && !plain.parsed_query);
-        assert!(InputNeeds::scan(["allow if input.parsed_path[0] == \"a\""]).parsed_path);
-        let with_headers =
-            InputNeeds::scan(["allow if input.attributes.request.http.headers[\"x\"] == \"1\""]);
-        assert!(with_headers.headers);
-        assert_eq!(InputNeeds::scan(["x := input"]), InputNeeds::ALL);
-        assert_eq!(InputNeeds::scan(["x := input[k]"]), InputNeeds::ALL);
-        assert!(!InputNeeds::scan(["my_input := 1"]).headers);
-        let commented =
-            "# reads input.attributes.request.http.headers\nallow if input.a == \"#x\"\n";
-        assert!(!InputNeeds::scan([commented]).headers);
-        let in_string =
-            "allow if input.a == \"x#\"\nallow if input.attributes.request.http.headers.b\n";
-        assert!(InputNeeds::scan([in_string]).headers);
+    fn literal_references_need_only_their_group() {
+        let plain = scan("allow if input.source_principal == \"a\"");
+        assert_eq!(plain, InputNeeds::NONE);
+        assert!(scan("allow if input.parsed_path[0] == \"a\"").parsed_path);
+        let headers = scan("allow if input.attributes.request.http.headers[\"x\"] == \"1\"");
+        assert_eq!(
+            headers,
+            InputNeeds {
+                headers: true,
+                ..InputNeeds::NONE
+            }
+        );
+        let bracketed = scan("allow if input[\"attributes\"].request[`http`][\"host\"] == \"a\"");
+        assert!(bracketed.host && !bracketed.headers);
+        let some_in = scan("allow if { some k, v in input.attributes.request.http.headers; v }");
+        assert!(some_in.headers && !some_in.host);
+    }
+
+    #[test]
+    fn comments_strings_and_fields_named_input_need_nothing() {
+        let commented = "# reads input.attributes.request.http\nallow if input.a == \"#x\"\n";
+        assert_eq!(scan(commented), InputNeeds::NONE);
+        assert_eq!(
+            scan("x := \"input\"\ny := data.input.z\n"),
+            InputNeeds::NONE
+        );
+        assert_eq!(scan("my_input := 1"), InputNeeds::NONE);
+    }
+
+    #[test]
+    fn fields_warden_never_provides_need_nothing() {
+        assert_eq!(
+            scan("allow if not input.parsed_body.admin"),
+            InputNeeds::NONE
+        );
+        assert_eq!(
+            scan("allow if input.attributes.request.http.body == \"\""),
+            InputNeeds::NONE
+        );
+    }
+
+    #[test]
+    fn computed_keys_and_objects_used_as_values_need_everything() {
+        for source in [
+            "x := input",
+            "x := input[k]",
+            "k := concat(\"\", [\"head\", \"ers\"])\nallow if not input.attributes.request.http[k][\"x-blocked\"]",
+            "allow if contains(json.marshal(input.attributes.request.http), \"evil\")",
+            "allow if { some x in input.attributes.request.http; x == \"evil\" }",
+            "allow if walk(input, [p, v])",
+            "import input.attributes.request.http as h\nallow if h.headers.x",
+            "import input\nallow if input.a",
+            "f(x) := x.headers\nallow if f(input.attributes.request.http)",
+            "allow if { x with input.attributes as {} }",
+            "allow if object.get(input, [\"attributes\"], {})",
+            "allow if input.attributes.request.http[\"he\\u0061ders\"] == 1 # ok\nx := input.attributes.source",
+        ] {
+            assert_eq!(scan(source), InputNeeds::ALL, "{source}");
+        }
+    }
+
+    #[test]
+    fn an_escaped_literal_key_is_decoded() {
+        let needs = scan("allow if input.attributes.request.http[\"he\\u0061ders\"].x");
+        assert!(needs.headers && !needs.host);
+    }
+
+    #[test]
+    fn an_import_of_a_group_needs_that_group() {
+        let needs =
+            scan("import input.attributes.request.http.headers as h\nallow if h[k] == \"1\"");
+        assert_eq!(
+            needs,
+            InputNeeds {
+                headers: true,
+                ..InputNeeds::NONE
+            }
+        );
+    }
+
+    #[test]
+    fn body_references_are_found_with_their_position() {
+        let source = "package p\nallow if not input.parsed_body.admin\nx := input[\"attributes\"].request.http.body\ny := input.attributes.request.http.bodyless\n";
+        let found = body_references(source);
+        let fields: Vec<(usize, &str)> = found.iter().map(|b| (b.line, b.field.as_str())).collect();
+        assert_eq!(
+            fields,
+            vec![
+                (2, "input.parsed_body"),
+                (3, "input.attributes.request.http.body")
+            ]
+        );
+        assert_eq!(found[0].column, 14);
+    }
+
+    #[test]
+    fn call_sites_are_found_outside_comments_and_strings() {
+        let source = "# walk(x)\nallow if walk(input, [p, v])\nx := \"walk(\"\ny := a.walk(1)\n";
+        assert_eq!(call_sites(source, "walk"), vec![(2, 10)]);
+    }
+
+    #[test]
+    fn unlexable_sources_need_everything() {
+        assert_eq!(scan("allow if \"unterminated"), InputNeeds::ALL);
+    }
+
+    #[test]
+    fn missing_fields_in_the_json_count_as_needed() {
+        let needs: InputNeeds = serde_json::from_str(r#"{"headers": false}"#).unwrap();
+        assert!(!needs.headers && needs.host && needs.parsed_query);
     }
 }

@@ -3,6 +3,14 @@
 //!
 //! Host calls go through `proxy_wasm::hostcalls` directly, never the SDK's `Context`
 //! helpers, which `unwrap()` host results (a host error would trap the VM).
+//!
+//! Audit of what can still trap (proxy-wasm 0.2.5): every `hostcalls` function panics on
+//! a host status it does not expect (e.g. `get_property` on anything but Ok/NotFound);
+//! Envoy returns those only for calls made in the wrong phase or context, which this
+//! adapter never makes. Values are read as bytes (`get_map_bytes`, `get_property`,
+//! `get_buffer`); the SDK's string decoders (`get_map`, `get_map_value`, `get_grpc_status`)
+//! are not used. If the VM traps anyway, the plugin's failure policy (`FAIL_RELOAD`, set
+//! by the control plane) makes Envoy deny requests while it starts a fresh VM.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -58,8 +66,12 @@ impl Host for WasmHost {
         hostcalls::get_property(path.to_vec()).map_err(host_error("get_property"))
     }
 
-    fn request_headers(&self) -> Result<Vec<(String, String)>, HostError> {
-        hostcalls::get_map(MapType::HttpRequestHeaders).map_err(host_error("get_map"))
+    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        // `get_map` decodes values with `String::from_utf8(..).unwrap()`: one obs-text
+        // byte would trap the VM. The bytes variant leaves values alone; names are
+        // RFC 9110 tokens (Envoy's codecs reject anything else), so its name decoding
+        // cannot fail on a request Envoy accepted.
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(host_error("get_map_bytes"))
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {

@@ -130,6 +130,9 @@ pub fn load(path: &Path) -> anyhow::Result<Vec<Case>> {
 pub struct Outcome {
     pub config: PluginConfig,
     pub input: serde_json::Value,
+    /// The full OPA-Envoy input for a request case (what OPA-Envoy would evaluate; ours
+    /// may be leaner), the raw input otherwise.
+    pub full_input: serde_json::Value,
     /// Raw value of the decision rule; `None` when undefined or on error.
     pub result: Option<serde_json::Value>,
     pub error: Option<String>,
@@ -235,7 +238,12 @@ impl Case {
             Action::Respond { status, .. } => Some(status),
             Action::Continue { .. } => None,
         };
+        let full_input = match &self.request {
+            Some(_) => to_json(&attributes.to_input(&config.destination_principal)),
+            None => to_json(&input),
+        };
         Ok(Outcome {
+            full_input: full_input.unwrap_or(serde_json::Value::Null),
             input: to_json(&input).unwrap_or(serde_json::Value::Null),
             result,
             error,

@@ -4,16 +4,17 @@
 //! of `warden_filter::PluginConfig`), so a policy change never changes the module bytes.
 
 use xds_api::pb::envoy::config::core::v3::{
-    async_data_source, data_source, AsyncDataSource, DataSource, TypedExtensionConfig,
+    async_data_source, data_source, AsyncDataSource, BackoffStrategy, DataSource,
+    TypedExtensionConfig,
 };
-use xds_api::pb::google::protobuf::StringValue;
+use xds_api::pb::google::protobuf::{Duration, StringValue};
 
 use std::path::{Path, PathBuf};
 
 use super::common::any;
 use super::NodeInputs;
 use crate::config::{Config, Workload};
-use crate::xds::ext::{PluginConfig, VmConfig, Wasm, FAIL_CLOSED};
+use crate::xds::ext::{PluginConfig, ReloadConfig, VmConfig, Wasm, FAIL_RELOAD};
 
 /// The two builds of the filter module, as Envoy should open them. A policy that calls
 /// an extended builtin (regex, glob, net, ...: `warden_filter::EXTENDED_BUILTIN_PREFIXES`)
@@ -57,6 +58,21 @@ impl From<&str> for FilterModules {
 /// Name of the filter in the HCM and of its ECDS resource.
 pub const AUTHZ_FILTER_NAME: &str = "warden-authz";
 
+/// A VM that traps (a bug, or a host status the SDK does not expect) is not left failing:
+/// under `FAIL_RELOAD` Envoy answers requests with an error (fail closed) and creates a
+/// fresh VM on the next request, at most once per backoff interval (200 ms doubling to
+/// 5 s, so a client that can crash the VM on purpose cannot make it spin). Envoy counts
+/// them in `wasm.warden-authz.vm_reload_{success,failure,backoff}` (see README).
+const RELOAD_BASE_MS: u64 = 200;
+const RELOAD_MAX_MS: u64 = 5_000;
+
+fn duration(ms: u64) -> Duration {
+    Duration {
+        seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+        nanos: i32::try_from(ms % 1000 * 1_000_000).unwrap_or(0),
+    }
+}
+
 /// The Wasm runtime (the only one compiled into stock Envoy, see REFERENCE.md).
 const RUNTIME: &str = "envoy.wasm.runtime.v8";
 
@@ -88,7 +104,13 @@ pub(super) fn extension_config(inputs: &NodeInputs<'_>) -> TypedExtensionConfig 
                 }),
             }),
             configuration: Some(any(&configuration)),
-            failure_policy: FAIL_CLOSED,
+            failure_policy: FAIL_RELOAD,
+            reload_config: Some(ReloadConfig {
+                backoff: Some(BackoffStrategy {
+                    base_interval: Some(duration(RELOAD_BASE_MS)),
+                    max_interval: Some(duration(RELOAD_MAX_MS)),
+                }),
+            }),
         }),
     };
     TypedExtensionConfig {

@@ -8,7 +8,7 @@ use xds_api::pb::envoy::config::cluster::v3::Cluster;
 use xds_api::pb::envoy::config::core::v3::{transport_socket, TypedExtensionConfig};
 use xds_api::pb::envoy::config::listener::v3::{filter, Listener};
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_filter, HttpConnectionManager,
+    http_connection_manager::PathWithEscapedSlashesAction, http_filter, HttpConnectionManager,
 };
 use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{secret, Secret};
 use xds_api::pb::google::protobuf::{Any, StringValue};
@@ -168,6 +168,31 @@ fn the_inbound_listener_requires_a_client_certificate_and_uses_the_authz_filter(
         Some(http_filter::ConfigType::ConfigDiscovery(_))
     ));
     assert!(hcm.set_current_client_cert_details.unwrap().uri);
+    // The policy and the app see one canonical path.
+    assert_eq!(hcm.normalize_path.map(|b| b.value), Some(true));
+    assert!(hcm.merge_slashes);
+    assert_eq!(
+        hcm.path_with_escaped_slashes_action,
+        PathWithEscapedSlashesAction::RejectRequest as i32
+    );
+}
+
+#[test]
+fn escaped_slashes_follow_the_policy_setting() {
+    let mut m = mesh();
+    m.config.policy.escaped_slashes = crate::config::EscapedSlashes::UnescapeAndRedirect;
+    let snap = snapshot_for(&m, "backend");
+    let listener: Listener = decode(&snap, ResourceType::Listener, names::INBOUND_LISTENER);
+    let Some(filter::ConfigType::TypedConfig(hcm_any)) =
+        &listener.filter_chains[0].filters[0].config_type
+    else {
+        panic!()
+    };
+    let hcm: HttpConnectionManager = unpack(hcm_any);
+    assert_eq!(
+        hcm.path_with_escaped_slashes_action,
+        PathWithEscapedSlashesAction::UnescapeAndRedirect as i32
+    );
 }
 
 #[test]
@@ -218,6 +243,17 @@ fn the_filter_config_points_at_the_module_and_carries_the_policy() {
         decode(&snap, ResourceType::ExtensionConfig, AUTHZ_FILTER_NAME);
     let wasm: ext::Wasm = unpack(ecds.typed_config.as_ref().unwrap());
     let plugin = wasm.config.unwrap();
+    // A trapped VM is reloaded (with backoff), failing closed meanwhile.
+    assert_eq!(plugin.failure_policy, ext::FAIL_RELOAD);
+    let backoff = plugin
+        .reload_config
+        .as_ref()
+        .and_then(|r| r.backoff.as_ref());
+    assert!(backoff.is_some_and(|b| b.base_interval.is_some() && b.max_interval.is_some()));
+    assert!(
+        json_needs(&plugin).is_some(),
+        "the analysed input needs are shipped"
+    );
     let vm = plugin.vm_config.unwrap();
     assert_eq!(vm.runtime, "envoy.wasm.runtime.v8");
     assert!(format!("{:?}", vm.code).contains("/opt/warden/warden_filter.wasm"));
@@ -232,6 +268,13 @@ fn the_filter_config_points_at_the_module_and_carries_the_policy() {
         .as_str()
         .unwrap()
         .contains("package envoy.authz"));
+}
+
+/// The `input_needs` the plugin configuration carries.
+fn json_needs(plugin: &ext::PluginConfig) -> Option<serde_json::Value> {
+    let sv: StringValue = unpack(plugin.configuration.as_ref()?);
+    let json: serde_json::Value = serde_json::from_str(&sv.value).ok()?;
+    json.get("input_needs").cloned()
 }
 
 #[test]
