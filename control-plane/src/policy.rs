@@ -40,7 +40,12 @@ pub fn plugin_config(config: &Config, workload: &Workload) -> PluginConfig {
         .collect();
     let mut plugin = PluginConfig::new(modules);
     plugin.policy_version = policy_version(&settings.entrypoint, &config.policies);
-    plugin.entrypoint = settings.entrypoint.clone();
+    // The rule the compiled program evaluates (a package path resolved to its `allow`).
+    plugin.entrypoint = if config.policies.entrypoint.is_empty() {
+        settings.entrypoint.clone()
+    } else {
+        config.policies.entrypoint.clone()
+    };
     plugin.mode = match settings.mode {
         PolicyMode::Enforce => Mode::Enforce,
         PolicyMode::DryRun => Mode::DryRun,

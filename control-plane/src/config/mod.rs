@@ -139,6 +139,9 @@ pub struct PolicySources {
     /// Extended builtins (regex, glob, net, ...) the compiled policy calls; when any, the
     /// sidecars get the extended filter module.
     pub extended_builtins: Vec<String>,
+    /// The rule the program evaluates (`policy.entrypoint`, a package path resolved to
+    /// its `allow` rule); empty until the policy compiles.
+    pub entrypoint: String,
 }
 
 /// One Rego file.

@@ -42,6 +42,7 @@ pub(crate) fn check(sources: &mut PolicySources, settings: &PolicySettings) -> V
                 .map(|p| p.extended_builtins())
                 .unwrap_or_else(|_| vec!["(unknown)".into()]);
             sources.program = compiled.program;
+            sources.entrypoint = compiled.entrypoint;
         }
         Err(error) => {
             let hint = match &error {
@@ -49,6 +50,7 @@ pub(crate) fn check(sources: &mut PolicySources, settings: &PolicySettings) -> V
                 "define the rule in a policy module, or set policy.entrypoint in warden.yaml (now {})",
                 settings.entrypoint
             )),
+            PolicyError::Unsupported { hint: Some(hint), .. } => Some(hint.clone()),
             PolicyError::Unsupported { .. } => Some(
                 "the sidecar filter runs policies on regorus's RVM; rewrite this construct \
                  (`with` belongs in *_test.rego files, which run on the interpreter)"
@@ -147,6 +149,7 @@ mod tests {
             data: serde_json::json!({}),
             program: String::new(),
             extended_builtins: Vec::new(),
+            entrypoint: String::new(),
         }
     }
 

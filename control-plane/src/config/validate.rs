@@ -109,6 +109,7 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
         data: files.data,
         program: String::new(),
         extended_builtins: Vec::new(),
+        entrypoint: String::new(),
     };
     if policies.modules.is_empty() {
         diags.push(
@@ -248,10 +249,18 @@ fn policy_settings(raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> PolicySetti
         .entrypoint
         .clone()
         .unwrap_or_else(|| "data.envoy.authz.allow".into());
-    if !entrypoint.starts_with("data.") {
+    // As OPA-Envoy's `path`: `envoy/authz/allow`, or a package (`envoy/authz`) whose
+    // `allow` rule decides; or the same as a Rego reference (`data.envoy.authz.allow`).
+    let slash_path = entrypoint
+        .trim_matches('/')
+        .split('/')
+        .all(|part| !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    if !entrypoint.starts_with("data.") && !slash_path {
         ctx.error(
             "policy.entrypoint",
-            format!("entrypoint `{entrypoint}` must be a rule path starting with `data.`"),
+            format!(
+                "entrypoint `{entrypoint}` must be a rule or package path (`data.envoy.authz.allow`, `envoy/authz/allow` or `envoy/authz`)"
+            ),
             Some("for example data.envoy.authz.allow".into()),
         );
     }

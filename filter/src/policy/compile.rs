@@ -39,20 +39,27 @@ pub fn parse_modules(modules: &[PolicyModule]) -> Result<(), PolicyError> {
 
 /// The configuration with its `program` compiled from its modules: what the control plane
 /// sends to the filter.
+/// The entrypoint becomes the rule the program evaluates: a package path (OPA-Envoy's
+/// `path: envoy/authz`) is resolved to its `allow` rule.
 pub fn with_program(mut config: PluginConfig) -> Result<PluginConfig, PolicyError> {
-    config.program = program_base64(&config)?;
+    let (entrypoint, program) = program_base64(&config)?;
+    config.entrypoint = entrypoint;
+    config.program = program;
     Ok(config)
 }
 
 /// Compiles the modules for the entrypoint to an RVM program and returns its binary form
-/// in base64, as [`PluginConfig::program`] carries it. Fails when a module does not parse,
-/// the entrypoint rule does not exist, or the policy uses a construct the RVM cannot run.
-pub(crate) fn program_base64(config: &PluginConfig) -> Result<String, PolicyError> {
+/// in base64, as [`PluginConfig::program`] carries it, with the rule it evaluates. Fails
+/// when a module does not parse, the entrypoint rule does not exist, or the policy uses a
+/// construct the RVM cannot run or would run differently from OPA (see `refuse`).
+pub(crate) fn program_base64(config: &PluginConfig) -> Result<(String, String), PolicyError> {
     if config.modules.is_empty() {
         return Err(PolicyError::NoModules);
     }
     let mut engine = engine_with(&config.modules, &config.data)?;
-    let entrypoint = config.entrypoint.as_str();
+    super::refuse::check(engine.get_modules(), &config.data)?;
+    let resolved = super::entrypoint::resolve(engine.get_modules(), &config.entrypoint)?;
+    let entrypoint = resolved.as_str();
     let compile_error = |message: String| PolicyError::Compile {
         entrypoint: entrypoint.to_string(),
         message,
@@ -72,11 +79,14 @@ pub(crate) fn program_base64(config: &PluginConfig) -> Result<String, PolicyErro
         if message.contains("Unknown function") || message.contains("Missing builtin") {
             compile_error(message)
         } else {
-            PolicyError::Unsupported { message }
+            PolicyError::Unsupported {
+                message,
+                hint: None,
+            }
         }
     })?;
     let bytes = program
         .serialize_binary()
         .map_err(|message| compile_error(format!("cannot serialise the program: {message}")))?;
-    Ok(BASE64_STANDARD.encode(&bytes))
+    Ok((resolved.clone(), BASE64_STANDARD.encode(&bytes)))
 }

@@ -23,7 +23,9 @@ use crate::config::{Mode, PluginConfig};
 use crate::input::{InputShape, RequestAttributes};
 
 mod compile;
+mod entrypoint;
 mod needs;
+mod refuse;
 
 pub(crate) use compile::engine_with;
 pub use compile::{parse_modules, with_program};
@@ -78,11 +80,14 @@ pub enum PolicyError {
         message: String,
     },
     /// The policy compiles but uses a construct the filter's engine (regorus's RVM) does
-    /// not run yet (e.g. `with` outside tests).
+    /// not run, or would not run as OPA does (e.g. `with` outside tests, a non-constant
+    /// `default`, possibly conflicting definitions; see `refuse`).
     #[error("the filter's engine (regorus RVM) cannot run this policy: {message}")]
     Unsupported {
-        /// regorus's message (with `--> name:line:col`).
+        /// The message (with `--> name:line:col`), naming the construct.
         message: String,
+        /// How to rewrite it, when known.
+        hint: Option<String>,
     },
     /// The configuration's compiled program is missing or cannot be loaded.
     #[error("compiled policy program rejected: {message}")]
@@ -118,7 +123,7 @@ impl PolicyError {
         let text = match self {
             Self::Parse { message, .. }
             | Self::Compile { message, .. }
-            | Self::Unsupported { message } => message,
+            | Self::Unsupported { message, .. } => message,
             _ => return None,
         };
         let after = text.split("--> ").nth(1)?;
@@ -142,13 +147,17 @@ impl PolicyError {
 
     /// The message on one line (no source excerpt), for logs and NACK reasons.
     pub fn summary(&self) -> String {
-        match self.located() {
-            Some(l) if matches!(self, Self::Unsupported { .. }) => format!(
-                "{}:{}:{}: {} (the sidecar filter's engine, regorus RVM, cannot run this)",
-                l.module, l.line, l.column, l.message
+        match (self.located(), self) {
+            (Some(l), Self::Unsupported { hint, .. }) => format!(
+                "{}:{}:{}: {} (the sidecar filter's engine, regorus RVM, cannot run this){}",
+                l.module,
+                l.line,
+                l.column,
+                l.message,
+                hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default()
             ),
-            Some(l) => format!("{}:{}:{}: {}", l.module, l.line, l.column, l.message),
-            None => self.to_string().replace('\n', " "),
+            (Some(l), _) => format!("{}:{}:{}: {}", l.module, l.line, l.column, l.message),
+            (None, _) => self.to_string().replace('\n', " "),
         }
     }
 }
@@ -278,15 +287,63 @@ impl CompiledPolicy {
             None => new_vm(&self.program, &self.data)?,
         };
         vm.set_input(input);
-        let result = vm.execute().map_err(|e| PolicyError::Eval {
-            message: e.to_string(),
-        });
+        let result = vm
+            .execute()
+            .map_err(|e| PolicyError::Eval {
+                message: e.to_string(),
+            })
+            .and_then(refuse_undefined_parts);
         // Drop the input now rather than keeping the request alive in the spare.
         vm.set_input(Value::Null);
         if let Ok(mut slot) = self.spare.lock() {
             *slot = Some(vm);
         }
         result
+    }
+}
+
+/// A value with an undefined part inside (e.g. a package whose rules did not all hold) is
+/// not what OPA would answer (it leaves such parts out): an error, so the request is denied
+/// with a reason.
+fn refuse_undefined_parts(value: Value) -> Result<Value, PolicyError> {
+    match undefined_part(&value, &mut String::new()) {
+        Some(at) => Err(PolicyError::Eval {
+            message: format!("the decision has an undefined part at {at}"),
+        }),
+        None => Ok(value),
+    }
+}
+
+/// The path (`.a[0]`) of the first undefined part inside `value` (not `value` itself).
+fn undefined_part(value: &Value, at: &mut String) -> Option<String> {
+    let inner = |child: &Value, label: String, at: &mut String| {
+        let len = at.len();
+        at.push_str(&label);
+        let found = if *child == Value::Undefined {
+            Some(at.clone())
+        } else {
+            undefined_part(child, at)
+        };
+        at.truncate(len);
+        found
+    };
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| inner(v, format!("[{i}]"), at)),
+        Value::Set(items) => items.iter().find_map(|v| inner(v, "[_]".into(), at)),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let key = match k {
+                Value::String(s) => format!(".{s}"),
+                other => format!("[{other}]"),
+            };
+            if *k == Value::Undefined {
+                return Some(format!("{at}[<undefined key>]"));
+            }
+            inner(v, key, at)
+        }),
+        _ => None,
     }
 }
 
