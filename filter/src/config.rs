@@ -64,9 +64,31 @@ pub struct PluginConfig {
     /// the filter rejects a configuration without it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub program: String,
+    /// Which regorus evaluator runs the policy: the RVM `program` (default), or the
+    /// interpreter on `modules` for policies the RVM would decide differently from OPA.
+    #[serde(default, skip_serializing_if = "PolicyEngine::is_rvm")]
+    pub engine: PolicyEngine,
     /// The data document (`data.*` next to the rules).
     #[serde(default = "empty_object")]
     pub data: serde_json::Value,
+}
+
+/// The regorus evaluator of a policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyEngine {
+    /// The precompiled RVM program (fast; most policies).
+    #[default]
+    Rvm,
+    /// regorus's interpreter on the modules (extended filter module only).
+    Interpreter,
+}
+
+impl PolicyEngine {
+    /// True for the default.
+    pub fn is_rvm(&self) -> bool {
+        *self == Self::Rvm
+    }
 }
 
 fn default_entrypoint() -> String {
@@ -115,6 +137,7 @@ impl PluginConfig {
             destination_principal: String::new(),
             modules,
             program: String::new(),
+            engine: PolicyEngine::Rvm,
             data: empty_object(),
         }
     }

@@ -23,12 +23,12 @@ mod wasm;
 pub use authorize::{
     authorize, authorize_cached, Action, Counter, DecisionId, DecisionIds, Verdict,
 };
-pub use config::{ConfigError, Mode, PluginConfig, PolicyModule, DEFAULT_ENTRYPOINT};
+pub use config::{ConfigError, Mode, PluginConfig, PolicyEngine, PolicyModule, DEFAULT_ENTRYPOINT};
 pub use decision::{Decision, DenyReason};
 pub use input::{InputShape, Peer, RequestAttributes};
 pub use plugin::{Flow, Host, HostError, Level, Plugin};
 pub use policy::{
     parse_modules, to_json, with_program, CompiledPolicy, InputNeeds, Located, PolicyError,
-    EXTENDED_BUILTIN_PREFIXES, HAS_EXTENDED_BUILTINS,
+    EXTENDED_BUILTIN_PREFIXES, HAS_EXTENDED_BUILTINS, HAS_INTERPRETER,
 };
 pub use regorus::Value;

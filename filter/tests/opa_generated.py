@@ -14,8 +14,8 @@ A mismatch prints a minimal reproduction (policy, data, input, both answers) and
 
   python filter/tests/opa_generated.py [--seed N] [--policies N] [--seconds S] [--batch FILE]
 
-Defaults: seed 23, 3000 policies x 5 inputs, stop after 90 s (CI). `./dev bench` runs the
-long form (--policies 20000 = 100,000 cases).
+Defaults: seed 23, 3000 policies x 5 inputs (15,000 cases), stop after 90 s; CI (`./dev
+test`) runs that. `./dev bench` runs the long form (--policies 20000 = 100,000 cases).
 """
 
 import argparse
@@ -348,6 +348,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=90)
     ap.add_argument("--chunk", type=int, default=500)
     ap.add_argument("--dump", help="write every mismatch (JSON lines) to this file")
+    ap.add_argument("--interpreter", action="store_true",
+                    help="measure regorus's interpreter instead of the filter's path (not what the filter runs)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     gen = Gen(rng)
@@ -367,7 +369,7 @@ def main():
                           "inputs": [gen.input() for _ in range(args.inputs)], "tags": tags})
         done += len(chunk)
         text = "".join(json.dumps(c) + "\n" for c in chunk)
-        res = subprocess.run([binary], input=text, capture_output=True, text=True, check=True)
+        res = subprocess.run([binary] + (["--interpreter"] if args.interpreter else []), input=text, capture_output=True, text=True, check=True)
         for case, line in zip(chunk, res.stdout.splitlines()):
             ours = json.loads(line)
             for t in case["tags"]:

@@ -187,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn a_construct_the_filter_cannot_run_is_reported_with_a_hint() {
+    fn a_construct_the_rvm_cannot_run_validates_for_the_interpreter_and_the_extended_module() {
         let mut s = sources(
             vec![rego(
                 "policies/authz.rego",
@@ -195,11 +195,55 @@ mod tests {
             )],
             vec![],
         );
+        assert_eq!(check(&mut s, &settings()), vec![]);
+        assert!(
+            s.program.is_empty(),
+            "no RVM program: the interpreter runs it"
+        );
+        assert!(
+            !s.extended_builtins.is_empty(),
+            "the interpreter is only in the extended module"
+        );
+    }
+
+    #[test]
+    fn a_construct_opa_would_decide_differently_is_refused_with_its_own_hint() {
+        let mut s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\n\np.a contains 1 if input.x\nallow if count(p) > 0\n",
+            )],
+            vec![],
+        );
         let diags = check(&mut s, &settings());
-        let text = format!("{diags:?}");
-        assert!(text.contains("with"), "{text}");
-        assert!(text.contains("RVM"), "{text}");
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!((diags[0].line, diags[0].column), (3, 1));
+        assert!(diags[0].message.contains("leaf is a set"), "{}", diags[0]);
+        assert!(
+            diags[0]
+                .hint
+                .as_deref()
+                .unwrap_or("")
+                .contains("without a dot"),
+            "{:?}",
+            diags[0].hint
+        );
         assert!(s.program.is_empty());
+    }
+
+    #[test]
+    fn a_package_entrypoint_compiles_its_allow_rule() {
+        let mut s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\ndefault allow := false\n",
+            )],
+            vec![],
+        );
+        let mut package = settings();
+        package.entrypoint = "envoy/authz".into();
+        assert_eq!(check(&mut s, &package), vec![]);
+        assert_eq!(s.entrypoint, "data.envoy.authz.allow");
     }
 
     #[test]

@@ -34,23 +34,104 @@ enum Seg {
     Dyn,
 }
 
-/// Refuses the first construct (in module order) the RVM would get wrong.
-pub(crate) fn check(modules: &[Ref<Module>], data: &serde_json::Value) -> Result<(), PolicyError> {
+/// Which engine a check is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Engine {
+    /// The RVM: every check.
+    Rvm,
+    /// regorus's interpreter: only what it gets wrong too (ref-head rules as values,
+    /// lookups through them, set leaves).
+    Interpreter,
+}
+
+/// Refuses the first construct (in module order) `engine` would get wrong.
+pub(crate) fn check(
+    modules: &[Ref<Module>],
+    data: &serde_json::Value,
+    engine: Engine,
+) -> Result<(), PolicyError> {
     let rules = RuleTable::of(modules);
+    let rvm = engine == Engine::Rvm;
     for module in modules {
         let Some(package) = path_of(&module.package.refr) else {
             continue;
         };
         let scope = Scope::of(module, &package, &rules);
         for rule in &module.policy {
-            check_rule(rule)?;
+            check_set_leaf(rule)?;
+            check_default_ref(rule)?;
+            if rvm {
+                check_rule(rule, &scope)?;
+            }
             walk_rule(rule, &mut |expr| {
-                check_object_comprehension(expr)?;
-                check_ref(expr, &scope, &rules, data)
+                if rvm {
+                    check_object_comprehension(expr)?;
+                }
+                check_ref(expr, &scope, &rules, data, rvm)
             })?;
         }
     }
-    rules.check_conflicts()
+    if rvm {
+        rules.check_conflicts()?;
+    }
+    Ok(())
+}
+
+/// A `default` value with a reference outside a comprehension (`default p := input.a`):
+/// OPA refuses the module; regorus would fail at every evaluation.
+fn check_default_ref(rule: &Rule) -> Result<(), PolicyError> {
+    let Rule::Default { value, span, .. } = rule else {
+        return Ok(());
+    };
+    if has_ref_outside_comprehension(value) {
+        return Err(refuse(
+            span,
+            "a `default` value cannot contain a reference (OPA refuses it too)",
+            "use a constant default, or compute the value in a rule body",
+        ));
+    }
+    Ok(())
+}
+
+fn has_ref_outside_comprehension(expr: &Expr) -> bool {
+    match expr {
+        Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. } | Expr::Call { .. } => true,
+        Expr::Array { items, .. } | Expr::Set { items, .. } => {
+            items.iter().any(|i| has_ref_outside_comprehension(i))
+        }
+        Expr::Object { fields, .. } => fields
+            .iter()
+            .any(|(_, k, v)| has_ref_outside_comprehension(k) || has_ref_outside_comprehension(v)),
+        Expr::UnaryExpr { expr, .. } => has_ref_outside_comprehension(expr),
+        Expr::BinExpr { lhs, rhs, .. }
+        | Expr::BoolExpr { lhs, rhs, .. }
+        | Expr::ArithExpr { lhs, rhs, .. }
+        | Expr::AssignExpr { lhs, rhs, .. } => {
+            has_ref_outside_comprehension(lhs) || has_ref_outside_comprehension(rhs)
+        }
+        Expr::Membership { .. } => true,
+        _ => false,
+    }
+}
+
+/// Ref-head rules whose leaves are sets (`p.a contains x`): both engines merge the sets.
+fn check_set_leaf(rule: &Rule) -> Result<(), PolicyError> {
+    if let Rule::Spec {
+        head: RuleHead::Set { refr, .. },
+        span,
+        ..
+    } = rule
+    {
+        if path_of(refr).is_some_and(|p| p.len() > 1) {
+            return Err(refuse(
+                span,
+                "a ref-head rule whose leaf is a set (`p.a contains x`) is not run as OPA does \
+                 by the filter's engine (it merges the sets)",
+                "name the set rule without a dot (`p_a contains x`)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn refuse(span: &regorus::unstable::Span, what: &str, hint: &str) -> PolicyError {
@@ -64,6 +145,7 @@ fn refuse(span: &regorus::unstable::Span, what: &str, hint: &str) -> PolicyError
 struct RuleTable<'a> {
     /// Rule paths → the length of their package part.
     paths: BTreeMap<Vec<Seg>, usize>,
+    packages: BTreeSet<Vec<Seg>>,
     /// Complete rules and functions by path: each definition's span, value and arguments.
     definitions: BTreeMap<Vec<Seg>, Vec<Definition<'a>>>,
 }
@@ -81,6 +163,7 @@ impl<'a> RuleTable<'a> {
     fn of(modules: &'a [Ref<Module>]) -> Self {
         let mut table = Self {
             paths: BTreeMap::new(),
+            packages: BTreeSet::new(),
             definitions: BTreeMap::new(),
         };
         for module in modules {
@@ -90,6 +173,7 @@ impl<'a> RuleTable<'a> {
             for rule in &module.policy {
                 table.add(&package, rule);
             }
+            table.packages.insert(package);
         }
         table
     }
@@ -107,8 +191,15 @@ impl<'a> RuleTable<'a> {
             return;
         };
         let mut path = package.to_vec();
-        path.extend(head);
+        // A partial object (`p[k] := v`) is the rule `p`, as a partial set is.
+        let plain_object = head.len() == 2 && head.get(1) == Some(&Seg::Dyn);
+        let rule_path: Vec<Seg> = match plain_object {
+            true => head.iter().take(1).cloned().collect(),
+            false => head.clone(),
+        };
+        path.extend(rule_path);
         self.paths.insert(path.clone(), package.len());
+        path.extend(plain_object.then_some(Seg::Dyn));
         let Rule::Spec { head, bodies, .. } = rule else {
             return;
         };
@@ -192,6 +283,11 @@ impl<'a> RuleTable<'a> {
         Ok(())
     }
 
+    /// True when `path` is a package or a prefix of one.
+    fn is_package_prefix(&self, path: &[Seg]) -> bool {
+        self.packages.iter().any(|p| p.starts_with(path))
+    }
+
     /// True when some rule lives at `path` or below it.
     fn has_rule_below(&self, path: &[Seg]) -> bool {
         self.paths
@@ -232,7 +328,7 @@ fn display(path: &[Seg]) -> String {
     out
 }
 
-fn check_rule(rule: &Rule) -> Result<(), PolicyError> {
+fn check_rule(rule: &Rule, scope: &Scope) -> Result<(), PolicyError> {
     match rule {
         Rule::Default {
             span, args, value, ..
@@ -253,21 +349,10 @@ fn check_rule(rule: &Rule) -> Result<(), PolicyError> {
                 ));
             }
         }
-        Rule::Spec { head, span, bodies } => {
+        Rule::Spec { head, bodies, .. } => {
             check_else_chain(head, bodies)?;
             check_partial_object(head, bodies)?;
-            check_loop_value(head, bodies)?;
-            if let RuleHead::Set { refr, .. } = head {
-                let nested = path_of(refr).is_some_and(|p| p.len() > 1);
-                if nested {
-                    return Err(refuse(
-                        span,
-                        "a ref-head rule whose leaf is a set (`p.a contains x`) is not run as \
-                         OPA does by the filter's engine (it merges the sets)",
-                        "name the set rule without a dot (`p_a contains x`)",
-                    ));
-                }
-            }
+            check_loop_value(head, bodies, scope)?;
         }
     }
     Ok(())
@@ -293,7 +378,7 @@ fn check_else_chain(head: &RuleHead, bodies: &[RuleBody]) -> Result<(), PolicyEr
             body.assign.as_ref()
         };
         if let Some(value) = value.filter(|_| i < last) {
-            if constant(&value.value).is_none() {
+            if !always_defined(&value.value) {
                 return Err(refuse(
                     &value.span,
                     "an `else` chain whose branch value is computed is not run as OPA does by \
@@ -378,26 +463,38 @@ fn check_object_comprehension(expr: &Expr) -> Result<(), PolicyError> {
 
 /// A complete rule or function whose computed value comes out of a loop may have several
 /// values (OPA: conflict error; the RVM keeps the first).
-fn check_loop_value(head: &RuleHead, bodies: &[RuleBody]) -> Result<(), PolicyError> {
-    let (assign, span) = match head {
+/// A value that reads only `input`, `data`, rules, imports and the function's arguments
+/// is the same on every iteration, so it is kept.
+fn check_loop_value(
+    head: &RuleHead,
+    bodies: &[RuleBody],
+    scope: &Scope,
+) -> Result<(), PolicyError> {
+    let (assign, span, args) = match head {
         RuleHead::Compr {
             refr,
             assign: Some(assign),
             span,
-        } if computed_index(refr).is_none() => (assign, span),
+        } if computed_index(refr).is_none() => (assign, span, &[][..]),
         RuleHead::Func {
             assign: Some(assign),
             span,
+            args,
             ..
-        } => (assign, span),
+        } => (assign, span, args.as_slice()),
         _ => return Ok(()),
     };
-    if constant(&assign.value).is_some() {
-        return Ok(());
+    let mut fixed: BTreeSet<String> = scope.rule_names.clone();
+    fixed.extend(scope.imports.keys().cloned());
+    fixed.extend(["input".to_string(), "data".to_string()]);
+    for arg in args {
+        if let Some((root, _)) = chain(arg) {
+            fixed.insert(root);
+        }
     }
     for body in bodies {
         let value = body.assign.as_ref().unwrap_or(assign);
-        if constant(&value.value).is_none() && iteration(&body.query).is_some() {
+        if reads_local(&value.value, &fixed) && iteration(&body.query).is_some() {
             return Err(refuse(
                 span,
                 "a rule whose computed value comes out of a loop (`p := x if some x in xs`) may \
@@ -444,6 +541,19 @@ fn may_give_key_two_values(key: &Expr, value: &Expr, query: &Query) -> bool {
         }
         _ => true,
     }
+}
+
+/// The expression reads a variable other than `fixed` ones (a local, maybe a loop's).
+fn reads_local(expr: &Expr, fixed: &BTreeSet<String>) -> bool {
+    let mut hit = false;
+    // The visitor never fails; it only records a hit.
+    let _ = walk_expr(expr, &mut |e| {
+        if let Some((root, _)) = chain(e) {
+            hit |= !fixed.contains(&root);
+        }
+        Ok(())
+    });
+    hit
 }
 
 fn has_var_index(expr: &Expr) -> bool {
@@ -553,6 +663,7 @@ fn check_ref(
     scope: &Scope,
     rules: &RuleTable<'_>,
     data: &serde_json::Value,
+    rvm: bool,
 ) -> Result<(), PolicyError> {
     let span = match expr {
         Expr::RefDot { span, .. } | Expr::RefBrack { span, .. } | Expr::Var { span, .. } => span,
@@ -588,16 +699,31 @@ fn check_ref(
             }
             Ok(())
         }
+        // A package (or a prefix of packages) as a value: the RVM keeps undefined rules in.
+        None if rules.has_rule_below(&path) && rules.is_package_prefix(&path) => match rvm {
+            true => Err(refuse(
+                span,
+                &format!(
+                    "{} names a package as a value; the filter's engine does not build it \
+                     as OPA does (it keeps undefined rules in)",
+                    display(&path)
+                ),
+                "refer to the rules one by one (`data.pkg.rule`)",
+            )),
+            false => Ok(()),
+        },
+        // A prefix of ref-head rules as a value: neither engine builds it as OPA does.
         None if rules.has_rule_below(&path) => Err(refuse(
             span,
             &format!(
-                "{} names a package or a prefix of rules as a value; the filter's engine \
-                 does not build it as OPA does (it keeps undefined rules in)",
+                "{} names a prefix of ref-head rules as a value; the filter's engine does \
+                 not build it as OPA does",
                 display(&path)
             ),
-            "refer to the rules one by one (`data.pkg.rule`)",
+            "refer to the rules one by one (`p.a.b`), or build the object in one rule",
         )),
-        None => check_data_index(span, &path, data),
+        None if rvm => check_data_index(span, &path, data),
+        None => Ok(()),
     }
 }
 
@@ -641,6 +767,21 @@ fn has_number_like_key(value: &serde_json::Value) -> bool {
         }),
         serde_json::Value::Array(items) => items.iter().any(has_number_like_key),
         _ => false,
+    }
+}
+
+/// Constants and comprehensions (a comprehension is never undefined), and collections of
+/// them.
+fn always_defined(expr: &Expr) -> bool {
+    match expr {
+        Expr::ArrayCompr { .. } | Expr::SetCompr { .. } | Expr::ObjectCompr { .. } => true,
+        Expr::Array { items, .. } | Expr::Set { items, .. } => {
+            items.iter().all(|i| always_defined(i))
+        }
+        Expr::Object { fields, .. } => fields
+            .iter()
+            .all(|(_, k, v)| constant(k).is_some() && always_defined(v)),
+        other => constant(other).is_some(),
     }
 }
 

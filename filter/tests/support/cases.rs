@@ -63,6 +63,9 @@ pub struct Case {
     /// a message containing this text: the filter's engine would not decide as OPA does.
     #[serde(default)]
     pub want_refused: Option<String>,
+    /// The engine the policy must run on: `rvm` or `interpreter`.
+    #[serde(default)]
+    pub want_engine: Option<String>,
     /// Why OPA cannot be compared on this case (the case still runs in `cargo test`).
     #[serde(default)]
     pub skip_opa: Option<String>,
@@ -142,6 +145,8 @@ pub struct Outcome {
     pub reason: Option<String>,
     /// The compile-time refusal, when the case wants one and got one.
     pub refused: Option<String>,
+    /// The engine the policy runs on (`rvm` or `interpreter`).
+    pub engine: String,
 }
 
 impl Case {
@@ -206,7 +211,7 @@ impl Case {
 
     /// Runs the case through the filter core.
     pub fn run(&self) -> anyhow::Result<Outcome> {
-        let config = self.config()?;
+        let mut config = self.config()?;
         let policy = match warden_filter::CompiledPolicy::compile(&config) {
             Ok(policy) => policy,
             Err(e) if self.want_refused.is_some() => {
@@ -218,11 +223,14 @@ impl Case {
                     status: None,
                     reason: None,
                     refused: Some(e.summary()),
+                    engine: String::new(),
                     config,
                 })
             }
             Err(e) => anyhow::bail!("compile: {}", e.summary()),
         };
+        // The rule the program evaluates (a package entrypoint resolves to its `allow`).
+        config.entrypoint = policy.config().entrypoint.clone();
         let (attributes, input) = match (&self.request, &self.input) {
             (Some(_), None) => {
                 let a = self.attributes().context("request")?;
@@ -263,6 +271,10 @@ impl Case {
             status,
             reason: decision.reason_text(&policy, &attributes),
             refused: None,
+            engine: match policy.config().engine {
+                warden_filter::PolicyEngine::Rvm => "rvm".into(),
+                warden_filter::PolicyEngine::Interpreter => "interpreter".into(),
+            },
             config,
         })
     }
@@ -294,6 +306,11 @@ impl Case {
                 outcome.result,
                 outcome.error
             ));
+        }
+        if let Some(engine) = &self.want_engine {
+            if outcome.engine != *engine {
+                problems.push(format!("want engine {engine}, got {}", outcome.engine));
+            }
         }
         if let Some(status) = self.want_status {
             if outcome.status != Some(status) {
