@@ -186,6 +186,8 @@ pub struct CompiledPolicy {
 }
 
 /// The RVM program (with its data and a spare VM), or regorus's interpreter.
+// One per loaded policy; boxing the VM would add an indirection to every request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Evaluator {
     Rvm {
