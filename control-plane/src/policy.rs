@@ -60,6 +60,7 @@ pub fn plugin_config(config: &Config, workload: &Workload) -> PluginConfig {
     };
     // Compiled once when the config was loaded (a config that loaded has one).
     plugin.program = config.policies.program.clone();
+    plugin.engine = config.policies.engine;
     plugin
 }
 

@@ -142,6 +142,8 @@ pub struct PolicySources {
     /// The rule the program evaluates (`policy.entrypoint`, a package path resolved to
     /// its `allow` rule); empty until the policy compiles.
     pub entrypoint: String,
+    /// The engine the filter runs the policy on (the RVM `program`, or the interpreter).
+    pub engine: warden_filter::PolicyEngine,
 }
 
 /// One Rego file.

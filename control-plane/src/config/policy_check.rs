@@ -43,6 +43,7 @@ pub(crate) fn check(sources: &mut PolicySources, settings: &PolicySettings) -> V
                 .unwrap_or_else(|_| vec!["(unknown)".into()]);
             sources.program = compiled.program;
             sources.entrypoint = compiled.entrypoint;
+            sources.engine = compiled.engine;
         }
         Err(error) => {
             let hint = match &error {
@@ -150,6 +151,7 @@ mod tests {
             program: String::new(),
             extended_builtins: Vec::new(),
             entrypoint: String::new(),
+            engine: warden_filter::PolicyEngine::Rvm,
         }
     }
 

@@ -110,6 +110,7 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
         program: String::new(),
         extended_builtins: Vec::new(),
         entrypoint: String::new(),
+        engine: warden_filter::PolicyEngine::Rvm,
     };
     if policies.modules.is_empty() {
         diags.push(
