@@ -60,6 +60,11 @@ pub(crate) fn check(
         for rule in &module.policy {
             check_set_leaf(rule)?;
             check_default_ref(rule)?;
+            if let Rule::Spec { bodies, .. } = rule.as_ref() {
+                for body in bodies {
+                    check_with_values(&body.query, &scope)?;
+                }
+            }
             if rvm {
                 check_rule(rule, &scope)?;
             }
@@ -110,6 +115,56 @@ fn has_ref_outside_comprehension(expr: &Expr) -> bool {
             has_ref_outside_comprehension(lhs) || has_ref_outside_comprehension(rhs)
         }
         Expr::Membership { .. } => true,
+        _ => false,
+    }
+}
+
+/// `with ... as v` where `v` calls a function or reads a rule (or `data`): regorus's
+/// interpreter mis-evaluates those (it evaluates the rule under the replaced input).
+fn check_with_values(query: &Query, scope: &Scope) -> Result<(), PolicyError> {
+    for stmt in &query.stmts {
+        for with in &stmt.with_mods {
+            let mut bad = false;
+            // The visitor never fails; it only records a hit.
+            let _ = walk_expr(&with.r#as, &mut |e| {
+                if let Some((root, _)) = chain(e) {
+                    bad |= root == "data"
+                        || scope.rule_names.contains(&root)
+                        || scope.imports.contains_key(&root);
+                }
+                Ok(())
+            });
+            bad |= has_call(&with.r#as);
+            if bad {
+                return Err(refuse(
+                    &with.span,
+                    "a `with` value that calls a function or reads a rule or `data` is not run as \
+                     OPA does by the filter's engines",
+                    "bind the value to a local variable first, or spell it out as a constant",
+                ));
+            }
+        }
+        if let Literal::Every { query, .. } = &stmt.literal {
+            check_with_values(query, scope)?;
+        }
+    }
+    Ok(())
+}
+
+fn has_call(expr: &Expr) -> bool {
+    match expr {
+        Expr::Call { .. } => true,
+        Expr::Array { items, .. } | Expr::Set { items, .. } => items.iter().any(|i| has_call(i)),
+        Expr::Object { fields, .. } => fields.iter().any(|(_, k, v)| has_call(k) || has_call(v)),
+        Expr::UnaryExpr { expr, .. } => has_call(expr),
+        Expr::BinExpr { lhs, rhs, .. }
+        | Expr::BoolExpr { lhs, rhs, .. }
+        | Expr::ArithExpr { lhs, rhs, .. }
+        | Expr::AssignExpr { lhs, rhs, .. } => has_call(lhs) || has_call(rhs),
+        Expr::RefBrack { refr, index, .. } => has_call(refr) || has_call(index),
+        Expr::RefDot { refr, .. } => has_call(refr),
+        // Comprehensions may call functions too.
+        Expr::ArrayCompr { .. } | Expr::SetCompr { .. } | Expr::ObjectCompr { .. } => true,
         _ => false,
     }
 }
