@@ -10,6 +10,10 @@ use super::{PolicyError, EXTENDED_BUILTIN_PREFIXES};
 use crate::config::PluginConfig;
 use regorus::Value;
 
+/// Wall-clock limit of one evaluation on the interpreter; beyond it the request is denied.
+#[cfg(feature = "interpreter")]
+const MAX_EVAL_MILLIS: u64 = 200;
+
 /// True when this build can evaluate with the interpreter.
 pub const HAS_INTERPRETER: bool = cfg!(feature = "interpreter");
 
@@ -34,6 +38,11 @@ impl Interpreter {
     #[cfg(feature = "interpreter")]
     pub(super) fn load(config: &PluginConfig) -> Result<Self, PolicyError> {
         let mut engine = super::compile::engine_with(&config.modules, &config.data)?;
+        // A runaway policy fails closed, as the RVM's instruction limit does.
+        engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+            limit: std::time::Duration::from_millis(MAX_EVAL_MILLIS),
+            check_interval: std::num::NonZeroU32::MIN.saturating_add(255),
+        });
         engine
             .compile_with_entrypoint(&config.entrypoint.as_str().into())
             .map_err(|e| PolicyError::Compile {

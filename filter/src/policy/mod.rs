@@ -554,6 +554,19 @@ mod tests {
     }
 
     #[test]
+    fn a_runaway_policy_on_the_interpreter_fails_closed() {
+        let source = "package t\n\ndefault p := 0\np := 1 if input.a\np := 2 if { some x in numbers.range(1, 10000000); x < 0 }\n";
+        let mut c = config(source);
+        c.entrypoint = "data.t.p".into();
+        let policy = CompiledPolicy::compile(&c).unwrap();
+        assert_eq!(policy.config().engine, PolicyEngine::Interpreter);
+        let started = std::time::Instant::now();
+        let result = policy.evaluate(Value::from_json_str("{}").unwrap());
+        assert!(matches!(result, Err(PolicyError::Eval { .. })), "{result:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
     fn possibly_conflicting_definitions_run_on_the_interpreter_and_a_conflict_is_an_error() {
         let source = "package t\n\np := 1 if input.a\np := 2 if input.b\n";
         let mut c = config(source);
