@@ -562,7 +562,10 @@ mod tests {
         assert_eq!(policy.config().engine, PolicyEngine::Interpreter);
         let started = std::time::Instant::now();
         let result = policy.evaluate(Value::from_json_str("{}").unwrap());
-        assert!(matches!(result, Err(PolicyError::Eval { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(PolicyError::Eval { .. })),
+            "{result:?}"
+        );
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
