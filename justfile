@@ -23,6 +23,7 @@ test: build lint
     ./target/debug/warden validate examples/mesh
     ./target/debug/warden policy test examples/mesh
     WARDEN_BIN=target/debug/warden python filter/tests/opa_differential.py
+    python filter/tests/opa_generated.py --policies 3000 --seconds 120
     python tests/python/test_workload_api.py target/debug/warden
 
 # Formatting and clippy (native and wasm32-wasip1), warnings are errors.
@@ -41,3 +42,4 @@ bench: build
     command -v hey >/dev/null || (apt-get update -qq && apt-get install -y -qq hey)
     cargo build --release -p warden
     scripts/bench.sh
+    python filter/tests/opa_generated.py --policies 20000 --seconds 1200 --seed 2323

@@ -40,7 +40,12 @@ pub fn plugin_config(config: &Config, workload: &Workload) -> PluginConfig {
         .collect();
     let mut plugin = PluginConfig::new(modules);
     plugin.policy_version = policy_version(&settings.entrypoint, &config.policies);
-    plugin.entrypoint = settings.entrypoint.clone();
+    // The rule the compiled program evaluates (a package path resolved to its `allow`).
+    plugin.entrypoint = if config.policies.entrypoint.is_empty() {
+        settings.entrypoint.clone()
+    } else {
+        config.policies.entrypoint.clone()
+    };
     plugin.mode = match settings.mode {
         PolicyMode::Enforce => Mode::Enforce,
         PolicyMode::DryRun => Mode::DryRun,
@@ -56,6 +61,7 @@ pub fn plugin_config(config: &Config, workload: &Workload) -> PluginConfig {
     // Compiled once when the config was loaded (a config that loaded has one).
     plugin.program = config.policies.program.clone();
     plugin.input_needs = config.policies.input_needs;
+    plugin.engine = config.policies.engine;
     plugin
 }
 

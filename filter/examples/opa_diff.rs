@@ -21,6 +21,7 @@ fn main() -> anyhow::Result<()> {
             let line = match case.run() {
                 Ok(outcome) => serde_json::json!({
                     "file": name,
+                    "refused": outcome.refused,
                     "note": case.note,
                     "skip_opa": case.skip_opa,
                     "entrypoint": outcome.config.entrypoint,

@@ -70,9 +70,31 @@ pub struct PluginConfig {
     /// from the modules). Absent: the filter builds every field and caches nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_needs: Option<InputNeeds>,
+    /// Which regorus evaluator runs the policy: the RVM `program` (default), or the
+    /// interpreter on `modules` for policies the RVM would decide differently from OPA.
+    #[serde(default, skip_serializing_if = "PolicyEngine::is_rvm")]
+    pub engine: PolicyEngine,
     /// The data document (`data.*` next to the rules).
     #[serde(default = "empty_object")]
     pub data: serde_json::Value,
+}
+
+/// The regorus evaluator of a policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyEngine {
+    /// The precompiled RVM program (fast; most policies).
+    #[default]
+    Rvm,
+    /// regorus's interpreter on the modules (extended filter module only).
+    Interpreter,
+}
+
+impl PolicyEngine {
+    /// True for the default.
+    pub fn is_rvm(&self) -> bool {
+        *self == Self::Rvm
+    }
 }
 
 fn default_entrypoint() -> String {
@@ -122,6 +144,7 @@ impl PluginConfig {
             modules,
             program: String::new(),
             input_needs: None,
+            engine: PolicyEngine::Rvm,
             data: empty_object(),
         }
     }

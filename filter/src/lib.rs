@@ -23,13 +23,13 @@ mod wasm;
 pub use authorize::{
     authorize, authorize_cached, Action, Counter, DecisionId, DecisionIds, Verdict,
 };
-pub use config::{ConfigError, Mode, PluginConfig, PolicyModule, DEFAULT_ENTRYPOINT};
+pub use config::{ConfigError, Mode, PluginConfig, PolicyEngine, PolicyModule, DEFAULT_ENTRYPOINT};
 pub use decision::{Decision, DenyReason};
 pub use input::{InputShape, Peer, RequestAttributes};
 pub use plugin::{Flow, Host, HostError, Level, Plugin};
 pub use policy::{
     body_references, call_sites, parse_modules, to_json, with_program, BodyReference,
     CompiledPolicy, InputNeeds, Located, PolicyError, EXTENDED_BUILTIN_PREFIXES,
-    HAS_EXTENDED_BUILTINS,
+    HAS_EXTENDED_BUILTINS, HAS_INTERPRETER,
 };
 pub use regorus::Value;

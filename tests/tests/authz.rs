@@ -16,6 +16,7 @@ warden_e2e::scenarios_for_both_xds_modes!(
     invalid_policy_is_not_pushed_and_the_old_policy_keeps_enforcing,
     dry_run_lets_a_denied_call_through_and_counts_it,
     a_policy_calling_glob_gets_the_extended_module_and_is_enforced,
+    a_policy_on_the_rego_interpreter_gets_the_extended_module_and_a_conflict_denies,
 );
 
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -60,6 +61,25 @@ default allow := false
 allow if {
 	glob.match("spiffe://example.org/ns/*/sa/frontend", ["/"], input.source_principal)
 	input.attributes.request.http.path != "/forbidden"
+}
+"#;
+
+/// Two definitions of `allow` with different values: the RVM would answer undefined where
+/// OPA stops with a conflict, so this runs on regorus's interpreter (extended module).
+/// frontend is allowed, except under `/conflict`, where both definitions hold: a conflict,
+/// which denies.
+const POLICY_CONFLICT: &str = r#"package envoy.authz
+
+import rego.v1
+
+default allow := false
+
+allow := true if {
+	input.attributes.source.principal == "spiffe://example.org/ns/demo/sa/frontend"
+}
+
+allow := false if {
+	startswith(input.attributes.request.http.path, "/conflict")
 }
 "#;
 
@@ -283,6 +303,36 @@ fn a_policy_calling_glob_gets_the_extended_module_and_is_enforced(mode: XdsMode)
     ensure!(
         forbidden == 403,
         "the glob policy is not enforced: {forbidden}"
+    );
+    Ok(())
+}
+
+fn a_policy_on_the_rego_interpreter_gets_the_extended_module_and_a_conflict_denies(
+    mode: XdsMode,
+) -> Result<()> {
+    let mut mesh = mesh(mode, "enforce")?;
+    mesh.set_policy(POLICY_CONFLICT);
+    mesh.apply()?;
+    let mut last = 0;
+    wait::until_true(
+        "the interpreter policy allows frontend on /admin",
+        TIMEOUT,
+        || {
+            last = mesh.call("frontend", "backend", "/admin/2", &[])?.status;
+            Ok(last == 200)
+        },
+    )
+    .with_context(|| format!("last status {last}"))?;
+    let dump = mesh.sidecar("backend")?.config_dump()?.to_string();
+    ensure!(
+        dump.contains("wasm-extended/warden_filter.wasm"),
+        "the interpreter is only in the extended module"
+    );
+    let conflict = mesh.call("frontend", "backend", "/conflict/1", &[])?.status;
+    ensure!(conflict == 403, "a conflict must deny: {conflict}");
+    ensure!(
+        counted(&mesh, "warden_authz\\.errors$")?,
+        "the conflict is counted as an error"
     );
     Ok(())
 }

@@ -165,6 +165,11 @@ pub struct PolicySources {
     /// Extended builtins (regex, glob, net, ...) the compiled policy calls; when any, the
     /// sidecars get the extended filter module.
     pub extended_builtins: Vec<String>,
+    /// The rule the program evaluates (`policy.entrypoint`, a package path resolved to
+    /// its `allow` rule); empty until the policy compiles.
+    pub entrypoint: String,
+    /// The engine the filter runs the policy on (the RVM `program`, or the interpreter).
+    pub engine: warden_filter::PolicyEngine,
 }
 
 /// One Rego file.

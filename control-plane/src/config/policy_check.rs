@@ -70,6 +70,8 @@ pub(crate) fn check(sources: &mut PolicySources, settings: &PolicySettings) -> V
                 .unwrap_or_else(|_| vec!["(unknown)".into()]);
             sources.program = compiled.program;
             sources.input_needs = compiled.input_needs;
+            sources.entrypoint = compiled.entrypoint;
+            sources.engine = compiled.engine;
         }
         Err(error) => {
             let hint = match &error {
@@ -77,10 +79,7 @@ pub(crate) fn check(sources: &mut PolicySources, settings: &PolicySettings) -> V
                 "define the rule in a policy module, or set policy.entrypoint in warden.yaml (now {})",
                 settings.entrypoint
             )),
-            PolicyError::Unsupported { message } if message.contains("SomeIn") => {
-                diags.push(some_in_diagnostic(sources, &error));
-                return diags;
-            }
+            PolicyError::Unsupported { hint: Some(hint), .. } => Some(hint.clone()),
             PolicyError::Unsupported { .. } => Some(
                 "the sidecar filter runs policies on regorus's RVM; rewrite this construct \
                  (`with` belongs in *_test.rego files, which run on the interpreter)"
@@ -124,31 +123,6 @@ fn walk_diagnostics(sources: &PolicySources) -> Vec<Diagnostic> {
         }
     }
     diags
-}
-
-/// regorus's RVM compiler says "SomeIn should have been hoisted as a loop" for
-/// `some v in h[_]` over an `import … as h` alias: say what it means and what to write.
-fn some_in_diagnostic(sources: &PolicySources, error: &PolicyError) -> Diagnostic {
-    let hint = "write the full reference (`some v in input.attributes.request.http.headers`) \
-                instead of the imported alias";
-    let message = "Rego: `some … in` over an imported alias is not supported by the sidecar \
-                   filter's engine (regorus RVM)";
-    match error.located() {
-        Some(located) => {
-            let fallback = sources
-                .modules
-                .first()
-                .map(|f| f.path.clone())
-                .unwrap_or_default();
-            let file = path_of(sources, &located.module).unwrap_or(fallback);
-            let pos = Pos {
-                line: located.line,
-                column: located.column,
-            };
-            Diagnostic::at(&file, pos, message).hint(hint)
-        }
-        None => diagnostic(sources, error, Some(hint.to_string())),
-    }
 }
 
 fn module_of(file: &RegoFile) -> PolicyModule {
@@ -227,6 +201,8 @@ mod tests {
             program: String::new(),
             input_needs: None,
             extended_builtins: Vec::new(),
+            entrypoint: String::new(),
+            engine: warden_filter::PolicyEngine::Rvm,
         }
     }
 
@@ -264,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    fn a_construct_the_filter_cannot_run_is_reported_with_a_hint() {
+    fn a_construct_the_rvm_cannot_run_validates_for_the_interpreter_and_the_extended_module() {
         let mut s = sources(
             vec![rego(
                 "policies/authz.rego",
@@ -272,10 +248,39 @@ mod tests {
             )],
             vec![],
         );
+        assert_eq!(check(&mut s, &settings()), vec![]);
+        assert!(
+            s.program.is_empty(),
+            "no RVM program: the interpreter runs it"
+        );
+        assert!(
+            !s.extended_builtins.is_empty(),
+            "the interpreter is only in the extended module"
+        );
+    }
+
+    #[test]
+    fn a_construct_opa_would_decide_differently_is_refused_with_its_own_hint() {
+        let mut s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\n\np.a contains 1 if input.x\nallow if count(p) > 0\n",
+            )],
+            vec![],
+        );
         let diags = check(&mut s, &settings());
-        let text = format!("{diags:?}");
-        assert!(text.contains("with"), "{text}");
-        assert!(text.contains("RVM"), "{text}");
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!((diags[0].line, diags[0].column), (3, 1));
+        assert!(diags[0].message.contains("leaf is a set"), "{}", diags[0]);
+        assert!(
+            diags[0]
+                .hint
+                .as_deref()
+                .unwrap_or("")
+                .contains("without a dot"),
+            "{:?}",
+            diags[0].hint
+        );
         assert!(s.program.is_empty());
     }
 
@@ -300,7 +305,7 @@ mod tests {
     }
 
     #[test]
-    fn walk_and_some_in_over_an_alias_are_refused_at_their_line_with_a_hint() {
+    fn walk_is_refused_at_its_line_and_some_in_over_an_alias_runs_on_the_interpreter() {
         let mut s = sources(
             vec![rego(
                 "policies/authz.rego",
@@ -312,6 +317,8 @@ mod tests {
         assert_eq!(diags.len(), 1, "{diags:?}");
         assert_eq!((diags[0].line, diags[0].column), (5, 3), "{diags:?}");
         assert!(diags[0].hint.is_some(), "{diags:?}");
+        // The RVM cannot hoist `some … in` over an import alias; the interpreter runs it
+        // (the YAML cases compare its decisions with OPA's).
         let mut s = sources(
             vec![rego(
                 "policies/authz.rego",
@@ -319,12 +326,8 @@ mod tests {
             )],
             vec![],
         );
-        let diags = check(&mut s, &settings());
-        assert_eq!(diags.len(), 1, "{diags:?}");
-        assert_eq!((diags[0].line, diags[0].column), (6, 3), "{diags:?}");
-        assert!(diags[0].message.contains("imported alias"), "{diags:?}");
-        assert!(!diags[0].message.contains("hoisted"), "{diags:?}");
-        assert!(diags[0].hint.is_some(), "{diags:?}");
+        assert_eq!(check(&mut s, &settings()), vec![]);
+        assert_eq!(s.engine, warden_filter::PolicyEngine::Interpreter);
     }
 
     #[test]
@@ -339,6 +342,21 @@ mod tests {
         assert_eq!(check(&mut s, &settings()), vec![]);
         let needs = s.input_needs.expect("analysed");
         assert!(needs.headers && !needs.host && !needs.parsed_path);
+    }
+
+    #[test]
+    fn a_package_entrypoint_compiles_its_allow_rule() {
+        let mut s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\ndefault allow := false\n",
+            )],
+            vec![],
+        );
+        let mut package = settings();
+        package.entrypoint = "envoy/authz".into();
+        assert_eq!(check(&mut s, &package), vec![]);
+        assert_eq!(s.entrypoint, "data.envoy.authz.allow");
     }
 
     #[test]

@@ -115,6 +115,8 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
         program: String::new(),
         input_needs: None,
         extended_builtins: Vec::new(),
+        entrypoint: String::new(),
+        engine: warden_filter::PolicyEngine::Rvm,
     };
     if policies.modules.is_empty() {
         diags.push(
@@ -377,10 +379,18 @@ fn policy_settings(raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> PolicySetti
         .entrypoint
         .clone()
         .unwrap_or_else(|| "data.envoy.authz.allow".into());
-    if !entrypoint.starts_with("data.") {
+    // As OPA-Envoy's `path`: `envoy/authz/allow`, or a package (`envoy/authz`) whose
+    // `allow` rule decides; or the same as a Rego reference (`data.envoy.authz.allow`).
+    let slash_path = entrypoint
+        .trim_matches('/')
+        .split('/')
+        .all(|part| !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    if !entrypoint.starts_with("data.") && !slash_path {
         ctx.error(
             "policy.entrypoint",
-            format!("entrypoint `{entrypoint}` must be a rule path starting with `data.`"),
+            format!(
+                "entrypoint `{entrypoint}` must be a rule or package path (`data.envoy.authz.allow`, `envoy/authz/allow` or `envoy/authz`)"
+            ),
             Some("for example data.envoy.authz.allow".into()),
         );
     }

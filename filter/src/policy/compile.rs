@@ -6,8 +6,8 @@ use base64::prelude::{Engine as _, BASE64_STANDARD};
 use regorus::languages::rego::compiler::Compiler;
 use regorus::{Engine, Value};
 
-use super::PolicyError;
-use crate::config::{PluginConfig, PolicyModule};
+use super::{refuse, PolicyError};
+use crate::config::{PluginConfig, PolicyEngine, PolicyModule};
 
 /// Builds a regorus engine with the modules and data of a configuration.
 pub(crate) fn engine_with(
@@ -37,10 +37,45 @@ pub fn parse_modules(modules: &[PolicyModule]) -> Result<(), PolicyError> {
     engine_with(modules, &serde_json::Value::Object(serde_json::Map::new())).map(|_| ())
 }
 
-/// The configuration with its `program` compiled from its modules and the request fields
-/// the policy can read (`input_needs`): what the control plane sends to the filter.
+/// The configuration as the control plane sends it to the filter: its `program` compiled
+/// from its modules for the RVM, or, when the RVM would decide differently from OPA
+/// (see `refuse`) but regorus's interpreter would not, `engine: interpreter` and no
+/// program. The entrypoint becomes the rule evaluated: a package path (OPA-Envoy's
+/// `path: envoy/authz`) is resolved to its `allow` rule. Fails when a module does not
+/// parse, the entrypoint rule does not exist, or neither engine runs the policy as OPA.
+/// It also carries the request fields the policy can read (`input_needs`, see `needs`).
 pub fn with_program(mut config: PluginConfig) -> Result<PluginConfig, PolicyError> {
-    config.program = program_base64(&config)?;
+    if config.modules.is_empty() {
+        return Err(PolicyError::NoModules);
+    }
+    let mut engine = engine_with(&config.modules, &config.data)?;
+    refuse::check(
+        engine.get_modules(),
+        &config.data,
+        refuse::Engine::Interpreter,
+    )?;
+    let resolved = super::entrypoint::resolve(engine.get_modules(), &config.entrypoint)?;
+    let rvm = refuse::check(engine.get_modules(), &config.data, refuse::Engine::Rvm)
+        .and_then(|()| program_base64(&mut engine, &resolved));
+    match rvm {
+        Ok(program) => {
+            config.program = program;
+            config.engine = PolicyEngine::Rvm;
+        }
+        Err(PolicyError::Unsupported { .. }) => {
+            // The interpreter runs it as OPA does; it must compile there.
+            engine
+                .compile_with_entrypoint(&resolved.as_str().into())
+                .map_err(|e| PolicyError::Compile {
+                    entrypoint: resolved.clone(),
+                    message: format!("{e:#}"),
+                })?;
+            config.program = String::new();
+            config.engine = PolicyEngine::Interpreter;
+        }
+        Err(other) => return Err(other),
+    }
+    config.entrypoint = resolved;
     config.input_needs = Some(super::InputNeeds::scan(
         config.modules.iter().map(|m| m.source.as_str()),
     ));
@@ -48,14 +83,9 @@ pub fn with_program(mut config: PluginConfig) -> Result<PluginConfig, PolicyErro
 }
 
 /// Compiles the modules for the entrypoint to an RVM program and returns its binary form
-/// in base64, as [`PluginConfig::program`] carries it. Fails when a module does not parse,
-/// the entrypoint rule does not exist, or the policy uses a construct the RVM cannot run.
-pub(crate) fn program_base64(config: &PluginConfig) -> Result<String, PolicyError> {
-    if config.modules.is_empty() {
-        return Err(PolicyError::NoModules);
-    }
-    let mut engine = engine_with(&config.modules, &config.data)?;
-    let entrypoint = config.entrypoint.as_str();
+/// in base64, as [`PluginConfig::program`] carries it. Fails when the entrypoint rule does
+/// not exist, or the policy uses a construct the RVM compiler cannot run (`Unsupported`).
+fn program_base64(engine: &mut Engine, entrypoint: &str) -> Result<String, PolicyError> {
     let compile_error = |message: String| PolicyError::Compile {
         entrypoint: entrypoint.to_string(),
         message,
@@ -75,7 +105,10 @@ pub(crate) fn program_base64(config: &PluginConfig) -> Result<String, PolicyErro
         if message.contains("Unknown function") || message.contains("Missing builtin") {
             compile_error(message)
         } else {
-            PolicyError::Unsupported { message }
+            PolicyError::Unsupported {
+                message,
+                hint: None,
+            }
         }
     })?;
     let bytes = program

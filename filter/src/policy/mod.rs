@@ -19,14 +19,18 @@ use regorus::rvm::program::{DeserializationResult, Program};
 use regorus::rvm::vm::RegoVM;
 use regorus::Value;
 
-use crate::config::{Mode, PluginConfig};
+use crate::config::{Mode, PluginConfig, PolicyEngine};
 use crate::input::{InputShape, RequestAttributes};
 
 mod compile;
+mod entrypoint;
+mod interpreter;
 mod needs;
+mod refuse;
 
 pub(crate) use compile::engine_with;
 pub use compile::{parse_modules, with_program};
+pub use interpreter::HAS_INTERPRETER;
 pub use needs::{body_references, call_sites, BodyReference, InputNeeds};
 
 /// Builtins (by name prefix) only in the extended filter module (cargo feature
@@ -78,11 +82,14 @@ pub enum PolicyError {
         message: String,
     },
     /// The policy compiles but uses a construct the filter's engine (regorus's RVM) does
-    /// not run yet (e.g. `with` outside tests).
+    /// not run, or would not run as OPA does (e.g. `with` outside tests, a non-constant
+    /// `default`, possibly conflicting definitions; see `refuse`).
     #[error("the filter's engine (regorus RVM) cannot run this policy: {message}")]
     Unsupported {
-        /// regorus's message (with `--> name:line:col`).
+        /// The message (with `--> name:line:col`), naming the construct.
         message: String,
+        /// How to rewrite it, when known.
+        hint: Option<String>,
     },
     /// The configuration's compiled program is missing or cannot be loaded.
     #[error("compiled policy program rejected: {message}")]
@@ -118,7 +125,7 @@ impl PolicyError {
         let text = match self {
             Self::Parse { message, .. }
             | Self::Compile { message, .. }
-            | Self::Unsupported { message } => message,
+            | Self::Unsupported { message, .. } => message,
             _ => return None,
         };
         let after = text.split("--> ").nth(1)?;
@@ -142,13 +149,17 @@ impl PolicyError {
 
     /// The message on one line (no source excerpt), for logs and NACK reasons.
     pub fn summary(&self) -> String {
-        match self.located() {
-            Some(l) if matches!(self, Self::Unsupported { .. }) => format!(
-                "{}:{}:{}: {} (the sidecar filter's engine, regorus RVM, cannot run this)",
-                l.module, l.line, l.column, l.message
+        match (self.located(), self) {
+            (Some(l), Self::Unsupported { hint, .. }) => format!(
+                "{}:{}:{}: {} (the sidecar filter's Rego engines, regorus's RVM and interpreter, would not decide this as OPA does){}",
+                l.module,
+                l.line,
+                l.column,
+                l.message,
+                hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default()
             ),
-            Some(l) => format!("{}:{}:{}: {}", l.module, l.line, l.column, l.message),
-            None => self.to_string().replace('\n', " "),
+            (Some(l), _) => format!("{}:{}:{}: {}", l.module, l.line, l.column, l.message),
+            (None, _) => self.to_string().replace('\n', " "),
         }
     }
 }
@@ -164,23 +175,72 @@ pub fn to_json(value: &Value) -> Option<serde_json::Value> {
         .and_then(|text| serde_json::from_str(&text).ok())
 }
 
-/// A policy ready to evaluate: the RVM program, its data, and a spare VM.
+/// A policy ready to evaluate: its evaluator and what it reads.
 #[derive(Debug)]
 pub struct CompiledPolicy {
     config: PluginConfig,
-    program: Arc<Program>,
-    data: Value,
-    /// A VM with the program and data loaded, reused by the next evaluation.
-    spare: Mutex<Option<RegoVM>>,
+    evaluator: Evaluator,
     needs: InputNeeds,
     shape: InputShape,
     cacheable: bool,
 }
 
+/// The RVM program (with its data and a spare VM), or regorus's interpreter.
+// One per loaded policy; boxing the VM would add an indirection to every request.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Evaluator {
+    Rvm {
+        program: Arc<Program>,
+        data: Value,
+        /// A VM with the program and data loaded, reused by the next evaluation.
+        spare: Mutex<Option<RegoVM>>,
+    },
+    Interpreter(interpreter::Interpreter),
+}
+
 impl CompiledPolicy {
-    /// Loads the precompiled program a configuration carries (what the filter does in
-    /// `on_configure`). Fails when there is none or it does not load.
+    /// Loads a configuration (what the filter does in `on_configure`): its precompiled
+    /// RVM program, or (engine `interpreter`) its modules into regorus's interpreter.
     pub fn load(config: &PluginConfig) -> Result<Self, PolicyError> {
+        // Analysed by the control plane; without it, build everything and cache nothing.
+        let needs = config.input_needs.unwrap_or(InputNeeds::ALL);
+        let (evaluator, cacheable) = match config.engine {
+            PolicyEngine::Rvm => {
+                let program = load_program(config)?;
+                // The answer depends only on peer, method and path (and the fixed data).
+                let builtins = program.builtin_info_table.iter().map(|b| b.name.as_str());
+                let cacheable = crate::cache::cacheable(needs, builtins);
+                let data = Value::from(config.data.clone());
+                let vm = new_vm(&program, &data)?;
+                let spare = Mutex::new(Some(vm));
+                let rvm = Evaluator::Rvm {
+                    program,
+                    data,
+                    spare,
+                };
+                (rvm, cacheable)
+            }
+            // Not cached: the interpreter's builtins are not listed up front.
+            PolicyEngine::Interpreter => (
+                Evaluator::Interpreter(interpreter::Interpreter::load(config)?),
+                false,
+            ),
+        };
+        Ok(Self {
+            config: config.clone(),
+            evaluator,
+            needs,
+            shape: InputShape::new(&config.destination_principal, needs),
+            cacheable,
+        })
+    }
+}
+
+/// The precompiled RVM program of a configuration. Fails when there is none or it does
+/// not load.
+fn load_program(config: &PluginConfig) -> Result<Arc<Program>, PolicyError> {
+    {
         let program_error = |message: String| PolicyError::Program { message };
         if config.program.is_empty() {
             return Err(program_error(
@@ -208,25 +268,11 @@ impl CompiledPolicy {
                 "compiled by an incompatible regorus version; recompile it".into(),
             ));
         }
-        let program = Arc::new(program);
-        let data = Value::from(config.data.clone());
-        let vm = new_vm(&program, &data)?;
-        // Analysed by the control plane; without it, build everything and cache nothing.
-        let needs = config.input_needs.unwrap_or(InputNeeds::ALL);
-        // The answer depends only on peer, method and path (and the fixed data).
-        let builtins = program.builtin_info_table.iter().map(|b| b.name.as_str());
-        let cacheable = crate::cache::cacheable(needs, builtins);
-        Ok(Self {
-            config: config.clone(),
-            program,
-            data,
-            spare: Mutex::new(Some(vm)),
-            needs,
-            shape: InputShape::new(&config.destination_principal, needs),
-            cacheable,
-        })
+        Ok(Arc::new(program))
     }
+}
 
+impl CompiledPolicy {
     /// Compiles the configuration's modules and loads the result through the same binary
     /// form the filter receives (the configuration's own `program` is ignored and replaced).
     pub fn compile(config: &PluginConfig) -> Result<Self, PolicyError> {
@@ -251,7 +297,11 @@ impl CompiledPolicy {
     /// The extended builtins (see [`EXTENDED_BUILTIN_PREFIXES`]) the policy calls: when
     /// not empty, the sidecar needs the extended filter module.
     pub fn extended_builtins(&self) -> Vec<String> {
-        extended_builtins(&self.program)
+        match &self.evaluator {
+            Evaluator::Rvm { program, .. } => extended_builtins(program),
+            // The interpreter itself is only in the extended module.
+            Evaluator::Interpreter(_) => interpreter::extended_needs(&self.config),
+        }
     }
 
     /// True when equal peer, method and path always get the same decision, so the filter
@@ -267,22 +317,80 @@ impl CompiledPolicy {
 
     /// Evaluates the entrypoint for one input. `Value::Undefined` means the rule is undefined.
     pub fn evaluate(&self, input: Value) -> Result<Value, PolicyError> {
+        let (program, data, spare) = match &self.evaluator {
+            Evaluator::Rvm {
+                program,
+                data,
+                spare,
+            } => (program, data, spare),
+            Evaluator::Interpreter(interpreter) => {
+                return interpreter.evaluate(input).and_then(refuse_undefined_parts)
+            }
+        };
         // Take the spare VM (or build one when another evaluation holds it).
-        let taken = self.spare.lock().ok().and_then(|mut slot| slot.take());
+        let taken = spare.lock().ok().and_then(|mut slot| slot.take());
         let mut vm = match taken {
             Some(vm) => vm,
-            None => new_vm(&self.program, &self.data)?,
+            None => new_vm(program, data)?,
         };
         vm.set_input(input);
-        let result = vm.execute().map_err(|e| PolicyError::Eval {
-            message: e.to_string(),
-        });
+        let result = vm
+            .execute()
+            .map_err(|e| PolicyError::Eval {
+                message: e.to_string(),
+            })
+            .and_then(refuse_undefined_parts);
         // Drop the input now rather than keeping the request alive in the spare.
         vm.set_input(Value::Null);
-        if let Ok(mut slot) = self.spare.lock() {
+        if let Ok(mut slot) = spare.lock() {
             *slot = Some(vm);
         }
         result
+    }
+}
+
+/// A value with an undefined part inside (e.g. a package whose rules did not all hold) is
+/// not what OPA would answer (it leaves such parts out): an error, so the request is denied
+/// with a reason.
+fn refuse_undefined_parts(value: Value) -> Result<Value, PolicyError> {
+    match undefined_part(&value, &mut String::new()) {
+        Some(at) => Err(PolicyError::Eval {
+            message: format!("the decision has an undefined part at {at}"),
+        }),
+        None => Ok(value),
+    }
+}
+
+/// The path (`.a[0]`) of the first undefined part inside `value` (not `value` itself).
+fn undefined_part(value: &Value, at: &mut String) -> Option<String> {
+    let inner = |child: &Value, label: String, at: &mut String| {
+        let len = at.len();
+        at.push_str(&label);
+        let found = if *child == Value::Undefined {
+            Some(at.clone())
+        } else {
+            undefined_part(child, at)
+        };
+        at.truncate(len);
+        found
+    };
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| inner(v, format!("[{i}]"), at)),
+        Value::Set(items) => items.iter().find_map(|v| inner(v, "[_]".into(), at)),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let key = match k {
+                Value::String(s) => format!(".{s}"),
+                other => format!("[{other}]"),
+            };
+            if *k == Value::Undefined {
+                return Some(format!("{at}[<undefined key>]"));
+            }
+            inner(v, key, at)
+        }),
+        _ => None,
     }
 }
 
@@ -381,12 +489,19 @@ mod tests {
     }
 
     #[test]
-    fn a_construct_the_rvm_cannot_run_is_a_located_compile_error() {
-        let source = "package envoy.authz\n\nallow if {\n  x with input as {}\n}\n\nx if input.a\n";
-        let error = CompiledPolicy::compile(&config(source)).err();
-        let summary = error.as_ref().map(PolicyError::summary).unwrap_or_default();
-        assert!(summary.contains("regorus RVM"), "{summary}");
-        assert_eq!(error.and_then(|e| e.located()).map(|l| l.line), Some(4));
+    fn a_construct_the_rvm_cannot_run_runs_on_the_interpreter_as_opa() {
+        let source =
+            "package envoy.authz\n\nallow if {\n  x with input.a as true\n}\n\nx if input.a\n";
+        let policy = CompiledPolicy::compile(&config(source)).unwrap();
+        assert_eq!(policy.config().engine, PolicyEngine::Interpreter);
+        assert!(policy.config().program.is_empty());
+        let input = Value::from_json_str(r#"{"a": false}"#).unwrap();
+        assert_eq!(policy.evaluate(input).ok(), Some(Value::Bool(true)));
+        assert!(!policy.decisions_cacheable());
+        assert!(
+            !policy.extended_builtins().is_empty(),
+            "needs the extended module"
+        );
     }
 
     #[test]
@@ -413,6 +528,70 @@ mod tests {
         let mut names = policy.extended_builtins();
         names.sort();
         assert_eq!(names, vec!["glob.match", "regex.match"]);
+    }
+
+    #[test]
+    fn a_decision_with_an_undefined_part_is_an_error_naming_where() {
+        let mut value = Value::from_json_str(r#"{"y": 1, "h": [1, 2]}"#).unwrap();
+        value
+            .as_object_mut()
+            .unwrap()
+            .insert(Value::from("z"), Value::Undefined);
+        let message = refuse_undefined_parts(value).err().map(|e| e.to_string());
+        assert!(
+            message
+                .as_deref()
+                .unwrap_or("")
+                .contains("undefined part at .z"),
+            "{message:?}"
+        );
+        let whole = Value::from_json_str(r#"{"allowed": true, "headers": {"a": "b"}}"#).unwrap();
+        assert!(refuse_undefined_parts(whole).is_ok());
+    }
+
+    #[test]
+    fn a_runaway_policy_on_the_interpreter_fails_closed() {
+        let source = "package t\n\ndefault p := 0\np := 1 if input.a\np := 2 if { some x in numbers.range(1, 10000000); x < 0 }\n";
+        let mut c = config(source);
+        c.entrypoint = "data.t.p".into();
+        let policy = CompiledPolicy::compile(&c).unwrap();
+        assert_eq!(policy.config().engine, PolicyEngine::Interpreter);
+        let started = std::time::Instant::now();
+        let result = policy.evaluate(Value::from_json_str("{}").unwrap());
+        assert!(
+            matches!(result, Err(PolicyError::Eval { .. })),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn possibly_conflicting_definitions_run_on_the_interpreter_and_a_conflict_is_an_error() {
+        let source = "package t\n\np := 1 if input.a\np := 2 if input.b\n";
+        let mut c = config(source);
+        c.entrypoint = "data.t.p".into();
+        let policy = CompiledPolicy::compile(&c).unwrap();
+        assert_eq!(policy.config().engine, PolicyEngine::Interpreter);
+        let one = Value::from_json_str(r#"{"a": true}"#).unwrap();
+        assert_eq!(policy.evaluate(one).ok(), Some(Value::from(1u64)));
+        let both = Value::from_json_str(r#"{"a": true, "b": true}"#).unwrap();
+        assert!(matches!(
+            policy.evaluate(both),
+            Err(PolicyError::Eval { .. })
+        ));
+    }
+
+    #[test]
+    fn a_construct_neither_engine_runs_as_opa_is_refused_where_it_is() {
+        let source = "package t\n\np.a contains 1 if input.x\np.b contains 2 if input.x\n";
+        let mut c = config(source);
+        c.entrypoint = "data.t.q".into();
+        let error = CompiledPolicy::compile(&c).err();
+        let located = error.as_ref().and_then(PolicyError::located);
+        assert_eq!(located.as_ref().map(|l| (l.line, l.column)), Some((3, 1)));
+        let summary = error.map(|e| e.summary()).unwrap_or_default();
+        assert!(summary.contains("leaf is a set"), "{summary}");
+        assert!(summary.contains("without a dot"), "the hint: {summary}");
     }
 
     #[test]

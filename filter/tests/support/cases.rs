@@ -59,6 +59,13 @@ pub struct Case {
     pub want_undefined: bool,
     #[serde(default)]
     pub want_error: bool,
+    /// The policy must be refused at compile time (what `warden validate` refuses), with
+    /// a message containing this text: the filter's engine would not decide as OPA does.
+    #[serde(default)]
+    pub want_refused: Option<String>,
+    /// The engine the policy must run on: `rvm` or `interpreter`.
+    #[serde(default)]
+    pub want_engine: Option<String>,
     /// Why OPA cannot be compared on this case (the case still runs in `cargo test`).
     #[serde(default)]
     pub skip_opa: Option<String>,
@@ -139,6 +146,10 @@ pub struct Outcome {
     pub allowed: bool,
     pub status: Option<u16>,
     pub reason: Option<String>,
+    /// The compile-time refusal, when the case wants one and got one.
+    pub refused: Option<String>,
+    /// The engine the policy runs on (`rvm` or `interpreter`).
+    pub engine: String,
 }
 
 impl Case {
@@ -203,9 +214,28 @@ impl Case {
 
     /// Runs the case through the filter core.
     pub fn run(&self) -> anyhow::Result<Outcome> {
-        let config = self.config()?;
-        let policy = warden_filter::CompiledPolicy::compile(&config)
-            .map_err(|e| anyhow::anyhow!("compile: {}", e.summary()))?;
+        let mut config = self.config()?;
+        let policy = match warden_filter::CompiledPolicy::compile(&config) {
+            Ok(policy) => policy,
+            Err(e) if self.want_refused.is_some() => {
+                let input = self.input.clone().unwrap_or(serde_json::Value::Null);
+                return Ok(Outcome {
+                    full_input: input.clone(),
+                    input,
+                    result: None,
+                    error: None,
+                    allowed: false,
+                    status: None,
+                    reason: None,
+                    refused: Some(e.summary()),
+                    engine: String::new(),
+                    config,
+                });
+            }
+            Err(e) => anyhow::bail!("compile: {}", e.summary()),
+        };
+        // The rule the program evaluates (a package entrypoint resolves to its `allow`).
+        config.entrypoint = policy.config().entrypoint.clone();
         let (attributes, input) = match (&self.request, &self.input) {
             (Some(_), None) => {
                 let a = self.attributes().context("request")?;
@@ -250,12 +280,27 @@ impl Case {
             allowed: decision.decision.is_allow(),
             status,
             reason: decision.reason_text(&policy, &attributes),
+            refused: None,
+            engine: match policy.config().engine {
+                warden_filter::PolicyEngine::Rvm => "rvm".into(),
+                warden_filter::PolicyEngine::Interpreter => "interpreter".into(),
+            },
             config,
         })
     }
 
     /// Checks an outcome against the case's expectations; `Err` says what differs.
     pub fn check(&self, outcome: &Outcome) -> Result<(), String> {
+        if let Some(part) = &self.want_refused {
+            return match &outcome.refused {
+                Some(message) if message.contains(part.as_str()) => Ok(()),
+                Some(message) => Err(format!("refused, but not with {part:?}: {message}")),
+                None => Err(format!(
+                    "want refused ({part:?}), but it compiled: result {:?}, error {:?}",
+                    outcome.result, outcome.error
+                )),
+            };
+        }
         let want_allow = match self.want.as_str() {
             "allow" => true,
             "deny" => false,
@@ -271,6 +316,11 @@ impl Case {
                 outcome.result,
                 outcome.error
             ));
+        }
+        if let Some(engine) = &self.want_engine {
+            if outcome.engine != *engine {
+                problems.push(format!("want engine {engine}, got {}", outcome.engine));
+            }
         }
         if let Some(status) = self.want_status {
             if outcome.status != Some(status) {

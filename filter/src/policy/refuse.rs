@@ -1,0 +1,1072 @@
+//! Constructs regorus's RVM evaluates differently from OPA, refused before a program is
+//! built, so that a policy either decides as OPA does or does not validate.
+//!
+//! Each refusal names the construct at `file:line:col` (regorus's `--> name:line:col`
+//! format, which [`PolicyError::located`] reads) and says how to rewrite it. Found with
+//! the generated differential test against OPA (`filter/tests/opa_generated.py`):
+//!
+//! - a `default` value that is not a constant, and `default` functions (the RVM keeps
+//!   only constant defaults and ignores the rest);
+//! - a complete rule or function defined more than once with values that may differ
+//!   (OPA raises a conflict error when two definitions hold; the RVM answers undefined);
+//! - a reference to a package or to a prefix of ref-head rules as a value (the RVM fills
+//!   undefined rules in, OPA leaves them out) and lookups through ref-head rules;
+//! - ref-head rules whose leaves are sets (the RVM merges them into one set);
+//! - a number or a variable indexing an object of `data` with number-like keys (OPA
+//!   reads `data.x[2]` as `data.x["2"]`, the RVM does not).
+//!
+//! Pure: works on regorus's parsed modules and the data document.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use regorus::unstable::{Expr, Literal, Module, Query, Ref, Rule, RuleBody, RuleHead};
+
+use super::PolicyError;
+
+/// One segment of a reference path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Seg {
+    /// A string key (`.a`, `["a"]`).
+    Key(String),
+    /// A number key (`[2]`).
+    Num(String),
+    /// Anything computed (`[x]`, `[input.a]`).
+    Dyn,
+}
+
+/// Which engine a check is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Engine {
+    /// The RVM: every check.
+    Rvm,
+    /// regorus's interpreter: only what it gets wrong too (ref-head rules as values,
+    /// lookups through them, set leaves).
+    Interpreter,
+}
+
+/// Refuses the first construct (in module order) `engine` would get wrong.
+pub(crate) fn check(
+    modules: &[Ref<Module>],
+    data: &serde_json::Value,
+    engine: Engine,
+) -> Result<(), PolicyError> {
+    let rules = RuleTable::of(modules);
+    let rvm = engine == Engine::Rvm;
+    for module in modules {
+        let Some(package) = path_of(&module.package.refr) else {
+            continue;
+        };
+        let scope = Scope::of(module, &package, &rules);
+        for rule in &module.policy {
+            check_set_leaf(rule)?;
+            check_default_ref(rule)?;
+            if let Rule::Spec { bodies, .. } = rule.as_ref() {
+                for body in bodies {
+                    check_with_values(&body.query, &scope)?;
+                }
+            }
+            if rvm {
+                check_rule(rule, &scope)?;
+            }
+            walk_rule(rule, &mut |expr| {
+                if rvm {
+                    check_object_comprehension(expr)?;
+                }
+                check_ref(expr, &scope, &rules, data, rvm)
+            })?;
+        }
+    }
+    if rvm {
+        rules.check_conflicts()?;
+    }
+    Ok(())
+}
+
+/// A `default` value with a reference outside a comprehension (`default p := input.a`):
+/// OPA refuses the module; regorus would fail at every evaluation.
+fn check_default_ref(rule: &Rule) -> Result<(), PolicyError> {
+    let Rule::Default { value, span, .. } = rule else {
+        return Ok(());
+    };
+    if has_ref_outside_comprehension(value) {
+        return Err(refuse(
+            span,
+            "a `default` value cannot contain a reference (OPA refuses it too)",
+            "use a constant default, or compute the value in a rule body",
+        ));
+    }
+    Ok(())
+}
+
+fn has_ref_outside_comprehension(expr: &Expr) -> bool {
+    match expr {
+        Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. } | Expr::Call { .. } => true,
+        Expr::Array { items, .. } | Expr::Set { items, .. } => {
+            items.iter().any(|i| has_ref_outside_comprehension(i))
+        }
+        Expr::Object { fields, .. } => fields
+            .iter()
+            .any(|(_, k, v)| has_ref_outside_comprehension(k) || has_ref_outside_comprehension(v)),
+        Expr::UnaryExpr { expr, .. } => has_ref_outside_comprehension(expr),
+        Expr::BinExpr { lhs, rhs, .. }
+        | Expr::BoolExpr { lhs, rhs, .. }
+        | Expr::ArithExpr { lhs, rhs, .. }
+        | Expr::AssignExpr { lhs, rhs, .. } => {
+            has_ref_outside_comprehension(lhs) || has_ref_outside_comprehension(rhs)
+        }
+        Expr::Membership { .. } => true,
+        _ => false,
+    }
+}
+
+/// `with ... as v` where `v` calls a function or reads a rule (or `data`): regorus's
+/// interpreter mis-evaluates those (it evaluates the rule under the replaced input).
+fn check_with_values(query: &Query, scope: &Scope) -> Result<(), PolicyError> {
+    for stmt in &query.stmts {
+        for with in &stmt.with_mods {
+            let mut bad = false;
+            // The visitor never fails; it only records a hit.
+            let _ = walk_expr(&with.r#as, &mut |e| {
+                if let Some((root, _)) = chain(e) {
+                    bad |= root == "data"
+                        || scope.rule_names.contains(&root)
+                        || scope.imports.contains_key(&root);
+                }
+                Ok(())
+            });
+            bad |= has_call(&with.r#as);
+            if bad {
+                return Err(refuse(
+                    &with.span,
+                    "a `with` value that calls a function or reads a rule or `data` is not run as \
+                     OPA does by the filter's engines",
+                    "bind the value to a local variable first, or spell it out as a constant",
+                ));
+            }
+        }
+        if let Literal::Every { query, .. } = &stmt.literal {
+            check_with_values(query, scope)?;
+        }
+    }
+    Ok(())
+}
+
+fn has_call(expr: &Expr) -> bool {
+    match expr {
+        Expr::Call { .. } => true,
+        Expr::Array { items, .. } | Expr::Set { items, .. } => items.iter().any(|i| has_call(i)),
+        Expr::Object { fields, .. } => fields.iter().any(|(_, k, v)| has_call(k) || has_call(v)),
+        Expr::UnaryExpr { expr, .. } => has_call(expr),
+        Expr::BinExpr { lhs, rhs, .. }
+        | Expr::BoolExpr { lhs, rhs, .. }
+        | Expr::ArithExpr { lhs, rhs, .. }
+        | Expr::AssignExpr { lhs, rhs, .. } => has_call(lhs) || has_call(rhs),
+        Expr::RefBrack { refr, index, .. } => has_call(refr) || has_call(index),
+        Expr::RefDot { refr, .. } => has_call(refr),
+        // Comprehensions may call functions too.
+        Expr::ArrayCompr { .. } | Expr::SetCompr { .. } | Expr::ObjectCompr { .. } => true,
+        _ => false,
+    }
+}
+
+/// Ref-head rules whose leaves are sets (`p.a contains x`): both engines merge the sets.
+fn check_set_leaf(rule: &Rule) -> Result<(), PolicyError> {
+    if let Rule::Spec {
+        head: RuleHead::Set { refr, .. },
+        span,
+        ..
+    } = rule
+    {
+        if path_of(refr).is_some_and(|p| p.len() > 1) {
+            return Err(refuse(
+                span,
+                "a ref-head rule whose leaf is a set (`p.a contains x`) is not run as OPA does \
+                 by the filter's engine (it merges the sets)",
+                "name the set rule without a dot (`p_a contains x`)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn refuse(span: &regorus::unstable::Span, what: &str, hint: &str) -> PolicyError {
+    PolicyError::Unsupported {
+        message: format!("{:#}", span.error(what)),
+        hint: Some(hint.to_string()),
+    }
+}
+
+/// Every rule path (package + head), with the definitions of complete rules and functions.
+struct RuleTable<'a> {
+    /// Rule paths → the length of their package part.
+    paths: BTreeMap<Vec<Seg>, usize>,
+    packages: BTreeSet<Vec<Seg>>,
+    /// Complete rules and functions by path: each definition's span, value and arguments.
+    definitions: BTreeMap<Vec<Seg>, Vec<Definition<'a>>>,
+}
+
+struct Definition<'a> {
+    span: &'a regorus::unstable::Span,
+    /// The value when it is a constant (`None`: computed).
+    value: Option<String>,
+    /// Function arguments, when all are constants.
+    args: Option<Vec<String>>,
+    is_function: bool,
+}
+
+impl<'a> RuleTable<'a> {
+    fn of(modules: &'a [Ref<Module>]) -> Self {
+        let mut table = Self {
+            paths: BTreeMap::new(),
+            packages: BTreeSet::new(),
+            definitions: BTreeMap::new(),
+        };
+        for module in modules {
+            let Some(package) = path_of(&module.package.refr) else {
+                continue;
+            };
+            for rule in &module.policy {
+                table.add(&package, rule);
+            }
+            table.packages.insert(package);
+        }
+        table
+    }
+
+    fn add(&mut self, package: &[Seg], rule: &'a Rule) {
+        let (head_ref, span) = match rule {
+            Rule::Default { refr, span, .. } => (refr, span),
+            Rule::Spec { head, span, .. } => match head {
+                RuleHead::Compr { refr, .. }
+                | RuleHead::Set { refr, .. }
+                | RuleHead::Func { refr, .. } => (refr, span),
+            },
+        };
+        let Some(head) = path_of(head_ref) else {
+            return;
+        };
+        let mut path = package.to_vec();
+        // A partial object (`p[k] := v`) is the rule `p`, as a partial set is.
+        let plain_object = head.len() == 2 && head.get(1) == Some(&Seg::Dyn);
+        let rule_path: Vec<Seg> = match plain_object {
+            true => head.iter().take(1).cloned().collect(),
+            false => head.clone(),
+        };
+        path.extend(rule_path);
+        self.paths.insert(path.clone(), package.len());
+        path.extend(plain_object.then_some(Seg::Dyn));
+        let Rule::Spec { head, bodies, .. } = rule else {
+            return;
+        };
+        let (assign, args) = match head {
+            // Complete rules, and partial objects (`p[k] := v`: two definitions may give
+            // one key two values, where OPA stops with a conflict).
+            RuleHead::Compr { assign, .. } => (assign, None),
+            RuleHead::Func { assign, args, .. } => (assign, Some(args)),
+            _ => return,
+        };
+        let head_value = assign
+            .as_ref()
+            .map(|a| constant(&a.value))
+            .unwrap_or(Some("true".into()));
+        let args = args.map(|args| args.iter().map(|a| constant(a)).collect::<Option<Vec<_>>>());
+        let defs = self.definitions.entry(path).or_default();
+        // Bodies not introduced by `else` are definitions of their own (`p { a } { b }`).
+        let independent = bodies.iter().filter(|b| !b.is_else).count().max(1);
+        // An `else` value other than the head's makes the rule's value computed.
+        let else_values: Option<Vec<String>> = bodies
+            .iter()
+            .filter(|b| b.is_else)
+            .map(|b| {
+                b.assign
+                    .as_ref()
+                    .map_or(Some("true".into()), |a| constant(&a.value))
+            })
+            .collect();
+        let value = match (head_value, else_values) {
+            (Some(v), Some(others)) if others.iter().all(|o| *o == v) => Some(v),
+            _ => None,
+        };
+        for _ in 0..independent {
+            defs.push(Definition {
+                span,
+                value: value.clone(),
+                args: args.clone().flatten(),
+                is_function: args.is_some(),
+            });
+        }
+    }
+
+    /// Several definitions of one complete rule or function may give different values:
+    /// OPA then fails with a conflict; the RVM answers undefined. Refused unless all give
+    /// the same constant, or (functions) their constant arguments never overlap.
+    fn check_conflicts(&self) -> Result<(), PolicyError> {
+        for (path, defs) in &self.definitions {
+            if defs.len() < 2 {
+                continue;
+            }
+            let same_constant = defs
+                .first()
+                .and_then(|d| d.value.as_ref())
+                .is_some_and(|first| defs.iter().all(|d| d.value.as_ref() == Some(first)));
+            let distinct_args = {
+                let args: Option<BTreeSet<&Vec<String>>> =
+                    defs.iter().map(|d| d.args.as_ref()).collect();
+                args.is_some_and(|set| set.len() == defs.len())
+            };
+            if same_constant || distinct_args {
+                continue;
+            }
+            let second = defs.get(1).map_or(defs[0].span, |d| d.span);
+            let kind = if defs[0].is_function {
+                "function"
+            } else {
+                "rule"
+            };
+            return Err(refuse(
+                second,
+                &format!(
+                    "{kind} `{}` has several definitions that may give different values (OPA \
+                     stops with a conflict error when two of them hold; the filter's engine \
+                     would not)",
+                    display(path)
+                ),
+                "give it one definition with an `else` chain, or the same constant value in \
+                 every definition",
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when `path` is a package or a prefix of one.
+    fn is_package_prefix(&self, path: &[Seg]) -> bool {
+        self.packages.iter().any(|p| p.starts_with(path))
+    }
+
+    /// True when some rule lives at `path` or below it.
+    fn has_rule_below(&self, path: &[Seg]) -> bool {
+        self.paths
+            .keys()
+            .any(|p| p.len() > path.len() && matches_prefix(p, path))
+    }
+
+    /// The rule whose path is a prefix of `path`, if any.
+    fn rule_at_or_above(&self, path: &[Seg]) -> Option<(&Vec<Seg>, usize)> {
+        self.paths
+            .iter()
+            .find(|(p, _)| p.len() <= path.len() && matches_prefix(path, p))
+            .map(|(p, package)| (p, *package))
+    }
+}
+
+/// `prefix` matches the start of `path` (a dynamic segment on either side matches any).
+fn matches_prefix(path: &[Seg], prefix: &[Seg]) -> bool {
+    prefix.len() <= path.len()
+        && prefix
+            .iter()
+            .zip(path)
+            .all(|(a, b)| a == b || *a == Seg::Dyn || *b == Seg::Dyn)
+}
+
+fn display(path: &[Seg]) -> String {
+    let mut out = String::from("data");
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Seg::Num(n) => out.push_str(&format!("[{n}]")),
+            Seg::Dyn => out.push_str("[_]"),
+        }
+    }
+    out
+}
+
+fn check_rule(rule: &Rule, scope: &Scope) -> Result<(), PolicyError> {
+    match rule {
+        Rule::Default {
+            span, args, value, ..
+        } => {
+            if !args.is_empty() {
+                return Err(refuse(
+                    span,
+                    "a `default` function is not run by the filter's engine (it would ignore it)",
+                    "handle the fallback inside the function, e.g. with `else`",
+                ));
+            }
+            if constant(value).is_none() {
+                return Err(refuse(
+                    span,
+                    "a `default` value that is not a constant is not run by the filter's engine \
+                     (it would ignore it)",
+                    "use a constant default, or compute the value in a helper rule",
+                ));
+            }
+        }
+        Rule::Spec { head, bodies, .. } => {
+            check_else_chain(head, bodies)?;
+            check_partial_object(head, bodies)?;
+            check_loop_value(head, bodies, scope)?;
+        }
+    }
+    Ok(())
+}
+
+/// An `else` chain runs as OPA's only when no branch but the last can have an undefined
+/// value (OPA then tries the next branch; the RVM answers undefined) and no branch
+/// iterates (`some x in xs`, `xs[i]`: the RVM does not reach the `else` when the loop
+/// finds nothing).
+fn check_else_chain(head: &RuleHead, bodies: &[RuleBody]) -> Result<(), PolicyError> {
+    if !bodies.iter().any(|b| b.is_else) {
+        return Ok(());
+    }
+    let head_value = match head {
+        RuleHead::Compr { assign, .. } | RuleHead::Func { assign, .. } => assign.as_ref(),
+        RuleHead::Set { .. } => None,
+    };
+    let last = bodies.len().saturating_sub(1);
+    for (i, body) in bodies.iter().enumerate() {
+        let value = if i == 0 {
+            head_value
+        } else {
+            body.assign.as_ref()
+        };
+        if let Some(value) = value.filter(|_| i < last) {
+            if !always_defined(&value.value) {
+                return Err(refuse(
+                    &value.span,
+                    "an `else` chain whose branch value is computed is not run as OPA does by \
+                     the filter's engine (when the value is undefined OPA tries the next branch)",
+                    "give every branch but the last a constant value, and compute values in \
+                     helper rules",
+                ));
+            }
+        }
+        if let Some(span) = iteration(&body.query) {
+            return Err(refuse(
+                span,
+                "an `else` chain whose condition iterates (`some x in xs`, `xs[i]`) is not run \
+                 as OPA does by the filter's engine",
+                "move the iteration into a helper rule (`found if some x in xs; ...`) and test \
+                 that in the chain",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A partial object rule (`p[k] := v`) whose one definition may give a key two values
+/// (OPA: conflict error; the RVM keeps one value).
+fn check_partial_object(head: &RuleHead, bodies: &[RuleBody]) -> Result<(), PolicyError> {
+    let RuleHead::Compr {
+        refr,
+        assign: Some(assign),
+        span,
+    } = head
+    else {
+        return Ok(());
+    };
+    let Some(index) = computed_index(refr) else {
+        return Ok(());
+    };
+    if bodies
+        .iter()
+        .all(|body| !may_give_key_two_values(index, &assign.value, &body.query))
+    {
+        return Ok(());
+    }
+    Err(refuse(
+        span,
+        "a partial object rule (`p[k] := v`) that may give one key two values is not run as OPA \
+         does by the filter's engine (OPA stops with a conflict error)",
+        "iterate once with the key as the loop key (`p[k] := f(v) if some k, v in m`), or use \
+         a constant value",
+    ))
+}
+
+/// The first computed index of a rule head (`k` in `p[k]` or `p[k].c`), if any.
+fn computed_index(refr: &Expr) -> Option<&Expr> {
+    match refr {
+        Expr::RefDot { refr, .. } => computed_index(refr),
+        Expr::RefBrack { refr, index, .. } => computed_index(refr).or(match index.as_ref() {
+            Expr::String { .. } | Expr::RawString { .. } | Expr::Number { .. } => None,
+            other => Some(other),
+        }),
+        _ => None,
+    }
+}
+
+/// `{k: v | ...}` where one key may get two values (OPA: conflict error).
+fn check_object_comprehension(expr: &Expr) -> Result<(), PolicyError> {
+    match expr {
+        Expr::ObjectCompr {
+            key,
+            value,
+            query,
+            span,
+            ..
+        } if may_give_key_two_values(key, value, query) => Err(refuse(
+            span,
+            "an object comprehension that may give one key two values is not run as OPA does \
+             by the filter's engine (OPA stops with a conflict error)",
+            "iterate once with the key as the loop key (`{k: f(v) | some k, v in m}`)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A complete rule or function whose computed value comes out of a loop may have several
+/// values (OPA: conflict error; the RVM keeps the first).
+/// A value that reads only `input`, `data`, rules, imports and the function's arguments
+/// is the same on every iteration, so it is kept.
+fn check_loop_value(
+    head: &RuleHead,
+    bodies: &[RuleBody],
+    scope: &Scope,
+) -> Result<(), PolicyError> {
+    let (assign, span, args) = match head {
+        RuleHead::Compr {
+            refr,
+            assign: Some(assign),
+            span,
+        } if computed_index(refr).is_none() => (assign, span, &[][..]),
+        RuleHead::Func {
+            assign: Some(assign),
+            span,
+            args,
+            ..
+        } => (assign, span, args.as_slice()),
+        _ => return Ok(()),
+    };
+    let mut fixed: BTreeSet<String> = scope.rule_names.clone();
+    fixed.extend(scope.imports.keys().cloned());
+    fixed.extend(["input".to_string(), "data".to_string()]);
+    for arg in args {
+        if let Some((root, _)) = chain(arg) {
+            fixed.insert(root);
+        }
+    }
+    for body in bodies {
+        let value = body.assign.as_ref().unwrap_or(assign);
+        if reads_local(&value.value, &fixed) && iteration(&body.query).is_some() {
+            return Err(refuse(
+                span,
+                "a rule whose computed value comes out of a loop (`p := x if some x in xs`) may \
+                 have several values; OPA then stops with a conflict error, the filter's engine \
+                 would keep one",
+                "collect the values (`p := [x | some x in xs]`) or pick one explicitly",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One key (`key`) may get two values (`value`) from `query`: unless the value is a
+/// constant, or the query iterates exactly once and the key is what it iterates over
+/// (`some k, v in m` with key `k`, or `some x in xs` with key `x`), so that the value
+/// follows from the key.
+fn may_give_key_two_values(key: &Expr, value: &Expr, query: &Query) -> bool {
+    if constant(value).is_some() {
+        return false;
+    }
+    let key_name = match key {
+        Expr::Var { value, .. } => value.as_string().ok().map(|s| s.to_string()),
+        _ => None,
+    };
+    let loops: Vec<&Literal> = query
+        .stmts
+        .iter()
+        .map(|s| &s.literal)
+        .filter(|l| match l {
+            Literal::SomeVars { .. } | Literal::SomeIn { .. } => true,
+            Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => has_var_index(expr),
+            Literal::Every { .. } => false,
+        })
+        .collect();
+    match loops.as_slice() {
+        [Literal::SomeIn {
+            key: iter_key,
+            value: iter_value,
+            ..
+        }] => {
+            let iterated = iter_key.as_ref().unwrap_or(iter_value);
+            !matches!(iterated.as_ref(), Expr::Var { value, .. }
+                if key_name.is_some() && value.as_string().ok().map(|s| s.to_string()) == key_name)
+        }
+        _ => true,
+    }
+}
+
+/// The expression reads a variable other than `fixed` ones (a local, maybe a loop's).
+fn reads_local(expr: &Expr, fixed: &BTreeSet<String>) -> bool {
+    let mut hit = false;
+    // The visitor never fails; it only records a hit.
+    let _ = walk_expr(expr, &mut |e| {
+        if let Some((root, _)) = chain(e) {
+            hit |= !fixed.contains(&root);
+        }
+        Ok(())
+    });
+    hit
+}
+
+fn has_var_index(expr: &Expr) -> bool {
+    let mut hit = false;
+    // The visitor never fails; it only records a hit.
+    let _ = walk_expr(expr, &mut |e| {
+        hit |= var_index(e);
+        Ok(())
+    });
+    hit
+}
+
+/// Where a query iterates (`some`, or a variable index), if it does.
+fn iteration(query: &Query) -> Option<&regorus::unstable::Span> {
+    for stmt in &query.stmts {
+        match &stmt.literal {
+            Literal::SomeVars { span, .. } | Literal::SomeIn { span, .. } => return Some(span),
+            Literal::Expr { expr, span } | Literal::NotExpr { expr, span } => {
+                if has_var_index(expr) {
+                    return Some(span);
+                }
+            }
+            Literal::Every { .. } => {}
+        }
+    }
+    None
+}
+
+/// A reference indexed by a variable somewhere (`xs[i]`, `m[k].c`).
+fn var_index(expr: &Expr) -> bool {
+    match expr {
+        Expr::RefDot { refr, .. } => var_index(refr),
+        Expr::RefBrack { refr, index, .. } => {
+            matches!(index.as_ref(), Expr::Var { .. }) || var_index(refr)
+        }
+        _ => false,
+    }
+}
+
+/// What the names of a module refer to: its package's rules and its `data` imports.
+struct Scope {
+    package: Vec<Seg>,
+    /// Names of rules in the package (first segment of their head).
+    rule_names: BTreeSet<String>,
+    /// Import aliases → data paths.
+    imports: BTreeMap<String, Vec<Seg>>,
+}
+
+impl Scope {
+    fn of(module: &Module, package: &[Seg], rules: &RuleTable<'_>) -> Self {
+        let rule_names = rules
+            .paths
+            .keys()
+            .filter(|p| p.len() > package.len() && p.starts_with(package))
+            .filter_map(|p| match p.get(package.len()) {
+                Some(Seg::Key(k)) => Some(k.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut imports = BTreeMap::new();
+        for import in &module.imports {
+            let Some((root, segs)) = chain(&import.refr) else {
+                continue;
+            };
+            if root != "data" || segs.is_empty() {
+                continue;
+            }
+            let alias = match &import.r#as {
+                Some(span) => span.text().to_string(),
+                None => match segs.last() {
+                    Some(Seg::Key(k)) => k.clone(),
+                    _ => continue,
+                },
+            };
+            imports.insert(alias, segs);
+        }
+        Self {
+            package: package.to_vec(),
+            rule_names,
+            imports,
+        }
+    }
+
+    /// The data path a reference chain denotes, if it reads `data` (or a local rule).
+    fn resolve(&self, root: &str, segs: Vec<Seg>) -> Option<Vec<Seg>> {
+        if root == "data" {
+            return Some(segs);
+        }
+        if let Some(base) = self.imports.get(root) {
+            let mut path = base.clone();
+            path.extend(segs);
+            return Some(path);
+        }
+        if self.rule_names.contains(root) {
+            let mut path = self.package.clone();
+            path.push(Seg::Key(root.to_string()));
+            path.extend(segs);
+            return Some(path);
+        }
+        None
+    }
+}
+
+/// Checks one maximal reference chain.
+fn check_ref(
+    expr: &Expr,
+    scope: &Scope,
+    rules: &RuleTable<'_>,
+    data: &serde_json::Value,
+    rvm: bool,
+) -> Result<(), PolicyError> {
+    let span = match expr {
+        Expr::RefDot { span, .. } | Expr::RefBrack { span, .. } | Expr::Var { span, .. } => span,
+        _ => return Ok(()),
+    };
+    let Some((root, segs)) = chain(expr) else {
+        return Ok(());
+    };
+    let Some(path) = scope.resolve(&root, segs) else {
+        return Ok(());
+    };
+    if path.is_empty() {
+        return Ok(());
+    }
+    match rules.rule_at_or_above(&path) {
+        Some((rule, package)) => {
+            // Into a rule's value: fine for a rule named by its full constant path and for
+            // a partial object or set (`p[k]`); not through ref-head rules with computed
+            // parts (`p[k].c`, `p.a[k]`).
+            let head = rule.get(package..).unwrap_or_default();
+            let plain = head.len() == 1 || (head.len() == 2 && head.get(1) == Some(&Seg::Dyn));
+            if rule.contains(&Seg::Dyn) && !plain {
+                return Err(refuse(
+                    span,
+                    &format!(
+                        "a lookup into the ref-head rules {} is not run as OPA does by the \
+                         filter's engine",
+                        display(rule)
+                    ),
+                    "read the whole rule (`p`) and index its value in a local variable, or use a \
+                     partial object rule (`p[k] := v`)",
+                ));
+            }
+            Ok(())
+        }
+        // A package (or a prefix of packages) as a value: the RVM keeps undefined rules in.
+        None if rules.has_rule_below(&path) && rules.is_package_prefix(&path) => match rvm {
+            true => Err(refuse(
+                span,
+                &format!(
+                    "{} names a package as a value; the filter's engine does not build it \
+                     as OPA does (it keeps undefined rules in)",
+                    display(&path)
+                ),
+                "refer to the rules one by one (`data.pkg.rule`)",
+            )),
+            false => Ok(()),
+        },
+        // A prefix of ref-head rules as a value: neither engine builds it as OPA does.
+        None if rules.has_rule_below(&path) => Err(refuse(
+            span,
+            &format!(
+                "{} names a prefix of ref-head rules as a value; the filter's engine does \
+                 not build it as OPA does",
+                display(&path)
+            ),
+            "refer to the rules one by one (`p.a.b`), or build the object in one rule",
+        )),
+        None if rvm => check_data_index(span, &path, data),
+        None => Ok(()),
+    }
+}
+
+/// `data.x[2]` or `data.x[v]` into an object with number-like keys: OPA turns the number
+/// into a string key when reading `data`, the RVM does not.
+fn check_data_index(
+    span: &regorus::unstable::Span,
+    path: &[Seg],
+    data: &serde_json::Value,
+) -> Result<(), PolicyError> {
+    let mut node = data;
+    for seg in path {
+        match seg {
+            Seg::Key(k) => match node.get(k) {
+                Some(next) => node = next,
+                None => return Ok(()),
+            },
+            Seg::Num(_) | Seg::Dyn => {
+                if has_number_like_key(node) {
+                    return Err(refuse(
+                        span,
+                        &format!(
+                            "{} indexes data whose object keys look like numbers; OPA reads a \
+                             number index there as a string key, the filter's engine does not",
+                            display(path)
+                        ),
+                        "index with a string (`data.x[\"2\"]`, `format_int(n, 10)`)",
+                    ));
+                }
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn has_number_like_key(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| {
+            serde_json::from_str::<serde_json::Number>(k).is_ok() || has_number_like_key(v)
+        }),
+        serde_json::Value::Array(items) => items.iter().any(has_number_like_key),
+        _ => false,
+    }
+}
+
+/// Constants and comprehensions (a comprehension is never undefined), and collections of
+/// them.
+fn always_defined(expr: &Expr) -> bool {
+    match expr {
+        Expr::ArrayCompr { .. } | Expr::SetCompr { .. } | Expr::ObjectCompr { .. } => true,
+        Expr::Array { items, .. } | Expr::Set { items, .. } => {
+            items.iter().all(|i| always_defined(i))
+        }
+        Expr::Object { fields, .. } => fields
+            .iter()
+            .all(|(_, k, v)| constant(k).is_some() && always_defined(v)),
+        other => constant(other).is_some(),
+    }
+}
+
+/// The constant text of an expression (scalars and collections of constants), if it is one.
+fn constant(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::String { value, .. }
+        | Expr::RawString { value, .. }
+        | Expr::Number { value, .. }
+        | Expr::Bool { value, .. }
+        | Expr::Null { value, .. } => value.to_json_str().ok(),
+        Expr::Array { items, .. } => {
+            let parts: Option<Vec<String>> = items.iter().map(|i| constant(i)).collect();
+            Some(format!("[{}]", parts?.join(",")))
+        }
+        Expr::Set { items, .. } => {
+            let mut parts: Vec<String> =
+                items.iter().map(|i| constant(i)).collect::<Option<_>>()?;
+            parts.sort();
+            Some(format!("set({})", parts.join(",")))
+        }
+        Expr::Object { fields, .. } => {
+            let mut parts: Vec<String> = fields
+                .iter()
+                .map(|(_, k, v)| Some(format!("{}:{}", constant(k)?, constant(v)?)))
+                .collect::<Option<_>>()?;
+            parts.sort();
+            Some(format!("{{{}}}", parts.join(",")))
+        }
+        Expr::UnaryExpr { expr, .. } => constant(expr).map(|c| format!("-{c}")),
+        _ => None,
+    }
+}
+
+/// A reference chain: its root variable and the segments after it.
+fn chain(expr: &Expr) -> Option<(String, Vec<Seg>)> {
+    match expr {
+        Expr::Var { value, .. } => Some((value.as_string().ok()?.to_string(), Vec::new())),
+        Expr::RefDot { refr, field, .. } => {
+            let (root, mut segs) = chain(refr)?;
+            segs.push(Seg::Key(field.1.as_string().ok()?.to_string()));
+            Some((root, segs))
+        }
+        Expr::RefBrack { refr, index, .. } => {
+            let (root, mut segs) = chain(refr)?;
+            segs.push(match index.as_ref() {
+                Expr::String { value, .. } | Expr::RawString { value, .. } => {
+                    Seg::Key(value.as_string().ok()?.to_string())
+                }
+                Expr::Number { value, .. } => Seg::Num(value.to_json_str().ok()?),
+                _ => Seg::Dyn,
+            });
+            Some((root, segs))
+        }
+        _ => None,
+    }
+}
+
+/// A package or rule-head reference as a path (`t.sub` → [t, sub]).
+fn path_of(expr: &Expr) -> Option<Vec<Seg>> {
+    let (root, segs) = chain(expr)?;
+    let mut path = vec![Seg::Key(root)];
+    path.extend(segs);
+    if path.first() == Some(&Seg::Key("data".into())) {
+        path.remove(0);
+    }
+    Some(path)
+}
+
+/// Visits every maximal reference chain (and bare variable) in a rule.
+fn walk_rule(
+    rule: &Rule,
+    visit: &mut dyn FnMut(&Expr) -> Result<(), PolicyError>,
+) -> Result<(), PolicyError> {
+    match rule {
+        Rule::Default { value, .. } => walk_expr(value, visit),
+        Rule::Spec { head, bodies, .. } => {
+            match head {
+                RuleHead::Compr { refr, assign, .. } => {
+                    walk_indexes(refr, visit)?;
+                    if let Some(a) = assign {
+                        walk_expr(&a.value, visit)?;
+                    }
+                }
+                RuleHead::Set { refr, key, .. } => {
+                    walk_indexes(refr, visit)?;
+                    if let Some(k) = key {
+                        walk_expr(k, visit)?;
+                    }
+                }
+                RuleHead::Func { assign, .. } => {
+                    if let Some(a) = assign {
+                        walk_expr(&a.value, visit)?;
+                    }
+                }
+            }
+            for body in bodies {
+                if let Some(a) = &body.assign {
+                    walk_expr(&a.value, visit)?;
+                }
+                walk_query(&body.query, visit)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The index expressions of a rule head reference (`p[input.a].b`).
+fn walk_indexes(
+    expr: &Expr,
+    visit: &mut dyn FnMut(&Expr) -> Result<(), PolicyError>,
+) -> Result<(), PolicyError> {
+    match expr {
+        Expr::RefDot { refr, .. } => walk_indexes(refr, visit),
+        Expr::RefBrack { refr, index, .. } => {
+            walk_indexes(refr, visit)?;
+            walk_expr(index, visit)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn walk_query(
+    query: &Query,
+    visit: &mut dyn FnMut(&Expr) -> Result<(), PolicyError>,
+) -> Result<(), PolicyError> {
+    for stmt in &query.stmts {
+        match &stmt.literal {
+            Literal::SomeVars { .. } => {}
+            Literal::SomeIn {
+                key,
+                value,
+                collection,
+                ..
+            } => {
+                if let Some(k) = key {
+                    walk_expr(k, visit)?;
+                }
+                walk_expr(value, visit)?;
+                walk_expr(collection, visit)?;
+            }
+            Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => walk_expr(expr, visit)?,
+            Literal::Every { domain, query, .. } => {
+                walk_expr(domain, visit)?;
+                walk_query(query, visit)?;
+            }
+        }
+        for with in &stmt.with_mods {
+            walk_expr(&with.r#as, visit)?;
+        }
+    }
+    Ok(())
+}
+
+fn walk_expr(
+    expr: &Expr,
+    visit: &mut dyn FnMut(&Expr) -> Result<(), PolicyError>,
+) -> Result<(), PolicyError> {
+    match expr {
+        Expr::Var { .. } => visit(expr),
+        Expr::RefDot { .. } | Expr::RefBrack { .. } => {
+            visit(expr)?;
+            // The chain itself is checked as a whole; its computed indexes are not.
+            walk_chain_indexes(expr, visit)
+        }
+        Expr::String { .. }
+        | Expr::RawString { .. }
+        | Expr::Number { .. }
+        | Expr::Bool { .. }
+        | Expr::Null { .. } => Ok(()),
+        Expr::Array { items, .. } | Expr::Set { items, .. } => {
+            items.iter().try_for_each(|i| walk_expr(i, visit))
+        }
+        Expr::Object { fields, .. } => fields.iter().try_for_each(|(_, k, v)| {
+            walk_expr(k, visit)?;
+            walk_expr(v, visit)
+        }),
+        Expr::ArrayCompr { term, query, .. } | Expr::SetCompr { term, query, .. } => {
+            walk_expr(term, visit)?;
+            walk_query(query, visit)
+        }
+        Expr::ObjectCompr {
+            key, value, query, ..
+        } => {
+            visit(expr)?;
+            walk_expr(key, visit)?;
+            walk_expr(value, visit)?;
+            walk_query(query, visit)
+        }
+        Expr::Call { fcn, params, .. } => {
+            // The function name is a reference too (`data.lib.f(x)`, `f(x)`).
+            if chain(fcn).is_none() {
+                walk_expr(fcn, visit)?;
+            }
+            params.iter().try_for_each(|p| walk_expr(p, visit))
+        }
+        Expr::UnaryExpr { expr, .. } => walk_expr(expr, visit),
+        Expr::BinExpr { lhs, rhs, .. }
+        | Expr::BoolExpr { lhs, rhs, .. }
+        | Expr::ArithExpr { lhs, rhs, .. }
+        | Expr::AssignExpr { lhs, rhs, .. } => {
+            walk_expr(lhs, visit)?;
+            walk_expr(rhs, visit)
+        }
+        Expr::Membership {
+            key,
+            value,
+            collection,
+            ..
+        } => {
+            if let Some(k) = key {
+                walk_expr(k, visit)?;
+            }
+            walk_expr(value, visit)?;
+            walk_expr(collection, visit)
+        }
+    }
+}
+
+fn walk_chain_indexes(
+    expr: &Expr,
+    visit: &mut dyn FnMut(&Expr) -> Result<(), PolicyError>,
+) -> Result<(), PolicyError> {
+    match expr {
+        Expr::RefDot { refr, .. } => walk_chain_indexes(refr, visit),
+        Expr::RefBrack { refr, index, .. } => {
+            walk_chain_indexes(refr, visit)?;
+            walk_expr(index, visit)
+        }
+        Expr::Var { .. } => Ok(()),
+        other => walk_expr(other, visit),
+    }
+}
