@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Side-by-side cost of authorization in a server Envoy (1 worker, mTLS).
 
-Variants: no authz | native RBAC (principal rule) | empty Wasm filter | Warden filter.
+Variants: no authz | native RBAC (principal rule) | empty Wasm filter | Warden filter
+(core and extended module) | with BENCH_BASELINE=DIR, the Warden core module of an earlier
+checkout DIR (its target/wasm32-wasip1/wasm/warden_filter.wasm and target/debug/warden must
+be built), so a change is measured before/after in one run.
 For each: time from Envoy start to the first request served, server CPU per request
 (utime+stime of the server Envoy from /proc/<pid>/stat around each load phase) and
 client-observed p50/p99 at a fixed rate and at maximum rate.
@@ -119,11 +122,12 @@ def rbac_filter():
     }
 
 
-def warden_config():
+def warden_config(warden=None, root=ROOT):
     """What the control plane sends the backend's sidecar for the sample mesh (settings,
-    Rego sources, compiled RVM program), from `warden policy config`."""
-    warden = os.environ.get("WARDEN_BIN", os.path.join(ROOT, "target", "release", "warden"))
-    out = subprocess.run([warden, "policy", "config", "--config", os.path.join(ROOT, "examples", "mesh"),
+    Rego sources, compiled RVM program), from `warden policy config` of the checkout at
+    `root` (its `warden` binary unless given)."""
+    warden = warden or os.environ.get("WARDEN_BIN", os.path.join(ROOT, "target", "release", "warden"))
+    out = subprocess.run([warden, "policy", "config", "--config", os.path.join(root, "examples", "mesh"),
                           "--workload", "backend"], check=True, capture_output=True, text=True).stdout
     config = json.loads(out)
     assert config["destination_principal"] == BACKEND, config["destination_principal"]
@@ -299,6 +303,11 @@ def main():
         ]
         if extended_wasm:
             variants.append(("Warden extended", [wasm_filter(extended_wasm, warden_config())]))
+        baseline = os.environ.get("BENCH_BASELINE")
+        if baseline:  # an earlier checkout, built: before/after in the same run
+            variants.append(("Warden baseline", [wasm_filter(
+                os.path.join(baseline, "target", "wasm32-wasip1", "wasm", "warden_filter.wasm"),
+                warden_config(os.path.join(baseline, "target", "debug", "warden"), baseline))]))
         only = [v.strip() for v in os.environ.get("BENCH_ONLY", "").split(",") if v.strip()]
         if only:  # e.g. BENCH_ONLY="empty Wasm,Warden"; the baseline always runs
             variants = [v for v in variants if v[0] == "no authz" or v[0] in only]

@@ -4,7 +4,8 @@
 # Bounded: BENCH_ROUNDS (default 3) × 5 variants × (startup + 5 s warm-up + 2 × BENCH_SECONDS)
 # ≈ 4–5 min; the table shows per-variant medians. Needs `hey`.
 # Env: BENCH_SECONDS (default 5), BENCH_RATE (default 1000), BENCH_ROUNDS, WARDEN_ENVOY, BENCH_ONLY
-# (comma-separated variant names; "no authz" always runs).
+# (comma-separated variant names; "no authz" always runs), BENCH_BASELINE (a built checkout of
+# an earlier commit: adds "Warden baseline", its core module and its compiled sample policy).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # The core module (what the sample policy is served) and the extended one (regex, glob,
