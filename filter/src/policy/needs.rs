@@ -204,7 +204,7 @@ impl InputNeeds {
             {
                 return false;
             }
-            match resolve(&tokens[at + 1..]) {
+            match resolve(&tokens[at], &tokens[at + 1..]) {
                 Reference::Whole => return false,
                 Reference::Group(field) => self.set(field),
                 Reference::Nothing => {}
@@ -214,13 +214,15 @@ impl InputNeeds {
     }
 }
 
-/// One token: kind, text and where it starts (1-based line and column).
+/// One token: kind, text, where it starts (1-based line and column) and its byte range.
 #[derive(Debug)]
 struct Tok {
     kind: TokenKind,
     text: String,
     line: u32,
     column: u32,
+    start: u32,
+    end: u32,
 }
 
 /// A reference to a request body field (Envoy does not send bodies to the filter).
@@ -255,9 +257,11 @@ pub fn body_references(source: &str) -> Vec<BodyReference> {
             continue;
         }
         let mut path = Vec::new();
+        let mut prev = tok;
         let mut rest = &tokens[at + 1..];
-        while let Some((key, used)) = literal_key(rest) {
+        while let Some((key, used)) = literal_key(prev, rest) {
             path.push(key);
+            prev = &rest[used - 1];
             rest = &rest[used..];
             if let Some(field) = BODY_FIELDS.iter().find(|f| **f == path.as_slice()) {
                 out.push(BodyReference {
@@ -315,8 +319,10 @@ enum Reference {
     Nothing,
 }
 
-fn resolve(rest: &[Tok]) -> Reference {
+/// Follows the reference that starts at the token `root` (`input`) through `rest`.
+fn resolve(root: &Tok, rest: &[Tok]) -> Reference {
     let mut node = &SHAPE;
+    let mut prev = root;
     let mut at = 0;
     loop {
         let children = match node {
@@ -324,10 +330,11 @@ fn resolve(rest: &[Tok]) -> Reference {
             Node::Always => return Reference::Nothing,
             Node::Group(field) => return Reference::Group(*field),
         };
-        let Some((key, used)) = literal_key(&rest[at..]) else {
+        let Some((key, used)) = literal_key(prev, &rest[at..]) else {
             return Reference::Whole;
         };
         at += used;
+        prev = &rest[at - 1];
         match children.iter().find(|(name, _)| *name == key) {
             Some((_, child)) => node = child,
             None => return Reference::Nothing,
@@ -335,13 +342,23 @@ fn resolve(rest: &[Tok]) -> Reference {
     }
 }
 
-/// `.name` or `["name"]` at the start of `rest`: the key and how many tokens it took.
-fn literal_key(rest: &[Tok]) -> Option<(String, usize)> {
+/// `.name` or `["name"]` at the start of `rest`, directly after `prev` (the reference so
+/// far): the key and how many tokens it took. Only what touches `prev` continues the
+/// reference: `x := input` and a next line starting with `["a"]` are two statements, and
+/// reading them as `input["a"]` would miss that the whole input is used as a value.
+fn literal_key(prev: &Tok, rest: &[Tok]) -> Option<(String, usize)> {
     match rest {
-        [dot, name, ..] if dot.text == "." && name.kind == TokenKind::Ident => {
+        [dot, name, ..]
+            if dot.text == "."
+                && name.kind == TokenKind::Ident
+                && dot.start == prev.end
+                && name.start == dot.end =>
+        {
             Some((name.text.clone(), 2))
         }
-        [open, key, close, ..] if open.text == "[" && close.text == "]" => {
+        [open, key, close, ..]
+            if open.text == "[" && close.text == "]" && open.start == prev.end =>
+        {
             let key = match key.kind {
                 TokenKind::String => serde_json::from_str(&format!("\"{}\"", key.text)).ok()?,
                 TokenKind::RawString => key.text.clone(),
@@ -368,6 +385,8 @@ fn tokens(source: &str) -> Option<Vec<Tok>> {
             text: span.text().to_string(),
             line: span.line,
             column: span.col,
+            start: span.start,
+            end: span.end,
         });
     }
 }
@@ -440,6 +459,25 @@ mod tests {
         ] {
             assert_eq!(scan(source), InputNeeds::ALL, "{source}");
         }
+    }
+
+    #[test]
+    fn a_key_on_the_next_line_does_not_continue_the_reference() {
+        // `x := input` then a line starting with `[...]` is two statements: the whole
+        // input is used as a value (found by a hostile review; it was read as `input["_"]`).
+        for source in [
+            "allow if {\n\tx := input\n\t[\"_\"]\n\tnot x.attributes.request.http.headers[\"x\"]\n}",
+            "allow if {\r\n\tx := input\r\n\t[`_`]\r\n\tnot x.attributes.request.http.headers.x\r\n}",
+            "allow if {\n\treq := input\n\t[\"GET\"][_] == req.attributes.request.http.method\n}",
+            "allow if {\n\ta := input.attributes\n\t[\"_\"]\n\ta.request.time\n}",
+        ] {
+            assert_eq!(scan(source), InputNeeds::ALL, "{source}");
+        }
+        // The same for a group's parent: `http` keeps `host`, not only `headers`.
+        let http = scan("allow if {\n\thttp := input.attributes.request.http\n\t[\"headers\"][0] != \"\"\n\tnot http.host == \"b\"\n}");
+        assert_eq!(http, InputNeeds::ALL);
+        // Written together, a key still continues the reference.
+        assert!(scan("allow if input[\"attributes\"].request.http.host").host);
     }
 
     #[test]
