@@ -103,6 +103,9 @@ pub struct ControlPlane {
     pub(super) clock: Arc<dyn Clock>,
     filter_modules: FilterModules,
     pub(super) state: Mutex<State>,
+    /// When this process started serving: until nodes had time to reconnect, a node not
+    /// yet connected cannot be told from one that never ACKed (see `rotation.rs`).
+    pub(super) started_at: std::time::SystemTime,
 }
 
 impl ControlPlane {
@@ -130,6 +133,7 @@ impl ControlPlane {
         let cp = Self {
             shared,
             authority: Mutex::new(authority),
+            started_at: clock.now(),
             clock,
             filter_modules,
             state: Mutex::new(state),

@@ -43,6 +43,10 @@ impl From<RotateError> for CaOpError {
     }
 }
 
+/// How long after a start automatic activation waits for nodes to reconnect before it
+/// counts who lags (Envoy retries a lost ADS stream within a few seconds).
+pub const RECONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// What one tick did.
 #[derive(Debug, Default)]
 pub struct Tick {
@@ -165,8 +169,21 @@ impl ControlPlane {
         };
         // Past the deadline, lagging nodes no longer block: waiting longer would let the
         // current CA expire under every node.
-        let forced = !lagging.is_empty() && rs.activation_overdue(now, self.longest_svid_ttl());
-        let blocking: &[String] = if forced { &[] } else { &lagging };
+        let overdue = rs.activation_overdue(now, self.longest_svid_ttl());
+        let forced = !lagging.is_empty() && overdue;
+        // Right after a start no node has reconnected yet, so none counts as lagging: hold
+        // a due activation until they have had time to (never past the deadline).
+        let reconnecting = [String::from(
+            "(nodes reconnecting after the control plane started)",
+        )];
+        let settling = now < self.started_at + RECONNECT_GRACE;
+        let blocking: &[String] = if overdue {
+            &[]
+        } else if settling && rs.next.is_some() {
+            &reconnecting
+        } else {
+            &lagging
+        };
         let step = self.authority().auto_step(blocking, self.clock.as_ref());
         match step {
             Ok(Some(step)) => {

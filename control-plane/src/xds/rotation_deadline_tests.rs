@@ -147,3 +147,31 @@ fn an_expired_ca_fails_renewals_visibly_and_never_hands_out_an_expired_svid() {
         assert!(s.not_after <= expired_at, "nothing new was minted");
     }
 }
+
+#[test]
+fn a_restart_past_the_activation_point_waits_for_nodes_to_reconnect_before_activating() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = SystemTime::now();
+    let clock = Arc::new(ManualClock::at(t0));
+    let sh = shared();
+    let cp = start(dir.path(), clock.clone(), &sh);
+    clock.set(t0 + Duration::from_secs(3001));
+    assert_eq!(cp.tick().step, Some(Step::Prepare));
+    let rs = cp.authority().rotation_state();
+    drop(cp);
+    // The control plane restarts past the activation point: no node has reconnected yet.
+    clock.set(rs.activate_at() + Duration::from_secs(1));
+    let sh = shared();
+    let cp = start(dir.path(), clock.clone(), &sh);
+    assert_eq!(
+        cp.tick().step,
+        None,
+        "no node counts as caught up before reconnecting"
+    );
+    // A node reconnects and has not ACKed the new bundle: it blocks, as before a restart.
+    sh.status.connected(&NodeId::new(LAGGARD), "sotw");
+    clock.set(rs.activate_at() + RECONNECT_GRACE + Duration::from_secs(2));
+    assert_eq!(cp.tick().step, None, "the reconnected laggard blocks");
+    ack(&sh, LAGGARD);
+    assert_eq!(cp.tick().step, Some(Step::Activate));
+}

@@ -97,10 +97,21 @@ impl DeltaState {
                 });
             } else {
                 ack = true;
-                events.push(Event::Ack {
-                    t,
-                    version: st.last_version.clone(),
-                    nonce: req.response_nonce.clone(),
+                // An ACK covers only this response's resources: with earlier ones still
+                // rejected, the node does not run the snapshot's version of this type (a
+                // rejected trust bundle must keep the node lagging for CA activation).
+                events.push(if st.rejected.is_empty() {
+                    Event::Ack {
+                        t,
+                        version: st.last_version.clone(),
+                        nonce: req.response_nonce.clone(),
+                    }
+                } else {
+                    Event::PartialAck {
+                        t,
+                        nonce: req.response_nonce.clone(),
+                        still_rejected: st.rejected.iter().cloned().collect(),
+                    }
                 });
             }
         }

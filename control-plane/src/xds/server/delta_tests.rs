@@ -135,3 +135,29 @@ fn the_first_wildcard_request_is_answered_even_when_empty() {
     );
     assert!(r[0].resources.is_empty());
 }
+
+#[test]
+fn an_ack_after_a_nack_covers_only_its_own_resources() {
+    // Secrets a and b are sent together and rejected; then only a changes and is sent
+    // and ACKed. b (say, the trust bundle) is still rejected: the ACK must not report the
+    // type at the snapshot's version, or CA activation would count the node as caught up.
+    let mut st = DeltaState::new();
+    let snap = sample(&[("a", "1"), ("b", "1")], 1);
+    st.on_request(&req(SDS, &["a", "b"], &[], "", None), &snap);
+    let (events, _) = st.on_request(&req(SDS, &[], &[], "1", Some("bad bundle")), &snap);
+    assert!(matches!(events[0], Event::Nack { .. }), "{events:?}");
+    let snap = sample(&[("a", "2"), ("b", "1")], 1);
+    let (_, pushed) = st.on_snapshot(&snap);
+    assert_eq!(names(&pushed[0]), vec!["a"]);
+    let (events, _) = st.on_request(&req(SDS, &[], &[], &pushed[0].nonce, None), &snap);
+    assert!(
+        matches!(&events[0], Event::PartialAck { still_rejected, .. } if still_rejected == &["b".to_string()]),
+        "{events:?}"
+    );
+    // Once b is sent again and ACKed, the type is whole again.
+    let snap = sample(&[("a", "2"), ("b", "2")], 1);
+    let (_, pushed) = st.on_snapshot(&snap);
+    assert_eq!(names(&pushed[0]), vec!["b"]);
+    let (events, _) = st.on_request(&req(SDS, &[], &[], &pushed[0].nonce, None), &snap);
+    assert!(matches!(events[0], Event::Ack { .. }), "{events:?}");
+}

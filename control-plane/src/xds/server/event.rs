@@ -15,6 +15,17 @@ pub enum Event {
         /// Nonce of the accepted response.
         nonce: String,
     },
+    /// Delta: Envoy accepted the response with `nonce`, but resources of the type it
+    /// rejected earlier are still rejected: an ACK covers only the resources of its own
+    /// response, so the type as a whole is not at the snapshot's version.
+    PartialAck {
+        /// Resource type.
+        t: ResourceType,
+        /// Nonce of the accepted response.
+        nonce: String,
+        /// The resources still rejected.
+        still_rejected: Vec<String>,
+    },
     /// Envoy rejected the response with `nonce` and keeps running its last good config.
     Nack {
         /// Resource type.

@@ -217,6 +217,15 @@ fn record(shared: &Shared, node: &NodeId, events: Vec<Event>) {
                 shared.status.acked(node, t, &version);
                 tracing::debug!(%node, %t, %version, %nonce, "ACK");
             }
+            Event::PartialAck {
+                t,
+                nonce,
+                still_rejected,
+            } => {
+                // Counted as an ACK, but the status keeps the last full ACK and the NACK.
+                shared.metrics.ack(t);
+                tracing::debug!(%node, %t, %nonce, ?still_rejected, "ACK of a delta response; earlier resources still rejected");
+            }
             Event::Nack {
                 t,
                 version,
