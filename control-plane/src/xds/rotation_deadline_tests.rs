@@ -2,37 +2,15 @@
 //! a node that never ACKs blocks activation only until the deadline; an expired CA is a
 //! counted, visible failure that never hands out an expired SVID.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::tests::{ack, start};
 use super::*;
-use crate::config::Config;
-use crate::test_support::{sample_mesh, shared, ManualClock};
-use crate::xds::server::Shared;
+use crate::test_support::{shared, ManualClock};
 use crate::xds::types::ResourceType;
 
-/// The sample mesh with a 6000 s CA and 600 s SVIDs, state in `state`.
-fn mesh(state: &Path) -> Config {
-    let mut cfg = sample_mesh(state);
-    cfg.ca.ttl = Duration::from_secs(6000);
-    cfg.ca.svid_ttl = Duration::from_secs(600);
-    cfg
-}
-
-fn start(state: &Path, clock: Arc<ManualClock>, sh: &Shared) -> ControlPlane {
-    ControlPlane::start(mesh(state), "/m.wasm".into(), clock, sh.clone())
-        .unwrap()
-        .0
-}
-
 const LAGGARD: &str = "database-sidecar";
-
-fn ack(sh: &Shared, node: &str) {
-    let id = NodeId::new(node);
-    let v = sh.cache.get(&id).unwrap().version(ResourceType::Secret);
-    sh.status.acked(&id, ResourceType::Secret, v.as_str());
-}
 
 fn every_svid_is_valid_after(cp: &ControlPlane, now: SystemTime) {
     for (w, s) in &cp.lock().svids {

@@ -12,14 +12,14 @@ use crate::xds::server::Shared;
 use crate::xds::types::ResourceType;
 
 /// The sample mesh with a 6000 s CA and 600 s SVIDs, state in `state`.
-fn mesh(state: &Path) -> Config {
+pub(super) fn mesh(state: &Path) -> Config {
     let mut cfg = sample_mesh(state);
     cfg.ca.ttl = Duration::from_secs(6000);
     cfg.ca.svid_ttl = Duration::from_secs(600);
     cfg
 }
 
-fn start(state: &Path, clock: Arc<ManualClock>, sh: &Shared) -> ControlPlane {
+pub(super) fn start(state: &Path, clock: Arc<ManualClock>, sh: &Shared) -> ControlPlane {
     ControlPlane::start(mesh(state), "/m.wasm".into(), clock, sh.clone())
         .unwrap()
         .0
@@ -28,7 +28,7 @@ fn start(state: &Path, clock: Arc<ManualClock>, sh: &Shared) -> ControlPlane {
 const NODES: [&str; 3] = ["backend-sidecar", "database-sidecar", "frontend-sidecar"];
 
 /// `node` connects and ACKs its current SDS version, as a stream task records it.
-fn ack(sh: &Shared, node: &str) {
+pub(super) fn ack(sh: &Shared, node: &str) {
     let id = NodeId::new(node);
     let v = sh.cache.get(&id).unwrap().version(ResourceType::Secret);
     sh.status.acked(&id, ResourceType::Secret, v.as_str());
