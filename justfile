@@ -32,6 +32,9 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p warden-filter --target wasm32-wasip1 -- -D warnings
     cargo clippy -p warden-filter --target wasm32-wasip1 --no-default-features -- -D warnings
+    cargo clippy -p warden-spiffe --target wasm32-wasip1 -- -D warnings
+    # Licences, duplicate versions (warned), sources; advisories need GitHub (deny.toml).
+    cargo deny check bans licenses sources
 
 # Run the demo mesh on 127.0.0.1 (Ctrl-C to stop; `--once` runs the tour and exits).
 demo *ARGS: build

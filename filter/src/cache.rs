@@ -1,7 +1,7 @@
 //! Decisions remembered per policy, so a repeated request (same verified peer, method and
 //! path) skips building the input and evaluating Rego. Only for policies whose answer
 //! depends on nothing else: they read no headers, host, scheme, request id, time or
-//! addresses (`InputNeeds::varies_per_request`), and call no builtin
+//! addresses (`InputNeeds::varies_per_request`), and call no builtin (`needs::cacheable`)
 //! whose result can change between calls (clock, randomness, network, ...). A new policy
 //! starts with an empty cache. No I/O here.
 
@@ -9,35 +9,11 @@ use std::collections::HashMap;
 
 use crate::decision::Decision;
 use crate::input::RequestAttributes;
-use crate::policy::{CompiledPolicy, InputNeeds};
+pub use crate::needs::{cacheable, is_nondeterministic};
+use crate::policy::CompiledPolicy;
 
 /// Entries kept per policy and VM; the cache is emptied when full.
 pub const DECISION_CACHE_SIZE: usize = 4096;
-
-/// Builtins (by name or name prefix) whose result is not a function of their arguments.
-const NONDETERMINISTIC: [&str; 10] = [
-    "http.",
-    "net.lookup",
-    "opa.runtime",
-    "rand.",
-    "time.now",
-    "uuid.rfc4122",
-    "io.jwt.decode_verify",
-    "crypto.x509.parse_and_verify",
-    "print",
-    "trace",
-];
-
-/// True when a builtin may answer differently for the same arguments.
-pub fn is_nondeterministic(builtin: &str) -> bool {
-    NONDETERMINISTIC.iter().any(|p| builtin.starts_with(p))
-}
-
-/// True when a policy that reads `needs` and calls `builtins` gives the same decision for
-/// the same peer, method and path (its data being fixed).
-pub fn cacheable<'a>(needs: InputNeeds, mut builtins: impl Iterator<Item = &'a str>) -> bool {
-    !(needs.varies_per_request() || builtins.any(is_nondeterministic))
-}
 
 /// Decisions of one policy, keyed by peer, method and path.
 #[derive(Debug, Default)]
@@ -110,6 +86,7 @@ fn key(request: &RequestAttributes) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::needs::InputNeeds;
 
     #[test]
     fn clock_random_and_network_builtins_are_nondeterministic() {
@@ -155,7 +132,10 @@ mod tests {
             )
         };
         let none = key(&request(crate::Peer::None));
-        let some = key(&request(crate::Peer::Verified("spiffe://a/b".into())));
+        let some = key(&request(crate::Peer::from_connection(
+            true,
+            Some("spiffe://a/b"),
+        )));
         assert_ne!(none, some);
         assert_eq!(some, "vspiffe://a/b\0GET\0/");
     }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::InputNeeds;
+use crate::needs::InputNeeds;
 
 /// Default decision rule, as in OPA-Envoy.
 pub const DEFAULT_ENTRYPOINT: &str = "data.envoy.authz.allow";

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod config;
 pub mod decision;
 pub mod input;
+pub mod needs;
 pub mod plugin;
 pub mod policy;
 pub mod testing;
@@ -33,3 +34,4 @@ pub use policy::{
     HAS_EXTENDED_BUILTINS, HAS_INTERPRETER,
 };
 pub use regorus::Value;
+pub use warden_spiffe::{IdError, SpiffeId, TrustDomain};

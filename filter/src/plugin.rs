@@ -10,7 +10,8 @@ use crate::authorize::{authorize_cached, Action, Counter, DecisionIds, DECISION_
 use crate::cache::DecisionCache;
 use crate::config::PluginConfig;
 use crate::input::{Peer, RequestAttributes};
-use crate::policy::{CompiledPolicy, InputNeeds};
+use crate::needs::InputNeeds;
+use crate::policy::CompiledPolicy;
 
 /// A host call failed (proxy-wasm `Status` or a malformed value).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,6 +6,7 @@
 //! (by `kid`) is of the matching family: `alg: none` and HMAC "alg confusion" tokens
 //! (signed with the public key as an HMAC secret) are refused before any verification.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
@@ -14,6 +15,11 @@ use serde::Deserialize;
 
 /// Accepted clock skew for `exp` and `nbf`.
 pub(super) const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// A JWKS document that does not parse (a settings error, not a refusal).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("not a JWKS document: {0}")]
+pub struct JwksError(Arc<serde_json::Error>);
 
 /// Why a token was refused. Messages never contain the token itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,8 +105,8 @@ impl K8sVerifier {
     }
 
     /// Parse a JWKS document (from a file or the issuer's `jwks_uri`).
-    pub fn parse_jwks(json: &str) -> Result<JwkSet, String> {
-        serde_json::from_str(json).map_err(|e| format!("not a JWKS document: {e}"))
+    pub fn parse_jwks(json: &str) -> Result<JwkSet, JwksError> {
+        serde_json::from_str(json).map_err(|e| JwksError(Arc::new(e)))
     }
 
     /// Check `token` at time `now`; the service account it proves.

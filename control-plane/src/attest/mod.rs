@@ -9,10 +9,11 @@
 mod join_token;
 mod k8s;
 
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 pub use join_token::{digest as token_digest, generate as generate_token, NewToken, TokenError};
-pub use k8s::{K8sError, K8sVerifier, ServiceAccount};
+pub use k8s::{JwksError, K8sError, K8sVerifier, ServiceAccount};
 
 use crate::config::{AttestMethod, Config, JoinTokenRecord};
 
@@ -96,6 +97,14 @@ impl AttestError {
     ];
 }
 
+/// Why attestation settings cannot be used (config load or reload refuses them).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AttestorError {
+    /// `attestation.kubernetes.jwks_file` is not a JWKS document.
+    #[error("{}: {source}", file.display())]
+    Jwks { file: PathBuf, source: JwksError },
+}
+
 /// Who the caller proved to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attested {
@@ -119,13 +128,15 @@ impl Attestor {
 
     /// The attestor `config` describes: its join token records, and Kubernetes tokens
     /// when `attestation.kubernetes` is set (the JWKS was read at load time).
-    pub fn from_config(config: Config) -> Result<Self, String> {
+    pub fn from_config(config: Config) -> Result<Self, AttestorError> {
         let k8s = match &config.attestation.kubernetes {
             Some(k) => Some(K8sVerifier::new(
                 k.issuer.clone(),
                 k.audience.clone(),
-                K8sVerifier::parse_jwks(&k.jwks)
-                    .map_err(|e| format!("{}: {e}", k.jwks_file.display()))?,
+                K8sVerifier::parse_jwks(&k.jwks).map_err(|source| AttestorError::Jwks {
+                    file: k.jwks_file.clone(),
+                    source,
+                })?,
             )),
             None => None,
         };

@@ -238,7 +238,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
             let id: SpiffeId = text
                 .parse()
                 .with_context(|| format!("--source {text:?} is not a SPIFFE ID"))?;
-            Peer::Verified(id.to_string())
+            Peer::Verified(id)
         }
         None => Peer::None,
     };

@@ -183,7 +183,7 @@ fn ca_settings(dir: &Path, raw: &RawCa, ctx: &mut Ctx<'_, RawWarden>) -> CaSetti
         None => KeyType::default(),
         Some(Ok(k)) => k,
         Some(Err(e)) => {
-            ctx.error("ca.key_type", e, None);
+            ctx.error("ca.key_type", e.to_string(), None);
             KeyType::default()
         }
     };

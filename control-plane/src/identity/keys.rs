@@ -102,17 +102,19 @@ impl fmt::Display for KeyType {
     }
 }
 
+/// A key type name Warden does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown key type `{0}` (expected one of {names})", names = KeyType::NAMES.join(", "))]
+pub struct UnknownKeyType(pub String);
+
 impl FromStr for KeyType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownKeyType;
+    fn from_str(s: &str) -> Result<Self, UnknownKeyType> {
         match s {
             "ec-p256" => Ok(KeyType::EcP256),
             "ec-p384" => Ok(KeyType::EcP384),
             "rsa-2048" => Ok(KeyType::Rsa2048),
-            other => Err(format!(
-                "unknown key type `{other}` (expected one of {})",
-                KeyType::NAMES.join(", ")
-            )),
+            other => Err(UnknownKeyType(other.to_owned())),
         }
     }
 }

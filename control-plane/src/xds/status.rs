@@ -7,15 +7,15 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::types::{NodeId, ResourceType};
+use super::types::{NodeId, Nonce, ResourceType, Version};
 
 /// A rejected response, as Envoy reported it. NACKs are data: logged, counted, shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
     /// The version Envoy rejected.
-    pub rejected_version: String,
+    pub rejected_version: Version,
     /// The nonce of the rejected response.
-    pub nonce: String,
+    pub nonce: Nonce,
     /// Envoy's `error_detail.message`.
     pub error_detail: String,
     /// Seconds since the Unix epoch.
@@ -26,11 +26,11 @@ pub struct Rejection {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TypeStatus {
     /// Version of the last response sent.
-    pub version_sent: Option<String>,
+    pub version_sent: Option<Version>,
     /// Nonce of the last response sent.
-    pub nonce_sent: Option<String>,
+    pub nonce_sent: Option<Nonce>,
     /// Last version Envoy ACKed.
-    pub version_acked: Option<String>,
+    pub version_acked: Option<Version>,
     /// Last NACK (kept after later ACKs, for the record).
     pub last_nack: Option<Rejection>,
     /// Whether the latest response is NACKed (cleared by the next ACK).
@@ -75,18 +75,26 @@ impl StatusRegistry {
         self.with(node, |n| n.streams = n.streams.saturating_sub(1));
     }
     /// A response was sent.
-    pub fn sent(&self, node: &NodeId, t: ResourceType, version: &str, nonce: &str) {
+    pub fn sent(
+        &self,
+        node: &NodeId,
+        t: ResourceType,
+        version: impl Into<Version>,
+        nonce: impl Into<Nonce>,
+    ) {
+        let (version, nonce) = (version.into(), nonce.into());
         self.with(node, |n| {
             let s = n.types.entry(t.short_name()).or_default();
-            s.version_sent = Some(version.to_string());
-            s.nonce_sent = Some(nonce.to_string());
+            s.version_sent = Some(version);
+            s.nonce_sent = Some(nonce);
         });
     }
     /// Envoy ACKed `version`.
-    pub fn acked(&self, node: &NodeId, t: ResourceType, version: &str) {
+    pub fn acked(&self, node: &NodeId, t: ResourceType, version: impl Into<Version>) {
+        let version = version.into();
         self.with(node, |n| {
             let s = n.types.entry(t.short_name()).or_default();
-            s.version_acked = Some(version.to_string());
+            s.version_acked = Some(version);
             s.rejected = false;
             s.rejected_since_unix = None;
         });

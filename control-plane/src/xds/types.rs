@@ -2,8 +2,59 @@
 //! names. Pure types, no I/O.
 
 use std::fmt;
+use std::ops::Deref;
 
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+/// The string-backed newtypes here read as their string: `Display`, `Deref<Target = str>`
+/// (so `Option<Version>::as_deref()` gives `Option<&str>`), equality with string types,
+/// and `From` a string (a value received from Envoy or written in a test).
+macro_rules! string_newtype {
+    ($t:ident) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl From<&str> for $t {
+            fn from(s: &str) -> Self {
+                Self(s.to_owned())
+            }
+        }
+        impl From<String> for $t {
+            fn from(s: String) -> Self {
+                Self(s)
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+        impl PartialEq<String> for $t {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+    };
+}
 
 /// The id an Envoy sends in `DiscoveryRequest.node.id` (its `--service-node`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -20,11 +71,7 @@ impl NodeId {
     }
 }
 
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(NodeId);
 
 /// The resource types Warden serves. The order of [`ResourceType::PUSH_ORDER`] is the
 /// make-before-break order used when several types change at once: clusters before the
@@ -110,7 +157,8 @@ impl fmt::Display for ResourceType {
 
 /// An opaque version string: a content hash, so equal content means equal version and a
 /// replica building the same config serves the same versions.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[serde(transparent)]
 pub struct Version(String);
 
 impl Version {
@@ -133,14 +181,11 @@ impl Version {
     }
 }
 
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(Version);
 
 /// A response nonce, unique within one stream.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(transparent)]
 pub struct Nonce(String);
 
 impl Nonce {
@@ -148,11 +193,17 @@ impl Nonce {
     pub fn new(v: impl Into<String>) -> Self {
         Self(v.into())
     }
+    /// The nonce of a stream's `n`-th response (a per-stream counter).
+    pub fn nth(n: u64) -> Self {
+        Self(n.to_string())
+    }
     /// The nonce string.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
+
+string_newtype!(Nonce);
 
 /// Names under which secrets are served (SPIRE/Istio compatible, see ARCHITECTURE.md).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

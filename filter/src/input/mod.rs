@@ -12,7 +12,8 @@
 //! parameters, is refused before the policy runs ([`RequestAttributes::check`]).
 //!
 //! Identity comes only from the verified peer: a [`Peer::Verified`] is built by the filter
-//! from `connection.peer_certificate_valid` and `connection.uri_san_peer_certificate`.
+//! from `connection.peer_certificate_valid` and `connection.uri_san_peer_certificate`,
+//! whose value must parse as a [`SpiffeId`] (the shared `warden-spiffe` parser).
 //! Without one, `source.principal` and `source_principal` are absent (undefined in Rego).
 //! Client-supplied identity headers (`x-spiffe-id`, `x-forwarded-client-cert`) are removed
 //! from `input…headers` so no policy can mistake them for identity; the filter sets its own
@@ -21,8 +22,9 @@
 use std::collections::BTreeMap;
 
 use regorus::Value;
+use warden_spiffe::SpiffeId;
 
-use crate::policy::InputNeeds;
+use crate::needs::InputNeeds;
 
 pub mod url;
 
@@ -35,27 +37,32 @@ pub const IDENTITY_HEADERS: [&str; 2] = ["x-spiffe-id", "x-forwarded-client-cert
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
     /// A certificate that chains to a trusted bundle, with this SPIFFE ID as URI SAN.
-    Verified(String),
-    /// Plaintext, no certificate, an unverified certificate, or no SPIFFE URI SAN.
+    Verified(SpiffeId),
+    /// Plaintext, no certificate, an unverified certificate, or a URI SAN that is not a
+    /// SPIFFE ID.
     None,
 }
 
 impl Peer {
     /// Builds the peer from the two connection properties Envoy exposes.
     /// `valid` is `connection.peer_certificate_valid`; `uri_san` is
-    /// `connection.uri_san_peer_certificate`. Anything but a valid certificate carrying a
-    /// `spiffe://` URI is no identity.
+    /// `connection.uri_san_peer_certificate`. Anything but a valid certificate whose URI
+    /// SAN parses as a SPIFFE ID (the same parser the control plane mints IDs with) is
+    /// no identity: fail closed, never a half-checked string in the policy input.
     pub fn from_connection(valid: bool, uri_san: Option<&str>) -> Self {
-        match uri_san {
-            Some(id) if valid && id.starts_with("spiffe://") && id.len() > "spiffe://".len() => {
-                Self::Verified(id.to_string())
-            }
+        match uri_san.map(str::parse::<SpiffeId>) {
+            Some(Ok(id)) if valid => Self::Verified(id),
             _ => Self::None,
         }
     }
 
-    /// The SPIFFE ID, if verified.
+    /// The SPIFFE ID, if verified, exactly as the certificate carries it.
     pub fn principal(&self) -> Option<&str> {
+        self.id().map(SpiffeId::as_str)
+    }
+
+    /// The verified SPIFFE ID.
+    pub fn id(&self) -> Option<&SpiffeId> {
         match self {
             Self::Verified(id) => Some(id),
             Self::None => None,

@@ -166,3 +166,34 @@ fn addresses_time_and_request_id_have_the_opa_envoy_shape() {
     assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
     assert_eq!(rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
 }
+
+#[test]
+fn the_principal_is_the_uri_san_byte_for_byte_when_it_is_a_spiffe_id() {
+    let id = "spiffe://example.org/ns/Demo-1/sa/front_end.v2";
+    let peer = Peer::from_connection(true, Some(id));
+    assert_eq!(peer.principal(), Some(id));
+    assert_eq!(
+        peer.id().map(|i| i.trust_domain().to_string()),
+        Some("example.org".into())
+    );
+    for bad in [
+        "spiffe://example.org/a/../b",
+        "spiffe://a_b.org/x",
+        "spiffe://10.0.0.1/x",
+    ] {
+        assert_eq!(Peer::from_connection(true, Some(bad)), Peer::None, "{bad}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn a_peer_is_verified_exactly_when_its_uri_san_parses_and_keeps_it_unchanged(
+        san in "(spiffe://)?[a-zA-Z0-9._:/%?-]{0,40}",
+    ) {
+        let peer = Peer::from_connection(true, Some(&san));
+        match san.parse::<warden_spiffe::SpiffeId>() {
+            Ok(_) => proptest::prop_assert_eq!(peer.principal(), Some(san.as_str())),
+            Err(_) => proptest::prop_assert_eq!(peer, Peer::None),
+        }
+    }
+}

@@ -439,3 +439,40 @@ fn addresses_and_time_are_read_only_when_the_policy_reads_them() {
         .iter()
         .any(|p| p == "source.address"));
 }
+
+#[test]
+fn a_validated_certificate_whose_uri_san_is_not_a_spiffe_id_is_no_identity() {
+    // A policy that admits any verified caller: only the parse decides.
+    let mut plugin = plugin_with("package envoy.authz\nallow if input.source_principal\n");
+    let good = FakeHost::peer("spiffe://example.org/ns/demo/sa/frontend").request("GET", "/", &[]);
+    assert_eq!(plugin.on_request_headers(&good), Flow::Continue);
+    let bad: [&[u8]; 8] = [
+        b"spiffe://",
+        b"spiffe://Example.org/a",
+        b"spiffe://example.org/a/",
+        b"spiffe://example.org/a%2Fb",
+        b"spiffe://example.org:8443/a",
+        b"spiffe://example.org/a?x=1",
+        b"spiffe://example.org/\xff",
+        b"https://example.org/a",
+    ];
+    for (i, san) in bad.into_iter().enumerate() {
+        let mut host = FakeHost::peer_on_connection("", 100 + i as u64).request("GET", "/", &[]);
+        host.properties
+            .insert("connection.uri_san_peer_certificate".into(), san.to_vec());
+        assert_eq!(
+            plugin.on_request_headers(&host),
+            Flow::Stop,
+            "{}",
+            String::from_utf8_lossy(san)
+        );
+        assert!(
+            host.set
+                .borrow()
+                .iter()
+                .all(|(name, _)| name != "x-spiffe-id"),
+            "no identity header for {}",
+            String::from_utf8_lossy(san)
+        );
+    }
+}

@@ -25,13 +25,12 @@ use crate::input::{InputShape, RequestAttributes};
 mod compile;
 mod entrypoint;
 mod interpreter;
-mod needs;
 mod refuse;
 
+pub use crate::needs::{body_references, call_sites, BodyReference, InputNeeds};
 pub(crate) use compile::engine_with;
 pub use compile::{parse_modules, with_program};
 pub use interpreter::HAS_INTERPRETER;
-pub use needs::{body_references, call_sites, BodyReference, InputNeeds};
 
 /// Builtins (by name prefix) only in the extended filter module (cargo feature
 /// `opa-builtins`): regex, glob, CIDR, base64, hex and URL-query functions. The core
@@ -210,7 +209,7 @@ impl CompiledPolicy {
                 let program = load_program(config)?;
                 // The answer depends only on peer, method and path (and the fixed data).
                 let builtins = program.builtin_info_table.iter().map(|b| b.name.as_str());
-                let cacheable = crate::cache::cacheable(needs, builtins);
+                let cacheable = crate::needs::cacheable(needs, builtins);
                 let data = Value::from(config.data.clone());
                 let vm = new_vm(&program, &data)?;
                 let spare = Mutex::new(Some(vm));

@@ -10,7 +10,7 @@
 use std::sync::{Arc, RwLock};
 
 use super::auth::{Caller, NodeAuthorizer};
-use crate::attest::{AttestError, Attestor};
+use crate::attest::{AttestError, Attestor, AttestorError};
 use crate::config::Config;
 use crate::identity::Clock;
 use crate::xds::metrics::Metrics;
@@ -31,7 +31,7 @@ impl AttestingAuthorizer {
         config: Config,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, AttestorError> {
         Ok(Self {
             attestor: RwLock::new(Arc::new(Attestor::from_config(config)?)),
             clock,
@@ -40,7 +40,7 @@ impl AttestingAuthorizer {
     }
 
     /// Use `config` for the next streams. On error the previous config stays.
-    pub fn update(&self, config: Config) -> Result<(), String> {
+    pub fn update(&self, config: Config) -> Result<(), AttestorError> {
         self.set(Attestor::from_config(config)?);
         Ok(())
     }

@@ -16,17 +16,17 @@ use xds_api::pb::envoy::service::discovery::v3::{
 
 use super::event::Event;
 use crate::xds::snapshot::Snapshot;
-use crate::xds::types::ResourceType;
+use crate::xds::types::{Nonce, ResourceType, Version};
 
 #[derive(Debug, Default)]
 struct TypeState {
     wildcard: bool,
     names: BTreeSet<String>,
     /// Resource name -> version the client has (as far as we know).
-    known: BTreeMap<String, String>,
-    last_nonce: Option<String>,
+    known: BTreeMap<String, Version>,
+    last_nonce: Option<Nonce>,
     /// `system_version_info` of the last response (reported on ACK).
-    last_version: String,
+    last_version: Version,
     /// Names of the resources in the last response.
     last_sent: Vec<String>,
     /// Resources whose last sent version Envoy rejected (sent again on recovery).
@@ -73,18 +73,16 @@ impl DeltaState {
             st.known = req
                 .initial_resource_versions
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.clone(), Version::new(v.as_str())))
                 .collect();
             st.wildcard = t.wildcard_by_default() && req.resource_names_subscribe.is_empty();
         }
         let mut nack = false;
         let mut ack = false;
         if !req.response_nonce.is_empty() {
-            if st.last_nonce.as_deref() != Some(req.response_nonce.as_str()) {
-                events.push(Event::StaleNonce {
-                    t,
-                    nonce: req.response_nonce.clone(),
-                });
+            let nonce = Nonce::new(req.response_nonce.as_str());
+            if st.last_nonce.as_ref() != Some(&nonce) {
+                events.push(Event::StaleNonce { t, nonce });
             } else if let Some(err) = &req.error_detail {
                 nack = true;
                 let sent = std::mem::take(&mut st.last_sent);
@@ -92,7 +90,7 @@ impl DeltaState {
                 events.push(Event::Nack {
                     t,
                     version: st.last_version.clone(),
-                    nonce: req.response_nonce.clone(),
+                    nonce,
                     detail: err.message.clone(),
                 });
             } else {
@@ -104,12 +102,12 @@ impl DeltaState {
                     Event::Ack {
                         t,
                         version: st.last_version.clone(),
-                        nonce: req.response_nonce.clone(),
+                        nonce,
                     }
                 } else {
                     Event::PartialAck {
                         t,
-                        nonce: req.response_nonce.clone(),
+                        nonce,
                         still_rejected: st.rejected.iter().cloned().collect(),
                     }
                 });
@@ -201,7 +199,7 @@ impl DeltaState {
         let all = snap.get(t).map(|s| &s.resources).unwrap_or(&empty);
         let mut resources = Vec::new();
         for (name, r) in all.iter().filter(|(n, _)| st.wants(n)) {
-            if st.known.get(name).map(String::as_str) != Some(r.version.as_str()) {
+            if st.known.get(name) != Some(&r.version) {
                 resources.push(Resource {
                     name: name.clone(),
                     version: r.version.to_string(),
@@ -229,7 +227,8 @@ impl DeltaState {
             return None;
         }
         for r in &resources {
-            st.known.insert(r.name.clone(), r.version.clone());
+            st.known
+                .insert(r.name.clone(), Version::new(r.version.as_str()));
             st.rejected.remove(&r.name);
         }
         st.last_sent = resources.iter().map(|r| r.name.clone()).collect();
@@ -237,24 +236,25 @@ impl DeltaState {
             st.known.remove(n);
         }
         self.nonce_counter += 1;
-        let nonce = self.nonce_counter.to_string();
+        let nonce = Nonce::nth(self.nonce_counter);
         st.last_nonce = Some(nonce.clone());
-        let version = snap.version(t).to_string();
+        let version = snap.version(t);
         st.last_version = version.clone();
-        events.push(Event::Sent {
-            t,
-            version: version.clone(),
-            nonce: nonce.clone(),
-            resources: resources.len(),
-        });
-        Some(DeltaDiscoveryResponse {
-            system_version_info: version,
+        let response = DeltaDiscoveryResponse {
+            system_version_info: version.to_string(),
             resources,
             type_url: t.type_url().to_string(),
             removed_resources: removed,
-            nonce,
+            nonce: nonce.to_string(),
             ..Default::default()
-        })
+        };
+        events.push(Event::Sent {
+            t,
+            version,
+            nonce,
+            resources: response.resources.len(),
+        });
+        Some(response)
     }
 }
 

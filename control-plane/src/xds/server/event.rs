@@ -1,7 +1,7 @@
 //! What a protocol state machine observed while handling a request or a snapshot: data
 //! the stream task logs, counts and records (ACK/NACK state for the config dump).
 
-use crate::xds::types::ResourceType;
+use crate::xds::types::{Nonce, ResourceType, Version};
 
 /// One observation of a stream's state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,9 +11,9 @@ pub enum Event {
         /// Resource type.
         t: ResourceType,
         /// Version Envoy reports running.
-        version: String,
+        version: Version,
         /// Nonce of the accepted response.
-        nonce: String,
+        nonce: Nonce,
     },
     /// Delta: Envoy accepted the response with `nonce`, but resources of the type it
     /// rejected earlier are still rejected: an ACK covers only the resources of its own
@@ -22,7 +22,7 @@ pub enum Event {
         /// Resource type.
         t: ResourceType,
         /// Nonce of the accepted response.
-        nonce: String,
+        nonce: Nonce,
         /// The resources still rejected.
         still_rejected: Vec<String>,
     },
@@ -31,9 +31,9 @@ pub enum Event {
         /// Resource type.
         t: ResourceType,
         /// The rejected version (the one sent with `nonce`).
-        version: String,
+        version: Version,
         /// Nonce of the rejected response.
-        nonce: String,
+        nonce: Nonce,
         /// Envoy's error message.
         detail: String,
     },
@@ -42,7 +42,7 @@ pub enum Event {
         /// Resource type.
         t: ResourceType,
         /// The stale nonce.
-        nonce: String,
+        nonce: Nonce,
     },
     /// A request for a type Warden does not serve.
     UnsupportedType {
@@ -61,9 +61,9 @@ pub enum Event {
         /// Resource type.
         t: ResourceType,
         /// Its version.
-        version: String,
+        version: Version,
         /// Its nonce.
-        nonce: String,
+        nonce: Nonce,
         /// How many resources it carries.
         resources: usize,
     },

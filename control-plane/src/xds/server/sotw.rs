@@ -20,7 +20,7 @@ use xds_api::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResp
 
 use super::event::Event;
 use crate::xds::snapshot::Snapshot;
-use crate::xds::types::{ResourceType, Version};
+use crate::xds::types::{Nonce, ResourceType, Version};
 
 #[derive(Debug, Default)]
 struct TypeState {
@@ -28,7 +28,7 @@ struct TypeState {
     names: BTreeSet<String>,
     /// The names the last response answered.
     answered: Option<BTreeSet<String>>,
-    last_nonce: Option<String>,
+    last_nonce: Option<Nonce>,
     last_version: Option<Version>,
     /// The version of the last response, when Envoy rejected it (until the next one).
     rejected: Option<Version>,
@@ -72,11 +72,9 @@ impl SotwState {
             out.push(self.respond(t, snap, &mut events));
             return (events, out);
         }
-        if st.last_nonce.as_deref() != Some(req.response_nonce.as_str()) {
-            events.push(Event::StaleNonce {
-                t,
-                nonce: req.response_nonce.clone(),
-            });
+        let nonce = Nonce::new(req.response_nonce.as_str());
+        if st.last_nonce.as_ref() != Some(&nonce) {
+            events.push(Event::StaleNonce { t, nonce });
             return (events, out);
         }
         let acked = req.error_detail.is_none();
@@ -85,19 +83,15 @@ impl SotwState {
                 st.rejected = st.last_version.clone();
                 events.push(Event::Nack {
                     t,
-                    version: st
-                        .last_version
-                        .as_ref()
-                        .map(|v| v.to_string())
-                        .unwrap_or_default(),
-                    nonce: req.response_nonce.clone(),
+                    version: st.last_version.clone().unwrap_or_default(),
+                    nonce,
                     detail: err.message.clone(),
                 });
             }
             None => events.push(Event::Ack {
                 t,
-                version: req.version_info.clone(),
-                nonce: req.response_nonce.clone(),
+                version: Version::new(req.version_info.as_str()),
+                nonce,
             }),
         }
         let changed = st.answered.as_ref() != Some(&names);
@@ -143,7 +137,7 @@ impl SotwState {
         events: &mut Vec<Event>,
     ) -> DiscoveryResponse {
         self.nonce_counter += 1;
-        let nonce = self.nonce_counter.to_string();
+        let nonce = Nonce::nth(self.nonce_counter);
         let version = snap.version(t);
         let st = self.types.entry(t).or_default();
         let all = snap.get(t).map(|s| &s.resources);
@@ -173,19 +167,20 @@ impl SotwState {
         st.last_version = Some(version.clone());
         st.answered = Some(st.names.clone());
         st.rejected = None;
-        events.push(Event::Sent {
-            t,
-            version: version.to_string(),
-            nonce: nonce.clone(),
-            resources: resources.len(),
-        });
-        DiscoveryResponse {
+        let response = DiscoveryResponse {
             version_info: version.to_string(),
             resources,
             type_url: t.type_url().to_string(),
-            nonce,
+            nonce: nonce.to_string(),
             ..Default::default()
-        }
+        };
+        events.push(Event::Sent {
+            t,
+            version,
+            nonce,
+            resources: response.resources.len(),
+        });
+        response
     }
 }
 

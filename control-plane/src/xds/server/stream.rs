@@ -214,7 +214,7 @@ fn record(shared: &Shared, node: &NodeId, events: Vec<Event>) {
         match e {
             Event::Ack { t, version, nonce } => {
                 shared.metrics.ack(t);
-                shared.status.acked(node, t, &version);
+                shared.status.acked(node, t, version.clone());
                 tracing::debug!(%node, %t, %version, %nonce, "ACK");
             }
             Event::PartialAck {
@@ -263,7 +263,7 @@ fn record(shared: &Shared, node: &NodeId, events: Vec<Event>) {
                 resources,
             } => {
                 shared.metrics.push(t);
-                shared.status.sent(node, t, &version, &nonce);
+                shared.status.sent(node, t, version.clone(), nonce.clone());
                 tracing::debug!(%node, %t, %version, %nonce, resources, "pushed");
             }
         }
