@@ -22,6 +22,7 @@ use warden_e2e::http::{self, Response};
 use warden_e2e::warden::{self as wcli, Warden};
 use warden_e2e::{locate, tls, wait};
 
+#[path = "warden-demo/print.rs"]
 mod print;
 use print::{explain, print_control_plane, print_identities, print_table};
 

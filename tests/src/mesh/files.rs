@@ -101,7 +101,7 @@ pub(super) fn write_config(
     Ok(())
 }
 
-pub(super) fn write_if_changed(path: &Path, contents: &str) -> Result<()> {
+fn write_if_changed(path: &Path, contents: &str) -> Result<()> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
         return Ok(());
     }

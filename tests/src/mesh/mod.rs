@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::app::EchoApp;
 use crate::envoy::{self, Envoy};
@@ -20,7 +20,7 @@ use crate::wait;
 use crate::warden::{self, Warden};
 
 mod files;
-use files::{allocate, create_token, harness_env, token_path, write_config, write_if_changed};
+use files::{allocate, create_token, harness_env, token_path, write_config};
 
 /// The trust domain of every generated mesh.
 pub const TRUST_DOMAIN: &str = "example.org";
