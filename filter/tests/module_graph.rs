@@ -24,7 +24,12 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Top-level module of a source file: `policy/refuse/mod.rs` → `policy`.
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap();
-    let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
     first.trim_end_matches(".rs").to_string()
 }
 
