@@ -183,4 +183,26 @@ mod tests {
         );
         assert!(!render_rejected(&dump, 200).contains("backend-sidecar"));
     }
+
+    #[test]
+    fn the_config_dump_shows_versions_and_nonces_as_plain_strings() {
+        let reg = StatusRegistry::default();
+        let node = NodeId::new("n1");
+        reg.sent(
+            &node,
+            ResourceType::Secret,
+            Version::new("v9"),
+            Nonce::nth(4),
+        );
+        reg.acked(&node, ResourceType::Secret, "v9");
+        reg.nacked(&node, ResourceType::Listener, rejection(7));
+        let json = serde_json::to_value(reg.dump()).unwrap();
+        let sds = &json["n1"]["types"]["sds"];
+        assert_eq!(sds["version_sent"], "v9");
+        assert_eq!(sds["nonce_sent"], "4");
+        assert_eq!(sds["version_acked"], "v9");
+        let nack = &json["n1"]["types"]["lds"]["last_nack"];
+        assert_eq!(nack["rejected_version"], "v2");
+        assert_eq!(nack["nonce"], "3");
+    }
 }
