@@ -197,3 +197,15 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn an_oversized_uri_san_is_no_identity() {
+    let at_limit = format!("spiffe://example.org/{}", "a".repeat(2048 - 21));
+    assert!(Peer::from_connection(true, Some(&at_limit))
+        .principal()
+        .is_some());
+    let over = format!("{at_limit}a");
+    assert_eq!(Peer::from_connection(true, Some(&over)), Peer::None);
+    let huge = format!("spiffe://example.org/{}", "a/".repeat(500_000));
+    assert_eq!(Peer::from_connection(true, Some(&huge)), Peer::None);
+}
