@@ -7,7 +7,9 @@ pub mod cli;
 pub mod config;
 mod fsutil;
 pub mod identity;
+pub mod plane;
 pub mod policy;
+mod units;
 pub mod workload_api;
 pub mod xds;
 
