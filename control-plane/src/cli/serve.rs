@@ -17,15 +17,15 @@ use anyhow::Context as _;
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 
-use crate::admin::{self, AdminState};
-use crate::config::{self, Config};
-use crate::identity::{Clock, SystemClock};
-use crate::plane::reload::{check_module, AttestorSlot, ConfigInfo, Reloader};
-use crate::plane::watch::ConfigWatch;
-use crate::plane::{serving_cert, ControlPlane, XdsHandles};
-use crate::workload_api::{run_workload_api, IdentitySource};
-use crate::xds::resources::FilterModules;
-use crate::xds::server::{tls, AllowAnyCaller, AttestingAuthorizer, NodeAuthorizer, Shared};
+use warden::admin::{self, AdminState};
+use warden::config::{self, Config};
+use warden::identity::{Clock, SystemClock};
+use warden::plane::reload::{check_module, AttestorSlot, ConfigInfo, Reloader};
+use warden::plane::watch::ConfigWatch;
+use warden::plane::{serving_cert, ControlPlane, XdsHandles};
+use warden::workload_api::{run_workload_api, IdentitySource};
+use warden::xds::resources::FilterModules;
+use warden::xds::server::{tls, AllowAnyCaller, AttestingAuthorizer, NodeAuthorizer, Shared};
 
 /// Default module paths, relative to the working directory (what `just build` produces in
 /// the workspace): the core module and the extended one (regex, glob, net, ... builtins).
@@ -63,7 +63,7 @@ fn duration_or_zero(s: &str) -> Result<Duration, String> {
     if s == "0" || s == "0s" {
         return Ok(Duration::ZERO);
     }
-    crate::config::duration::parse_arg(s)
+    warden::config::duration::parse_arg(s)
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -183,7 +183,7 @@ fn start_core(
     let (cp, applied) =
         ControlPlane::start(cfg, modules, clock, xds).context("starting the control plane")?;
     // The activation deadline keeps room for the longest SVID the CA signs.
-    if let Ok(Some(s)) = crate::workload_api::Settings::load(&cp.config()) {
+    if let Ok(Some(s)) = warden::workload_api::Settings::load(&cp.config()) {
         cp.also_signs_for(s.x509_ttl);
     }
     tracing::info!(nodes = applied.changed.len(), svids = applied.minted, module = %module.display(), "snapshots published");
@@ -204,7 +204,7 @@ async fn start_ads(
         for _ in 0..3 {
             tracing::warn!(%addr, "INSECURE: --insecure-plaintext-xds: ADS is plaintext gRPC and every caller's node id is trusted without attestation; any process that reaches this port can obtain every workload's private key. Local development only.");
         }
-        return Ok((Box::pin(crate::xds::server::serve(listener, shared)), None));
+        return Ok((Box::pin(warden::xds::server::serve(listener, shared)), None));
     }
     let ttl = cp.config().ca.svid_ttl;
     let clock = cp.clock();
@@ -222,7 +222,7 @@ async fn start_ads(
         }
     };
     let renewal = tokio::spawn(serving_cert::renew_forever((&svid).into(), clock, renew));
-    let ads = crate::xds::server::serve_tls(listener, tls_config, shared);
+    let ads = warden::xds::server::serve_tls(listener, tls_config, shared);
     Ok((Box::pin(ads), Some(renewal)))
 }
 
