@@ -66,3 +66,39 @@ async fn writes_under_hidden_entries_never_count() {
     assert!(counts(dir.path(), &dir.path().join("policies/a.rego")));
     assert!(!counts(dir.path(), &dir.path().join(".warden/state.json")));
 }
+
+#[tokio::test]
+async fn a_burst_of_writes_is_one_change_and_a_replaced_directory_is_noticed() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("config");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("warden.yaml"), "a: 1\n").unwrap();
+    let mut w = ConfigWatch::new(&dir);
+    w.poll = tokio::time::interval(Duration::from_millis(50));
+    for i in 0..300 {
+        std::fs::write(dir.join(format!("w{i}.yaml")), "x").unwrap();
+    }
+    tokio::time::timeout(PATIENCE, w.changed())
+        .await
+        .expect("the burst");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(400), w.changed())
+            .await
+            .is_err(),
+        "one burst, one change"
+    );
+    // The whole directory swapped for another (a checkout or deploy by rename): the
+    // watched inode is gone, the poll still sees the new content under the same path.
+    let next = parent.path().join("next");
+    std::fs::create_dir(&next).unwrap();
+    std::fs::write(next.join("warden.yaml"), "a: 2\n").unwrap();
+    std::fs::rename(&dir, parent.path().join("old")).unwrap();
+    std::fs::rename(&next, &dir).unwrap();
+    tokio::time::timeout(PATIENCE, w.changed())
+        .await
+        .expect("the swap");
+    std::fs::write(dir.join("warden.yaml"), "a: 33\n").unwrap();
+    tokio::time::timeout(PATIENCE, w.changed())
+        .await
+        .expect("an edit after the swap");
+}
