@@ -30,6 +30,7 @@ test: build lint
 lint:
     python3 scripts/import_cycles.py --self-test
     python3 scripts/import_cycles.py
+    python3 scripts/size_limits.py
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p warden-filter --target wasm32-wasip1 -- -D warnings

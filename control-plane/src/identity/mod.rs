@@ -4,7 +4,8 @@
 //! Time is injected through [`Clock`] so certificate code never reads the system clock
 //! itself. The only I/O here is the CA's state directory (`state.rs`). CA rotation: the
 //! pure rules in `rotation.rs`, the set of CA generations in `authority.rs`, its status in
-//! plain words in `ca_status.rs`.
+//! plain words in `ca_status.rs`. When anything Warden issues is renewed (sidecar and
+//! Workload API SVIDs, the serving certificate, JWT keys): `renewal.rs`, the one rule.
 
 mod authority;
 mod bundle;
