@@ -116,11 +116,17 @@ fn events(dir: &Path) -> Option<(RecommendedWatcher, mpsc::UnboundedReceiver<()>
     }
 }
 
-/// Whether a change at `path` can matter: not under a hidden entry of `root`.
+/// Whether a change at `path` can matter: not under a hidden entry of `root`. A path
+/// outside `root` (spelled differently by the platform) counts: a needless wake-up costs
+/// one fingerprint, a missed one a reload delayed to the next poll.
 fn counts(root: &Path, path: &Path) -> bool {
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    !rel.components()
-        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+    let Ok(rel) = path.strip_prefix(root) else {
+        return true;
+    };
+    !rel.components().any(|c| match c {
+        std::path::Component::Normal(name) => name.to_string_lossy().starts_with('.'),
+        _ => false,
+    })
 }
 
 /// (path, modified, len) of every config file up to [`MAX_DEPTH`] below `dir`, skipping

@@ -1,5 +1,6 @@
 //! The config watch on a real directory: events, the polling fallback, hidden entries.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::*;
@@ -65,6 +66,16 @@ async fn writes_under_hidden_entries_never_count() {
     );
     assert!(counts(dir.path(), &dir.path().join("policies/a.rego")));
     assert!(!counts(dir.path(), &dir.path().join(".warden/state.json")));
+    // `--config .` (the default): events come as `./...`.
+    assert!(counts(Path::new("."), Path::new("./workloads/a.yaml")));
+    assert!(!counts(Path::new("."), Path::new("./.warden/ca.json")));
+    // A config dir below a hidden directory is still watched.
+    let hidden = Path::new("/home/u/.config/warden");
+    assert!(counts(hidden, &hidden.join("warden.yaml")));
+    assert!(
+        counts(hidden, Path::new("/elsewhere/x.yaml")),
+        "unknown paths wake"
+    );
 }
 
 #[tokio::test]
