@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Fails when the modules of a Warden crate import each other in a circle.
+"""Fails when the modules of a Warden crate import each other in a circle, or a layer
+rule (FORBIDDEN: the core never uses the ADS server, xds never uses the core) is broken.
 
 Reads every production module of the control-plane and filter crates (test modules,
 `#[cfg(test)]`, are skipped), collects each reference to another module of the same crate
@@ -34,6 +35,14 @@ ALLOWED: set[str] = {
     "filter/src/lib.rs: decision -> policy",
     "filter/src/lib.rs: input -> policy",
 }
+
+# Layering rules beyond "no circle": (crate root, from, to) means no module under `from`
+# may refer to one under `to`. The core (`plane`) only writes to the xDS cache and reads
+# ACK state; it never reaches into the ADS server, and nothing in `xds` knows the core.
+FORBIDDEN = [
+    ("control-plane/src/lib.rs", ("plane",), ("xds", "server")),
+    ("control-plane/src/lib.rs", ("xds",), ("plane",)),
+]
 
 MOD_DECL = re.compile(
     r"((?:#\[[^\]]*\]\s*)*)(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*(;|\{)")
@@ -345,6 +354,10 @@ def check(root: str) -> list[str]:
             continue
         graph[parent][a][b].append(f"{file}:{line} ({'::'.join(src) or 'crate'} uses {'::'.join(dst) or 'crate'})")
     problems = []
+    for src, dst, file, line in crate.references():
+        for r, a, b in FORBIDDEN:
+            if r == root and src[:len(a)] == a and dst[:len(b)] == b:
+                problems.append(f"{root}: {'::'.join(src)} must not use {'::'.join(dst)} ({file}:{line}): `{'::'.join(a)}` may not depend on `{'::'.join(b)}`")
     for parent, edges in sorted(graph.items()):
         nodes = set(edges) | {b for a in edges.values() for b in a}
         adj = {a: set(bs) for a, bs in edges.items()}
@@ -406,6 +419,20 @@ def self_test():
     })
     found = check(nested2)
     assert len(found) == 1 and "p -> q" in found[0].split("\n")[1], found
+    layered = crate({
+        "lib.rs": "mod plane;\nmod xds;\n",
+        "plane.rs": "use crate::xds::cache::Cache;\nfn f() { crate::xds::server::serve(); }\n",
+        "xds/mod.rs": "pub mod cache;\npub mod server;\n",
+        "xds/cache.rs": "pub struct Cache;\n",
+        "xds/server.rs": "pub fn serve() {}\n",
+    })
+    saved = list(FORBIDDEN)
+    FORBIDDEN[:] = [(layered, ("plane",), ("xds", "server"))]
+    try:
+        found = check(layered)
+    finally:
+        FORBIDDEN[:] = saved
+    assert len(found) == 1 and "plane must not use xds::server" in found[0], found
     print("self-test passed")
 
 
@@ -421,7 +448,7 @@ def main(argv):
     for p in problems:
         print(p)
     if problems:
-        print(f"{len(problems)} import cycle(s); break them by moving the shared item down a layer")
+        print(f"{len(problems)} import problem(s): break a circle by moving the shared item down a layer")
         return 1
     print(f"no import cycles in {', '.join(r for r in roots if os.path.exists(r))}")
     return 0
