@@ -28,6 +28,9 @@ test: build lint
 
 # Formatting and clippy (native and wasm32-wasip1), warnings are errors.
 lint:
+    python3 scripts/import_cycles.py --self-test
+    python3 scripts/import_cycles.py
+    python3 scripts/size_limits.py
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p warden-filter --target wasm32-wasip1 -- -D warnings

@@ -1,13 +1,17 @@
 //! Warden control plane library: SPIFFE identity core and CA, config-as-code loading and
-//! validation, and (in later modules) the xDS server. `main.rs` only wires these together.
+//! validation, the xDS resources, cache and ADS server, the core above them (`plane`),
+//! the Workload API and the admin endpoint. The command line lives in the binary
+//! (`main.rs`, `cli/`), the only place that uses `anyhow`.
 
 pub mod admin;
 pub mod attest;
-pub mod cli;
 pub mod config;
-mod fsutil;
+#[doc(hidden)]
+pub mod fsutil;
 pub mod identity;
+pub mod plane;
 pub mod policy;
+mod units;
 pub mod workload_api;
 pub mod xds;
 

@@ -1,8 +1,10 @@
-//! `warden` binary: parses the command line and hands off to `warden::cli`.
-//! Wiring only; every command lives in its own module under `cli/`.
+//! `warden` binary: the command line (`cli/`, one module per verb, `anyhow` at this
+//! edge) over the `warden` library. Wiring only; every command lives in its own module.
+
+mod cli;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    warden::cli::main()
+    cli::main()
 }

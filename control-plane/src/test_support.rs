@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
 use crate::identity::Clock;
+use crate::plane::XdsHandles;
 use crate::xds::cache::Cache;
 use crate::xds::metrics::Metrics;
 use crate::xds::server::{AllowAnyCaller, Shared};
@@ -46,6 +47,15 @@ pub(crate) fn shared() -> Shared {
         status: Arc::new(StatusRegistry::default()),
         authorizer: Arc::new(AllowAnyCaller),
         max_stream_age: None,
+    }
+}
+
+/// The core's view of `sh`: the same cache, metrics and status.
+pub(crate) fn handles(sh: &Shared) -> XdsHandles {
+    XdsHandles {
+        cache: sh.cache.clone(),
+        metrics: sh.metrics.clone(),
+        status: sh.status.clone(),
     }
 }
 

@@ -15,8 +15,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::identity::rotation::Step;
-use crate::xds::control::ControlPlane;
-use crate::xds::rotation::CaOpError;
+use crate::plane::{CaOpError, ControlPlane};
 
 /// Routes for CA status and forced rotation steps.
 pub fn router(cp: Arc<ControlPlane>) -> Router {

@@ -24,8 +24,13 @@ async fn ca_steps_answer_200_or_409_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = sample_mesh(dir.path());
     let shared = shared();
-    let (cp, _) =
-        ControlPlane::start(cfg, "/m.wasm".into(), Arc::new(SystemClock), shared).unwrap();
+    let (cp, _) = ControlPlane::start(
+        cfg,
+        "/m.wasm".into(),
+        Arc::new(SystemClock),
+        crate::test_support::handles(&shared),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(crate::admin::serve_router(listener, router(Arc::new(cp))));

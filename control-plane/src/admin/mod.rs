@@ -18,7 +18,8 @@ use axum::routing::get;
 use axum::Router;
 use serde::Serialize;
 
-use crate::xds::server::Shared;
+pub use crate::plane::reload::ConfigInfo;
+use crate::plane::XdsHandles;
 use crate::xds::types::{NodeId, ResourceType};
 
 /// Errors of the admin endpoint.
@@ -35,24 +36,11 @@ pub enum AdminError {
     },
 }
 
-/// Facts about the running config, shown in the config dump.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ConfigInfo {
-    /// Config directory.
-    pub dir: String,
-    /// Trust domain.
-    pub trust_domain: String,
-    /// Workloads by name -> node id.
-    pub workloads: BTreeMap<String, String>,
-    /// Last reload error (diagnostics), if the latest reload was rejected.
-    pub last_reload_error: Option<String>,
-}
-
 /// State the admin handlers read.
 #[derive(Debug, Clone)]
 pub struct AdminState {
-    /// xDS shared state (cache, metrics, status).
-    pub xds: Shared,
+    /// The xDS side of the core (cache, metrics, status).
+    pub xds: XdsHandles,
     /// Set once the first snapshots are published and ADS is listening.
     pub ready: Arc<AtomicBool>,
     /// Config facts, replaced on reload.

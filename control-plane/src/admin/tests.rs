@@ -5,7 +5,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::*;
 use crate::xds::cache::Cache;
 use crate::xds::metrics::Metrics;
-use crate::xds::server::AllowAnyCaller;
 use crate::xds::snapshot::tests::sample;
 use crate::xds::status::{Rejection, StatusRegistry};
 
@@ -25,12 +24,10 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn admin_reports_readiness_metrics_and_nacks_in_the_config_dump() {
-    let xds = Shared {
+    let xds = XdsHandles {
         cache: Arc::new(Cache::new()),
         metrics: Arc::new(Metrics::default()),
         status: Arc::new(StatusRegistry::default()),
-        authorizer: Arc::new(AllowAnyCaller),
-        max_stream_age: None,
     };
     let node = NodeId::new("backend-sidecar");
     xds.cache.set(&node, sample(&[("a", "1")], 1));

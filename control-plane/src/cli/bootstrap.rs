@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::common::load_authority_bundle;
-use crate::config;
-use crate::xds::bootstrap::{render, AdsFlavor, Channel, RootCerts, DEFAULT_TOKEN_FILE};
+use warden::config;
+use warden::xds::bootstrap::{render, AdsFlavor, Channel, RootCerts, DEFAULT_TOKEN_FILE};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {

@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 use serde_json::Value;
 
 use super::common::load_config;
-use crate::identity::{Authority, CaStatus, SystemClock};
+use warden::identity::{Authority, CaStatus, SystemClock};
 
 /// Where to find the control plane.
 #[derive(Debug, clap::Args)]

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::config::{self, Config};
-use crate::identity::{Authority, SystemClock};
+use warden::config::{self, Config};
+use warden::identity::{Authority, SystemClock};
 
 /// Load and validate a config directory; invalid config is an error listing every problem.
 pub(crate) fn load_config(dir: &Path) -> anyhow::Result<Config> {
@@ -28,6 +28,6 @@ pub(crate) fn open_authority(cfg: &Config) -> anyhow::Result<Authority> {
 }
 
 /// The full trust bundle (every CA in it) of the config's state dir.
-pub(crate) fn load_authority_bundle(cfg: &Config) -> anyhow::Result<crate::identity::TrustBundle> {
+pub(crate) fn load_authority_bundle(cfg: &Config) -> anyhow::Result<warden::identity::TrustBundle> {
     Ok(open_authority(cfg)?.bundle())
 }

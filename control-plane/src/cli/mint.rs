@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::common::{load_config, open_authority};
-use crate::config::duration;
-use crate::identity::{SvidParams, SystemClock};
+use warden::config::duration;
+use warden::identity::{SvidParams, SystemClock};
 
 /// Arguments of `warden mint`.
 #[derive(Debug, clap::Args)]
@@ -80,6 +80,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Write a file atomically (temp + rename) with the given mode.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    crate::fsutil::write_atomic(path, bytes, mode)
+    warden::fsutil::write_atomic(path, bytes, mode)
         .with_context(|| format!("cannot write {}", path.display()))
 }

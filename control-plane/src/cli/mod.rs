@@ -54,7 +54,7 @@ enum Command {
 }
 
 /// Entry point used by `main.rs`.
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {

@@ -16,8 +16,8 @@ use warden_filter::{
     authorize, to_json, Action, Decision, DecisionIds, Peer, PolicyModule, RequestAttributes, Value,
 };
 
-use crate::config::{MAIN_FILE, POLICIES_DIR};
-use crate::identity::SpiffeId;
+use warden::config::{MAIN_FILE, POLICIES_DIR};
+use warden::identity::SpiffeId;
 
 /// `warden policy` verbs.
 #[derive(Debug, clap::Subcommand)]
@@ -89,17 +89,20 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Config(args) => {
             let cfg = super::common::load_config(&args.config)?;
             let workload = find_workload(&cfg, &args.workload, &args.config)?;
-            println!("{}", crate::policy::plugin_config(&cfg, workload).to_json());
+            println!(
+                "{}",
+                warden::policy::plugin_config(&cfg, workload).to_json()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 fn find_workload<'a>(
-    cfg: &'a crate::config::Config,
+    cfg: &'a warden::config::Config,
     name: &str,
     dir: &Path,
-) -> anyhow::Result<&'a crate::config::Workload> {
+) -> anyhow::Result<&'a warden::config::Workload> {
     cfg.workload(name).ok_or_else(|| {
         let names: Vec<&str> = cfg.workloads.iter().map(|w| w.name.as_str()).collect();
         anyhow::anyhow!(
@@ -112,14 +115,14 @@ fn find_workload<'a>(
 
 fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     let (modules, tests, data) = if args.dir.join(MAIN_FILE).is_file() {
-        let cfg = match crate::config::load(&args.dir) {
+        let cfg = match warden::config::load(&args.dir) {
             Ok(cfg) => cfg,
             Err(diags) => {
                 eprintln!("{diags}");
                 return Ok(ExitCode::from(1));
             }
         };
-        let to_module = |f: &crate::config::RegoFile| PolicyModule {
+        let to_module = |f: &warden::config::RegoFile| PolicyModule {
             name: f.name.clone(),
             source: f.source.clone(),
         };
@@ -258,7 +261,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         headers.push((name.trim().to_ascii_lowercase(), value.to_string()));
     }
     let request = RequestAttributes::from_headers(peer, headers);
-    let (plugin, policy) = crate::policy::compile_for(&cfg, workload)
+    let (plugin, policy) = warden::policy::compile_for(&cfg, workload)
         .map_err(|e| anyhow::anyhow!("the policy does not compile: {}", e.summary()))?;
     let input = policy.input_for(&request);
     let result = policy.evaluate(input.clone());

@@ -1,29 +1,31 @@
-//! `warden serve`: loads the config, starts the CA, the ADS server and the admin
-//! endpoint, and reloads on file change (mtime poll every second) or SIGHUP. An invalid
-//! config at start exits 1 with the same diagnostics as `warden validate`; an invalid
-//! config on reload is logged with those diagnostics and the last good keeps serving.
+//! `warden serve`: the I/O edge that wires the core (`plane`) to its listeners: loads the
+//! config, starts the core, the ADS server (TLS with a serving certificate the core keeps
+//! fresh, or plaintext for development), the admin endpoint and the Workload API, then
+//! runs the core's tick every second and its reload transaction on file change (see
+//! `plane::watch`) or SIGHUP. An invalid config at start exits 1 with the same
+//! diagnostics as `warden validate`; an invalid config on reload is logged with those
+//! diagnostics and the last good keeps serving.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context as _;
+use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 
-use crate::admin::{self, AdminState, ConfigInfo};
-use crate::attest;
-use crate::config::{self, Config};
-use crate::identity::{Clock, SystemClock};
-use crate::workload_api::{run_workload_api, IdentitySource};
-use crate::xds::cache::Cache;
-use crate::xds::control::ControlPlane;
-use crate::xds::metrics::Metrics;
-use crate::xds::resources::FilterModules;
-use crate::xds::server::{tls, AllowAnyCaller, AttestingAuthorizer, NodeAuthorizer, Shared};
-use crate::xds::status::StatusRegistry;
+use warden::admin::{self, AdminState};
+use warden::config::{self, Config};
+use warden::identity::{Clock, SystemClock};
+use warden::plane::reload::{check_module, AttestorSlot, ConfigInfo, Reloader};
+use warden::plane::watch::ConfigWatch;
+use warden::plane::{serving_cert, ControlPlane, XdsHandles};
+use warden::workload_api::{run_workload_api, IdentitySource};
+use warden::xds::resources::FilterModules;
+use warden::xds::server::{tls, AllowAnyCaller, AttestingAuthorizer, NodeAuthorizer, Shared};
 
 /// Default module paths, relative to the working directory (what `just build` produces in
 /// the workspace): the core module and the extended one (regex, glob, net, ... builtins).
@@ -61,7 +63,7 @@ fn duration_or_zero(s: &str) -> Result<Duration, String> {
     if s == "0" || s == "0s" {
         return Ok(Duration::ZERO);
     }
-    crate::config::duration::parse_arg(s)
+    warden::config::duration::parse_arg(s)
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -69,6 +71,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(serve(args))
+}
+
+/// What runs until shutdown.
+struct Running {
+    ads: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    admin: tokio::task::JoinHandle<Result<(), admin::AdminError>>,
+    cert_renewal: Option<tokio::task::JoinHandle<()>>,
+    workload_api: (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
 }
 
 async fn serve(args: Args) -> anyhow::Result<ExitCode> {
@@ -82,6 +95,43 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
+    let modules = filter_modules(&args)?;
+    let (xds_addr, admin_addr) = (cfg.server.xds_listen, cfg.server.admin_listen);
+    let (cp, shared, slot) = start_core(&args, cfg, modules)?;
+    let info = Arc::new(Mutex::new(ConfigInfo::of(&cp.config())));
+    let reloader = Reloader::new(cp.clone(), args.config.clone(), info.clone(), slot);
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_state = AdminState {
+        xds: cp.xds().clone(),
+        ready: ready.clone(),
+        config: info,
+    };
+    let (ads, cert_renewal) = start_ads(&args, xds_addr, &cp, shared).await?;
+    let mut running = Running {
+        ads: tokio::spawn(ads),
+        cert_renewal,
+        admin: tokio::spawn(admin::serve_router(
+            bind(admin_addr, "admin_listen").await?,
+            admin::router(admin_state).merge(admin::ca::router(cp.clone())),
+        )),
+        workload_api: spawn_workload_api(cp.clone()),
+    };
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!(xds = %xds_addr, admin = %admin_addr, "warden serving");
+    let result = run_loop(&cp, &reloader, &args.config, &mut running).await;
+    tracing::info!("shutting down");
+    if let Some(r) = running.cert_renewal {
+        r.abort();
+    }
+    let (wl_stop, wl_task) = running.workload_api;
+    let _ = wl_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), wl_task).await;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// The modules from the flags (made absolute); refuses to start when Envoy could not
+/// load one (every sidecar would NACK the filter config, and every listener with it).
+fn filter_modules(args: &Args) -> anyhow::Result<FilterModules> {
     let modules = FilterModules {
         core: module_path(args.filter_module.as_deref(), DEFAULT_FILTER_MODULE)?,
         extended: module_path(
@@ -89,8 +139,6 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             DEFAULT_EXTENDED_FILTER_MODULE,
         )?,
     };
-    // A module Envoy cannot open makes every sidecar NACK the filter config, and then
-    // every listener that references it: refuse to start instead.
     for (module, flag) in [
         (&modules.core, "--filter-module"),
         (&modules.extended, "--filter-module-extended"),
@@ -99,119 +147,134 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             anyhow::bail!("{e} (build it with `./dev build` or pass {flag})");
         }
     }
-    let metrics = Arc::new(Metrics::default());
+    Ok(modules)
+}
+
+/// The core, the ADS server's state over the same cache, and where reloads install the
+/// attestor (none with `--insecure-plaintext-xds`).
+fn start_core(
+    args: &Args,
+    cfg: Config,
+    modules: FilterModules,
+) -> anyhow::Result<(Arc<ControlPlane>, Shared, Option<AttestorSlot>)> {
+    let xds = XdsHandles::default();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let attesting = if args.insecure_plaintext_xds {
-        None
-    } else {
-        let auth = AttestingAuthorizer::new(cfg.clone(), clock.clone(), metrics.clone())
-            .map_err(|e| anyhow::anyhow!("attestation settings: {e}"))?;
-        Some(Arc::new(auth))
-    };
-    let authorizer: Arc<dyn NodeAuthorizer> = match &attesting {
-        Some(a) => a.clone(),
-        None => Arc::new(AllowAnyCaller),
-    };
+    let (authorizer, slot): (Arc<dyn NodeAuthorizer>, Option<AttestorSlot>) =
+        if args.insecure_plaintext_xds {
+            (Arc::new(AllowAnyCaller), None)
+        } else {
+            let auth = AttestingAuthorizer::new(cfg.clone(), clock.clone(), xds.metrics.clone())
+                .map_err(|e| anyhow::anyhow!("attestation settings: {e}"))?;
+            let auth = Arc::new(auth);
+            let slot: AttestorSlot = {
+                let auth = auth.clone();
+                Arc::new(move |a| auth.set(a))
+            };
+            (auth, Some(slot))
+        };
     let shared = Shared {
-        cache: Arc::new(Cache::new()),
-        metrics,
-        status: Arc::new(StatusRegistry::default()),
+        cache: xds.cache.clone(),
+        metrics: xds.metrics.clone(),
+        status: xds.status.clone(),
         authorizer,
         max_stream_age: (!args.xds_max_stream_age.is_zero()).then_some(args.xds_max_stream_age),
     };
-    let (xds_addr, admin_addr) = (cfg.server.xds_listen, cfg.server.admin_listen);
-    let info = Arc::new(Mutex::new(config_info(&cfg, None)));
-    let svid_ttl = cfg.ca.svid_ttl;
     let module = modules.for_config(&cfg).to_path_buf();
-    let (cp, applied) = ControlPlane::start(cfg, modules, clock.clone(), shared.clone())
-        .context("starting the control plane")?;
-    let cp = Arc::new(cp);
+    let (cp, applied) =
+        ControlPlane::start(cfg, modules, clock, xds).context("starting the control plane")?;
     // The activation deadline keeps room for the longest SVID the CA signs.
-    if let Ok(Some(s)) = crate::workload_api::Settings::load(&cp.config()) {
+    if let Ok(Some(s)) = warden::workload_api::Settings::load(&cp.config()) {
         cp.also_signs_for(s.x509_ttl);
     }
     tracing::info!(nodes = applied.changed.len(), svids = applied.minted, module = %module.display(), "snapshots published");
+    Ok((Arc::new(cp), shared, slot))
+}
 
-    let xds_listener = bind(xds_addr, "xds_listen").await?;
-    let admin_listener = bind(admin_addr, "admin_listen").await?;
-    let (ads, renewal) = if args.insecure_plaintext_xds {
+type AdsFuture = BoxFuture<'static, Result<(), tonic::transport::Error>>;
+
+/// The ADS server: over TLS with a serving certificate the core renews, or plaintext.
+async fn start_ads(
+    args: &Args,
+    addr: SocketAddr,
+    cp: &Arc<ControlPlane>,
+    shared: Shared,
+) -> anyhow::Result<(AdsFuture, Option<tokio::task::JoinHandle<()>>)> {
+    let listener = bind(addr, "xds_listen").await?;
+    if args.insecure_plaintext_xds {
         for _ in 0..3 {
-            tracing::warn!(addr = %xds_addr, "INSECURE: --insecure-plaintext-xds: ADS is plaintext gRPC and every caller's node id is trusted without attestation; any process that reaches this port can obtain every workload's private key. Local development only.");
+            tracing::warn!(%addr, "INSECURE: --insecure-plaintext-xds: ADS is plaintext gRPC and every caller's node id is trusted without attestation; any process that reaches this port can obtain every workload's private key. Local development only.");
         }
-        let ads: futures::future::BoxFuture<'static, _> =
-            Box::pin(crate::xds::server::serve(xds_listener, shared.clone()));
-        (ads, None)
-    } else {
-        let svid = tls::mint_server_svid(&cp.ca(), svid_ttl, clock.as_ref())
-            .context("minting the control plane's serving certificate")?;
-        let cert = Arc::new(tls::ServerCert::new(tls::certified_key(&svid)?));
-        let tls_config = tls::server_config(cert.clone())?;
-        tracing::info!(addr = %xds_addr, id = %svid.id, serial = %svid.serial_hex, max_stream_age = ?shared.max_stream_age, "ADS over TLS; callers must attest (join token or Kubernetes service-account token)");
-        let renewal = tokio::spawn(tls::renew_forever(
-            cert,
-            svid.not_before,
-            svid.not_after,
-            svid_ttl,
-            {
-                let cp = cp.clone();
-                move || cp.ca()
-            },
-            clock.clone(),
-        ));
-        let ads: futures::future::BoxFuture<'static, _> = Box::pin(crate::xds::server::serve_tls(
-            xds_listener,
-            tls_config,
-            shared.clone(),
-        ));
-        (ads, Some(renewal))
+        return Ok((Box::pin(warden::xds::server::serve(listener, shared)), None));
+    }
+    let ttl = cp.config().ca.svid_ttl;
+    let clock = cp.clock();
+    let svid = tls::mint_server_svid(&cp.ca(), ttl, clock.as_ref())
+        .context("minting the control plane's serving certificate")?;
+    let cert = Arc::new(tls::ServerCert::new(tls::certified_key(&svid)?));
+    let tls_config = tls::server_config(cert.clone())?;
+    tracing::info!(%addr, id = %svid.id, serial = %svid.serial_hex, max_stream_age = ?shared.max_stream_age, "ADS over TLS; callers must attest (join token or Kubernetes service-account token)");
+    let renew = {
+        let (cp, clock) = (cp.clone(), clock.clone());
+        move || -> Result<_, tls::TlsError> {
+            let svid = tls::mint_server_svid(&cp.ca(), ttl, clock.as_ref())?;
+            cert.replace(tls::certified_key(&svid)?);
+            Ok(svid)
+        }
     };
-    let ready = Arc::new(AtomicBool::new(false));
-    let admin_state = AdminState {
-        xds: shared.clone(),
-        ready: ready.clone(),
-        config: info.clone(),
-    };
-    // The SPIFFE Workload API for workloads without a sidecar (only with workload-api.yaml).
-    let (wl_stop, wl_stopped) = tokio::sync::oneshot::channel::<()>();
-    let wl_task = tokio::spawn({
-        let source: Arc<dyn IdentitySource> = cp.clone();
-        async move {
-            let shutdown = async {
-                let _ = wl_stopped.await;
-            };
-            if let Err(e) = run_workload_api(source, Arc::new(SystemClock), shutdown).await {
-                tracing::error!("Workload API stopped: {e}");
-            }
+    let renewal = tokio::spawn(serving_cert::renew_forever((&svid).into(), clock, renew));
+    let ads = warden::xds::server::serve_tls(listener, tls_config, shared);
+    Ok((Box::pin(ads), Some(renewal)))
+}
+
+/// The SPIFFE Workload API for workloads without a sidecar (only with workload-api.yaml),
+/// following the core's CA, bundle and config; stops when the sender fires.
+fn spawn_workload_api(
+    cp: Arc<ControlPlane>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let source: Arc<dyn IdentitySource> = cp;
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = run_workload_api(source, Arc::new(SystemClock), shutdown).await {
+            tracing::error!("Workload API stopped: {e}");
         }
     });
-    let mut ads_task = tokio::spawn(ads);
-    let admin_router = admin::router(admin_state).merge(admin::ca::router(cp.clone()));
-    let mut admin_task = tokio::spawn(admin::serve_router(admin_listener, admin_router));
-    ready.store(true, Ordering::Relaxed);
-    tracing::info!(xds = %xds_addr, admin = %admin_addr, "warden serving");
+    (stop, task)
+}
 
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+/// Until a signal to stop: the core's tick every second, reloads on change or SIGHUP.
+async fn run_loop(
+    cp: &ControlPlane,
+    reloader: &Reloader,
+    dir: &Path,
+    running: &mut Running,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut seen = fingerprint(&args.config);
+    let mut watch = ConfigWatch::new(dir);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
-            r = &mut ads_task => anyhow::bail!("ADS server stopped: {:?}", r),
-            r = &mut admin_task => anyhow::bail!("admin endpoint stopped: {:?}", r),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = term.recv() => return Ok(()),
+            r = &mut running.ads => anyhow::bail!("ADS server stopped: {:?}", r),
+            r = &mut running.admin => anyhow::bail!("admin endpoint stopped: {:?}", r),
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading config");
-                seen = fingerprint(&args.config);
-                reload(&cp, &args.config, &shared, &info, attesting.as_deref());
+                watch.mark_seen();
+                let _ = reloader.reload();
+            }
+            _ = watch.changed() => {
+                tracing::info!("config files changed: reloading");
+                let _ = reloader.reload();
             }
             _ = tick.tick() => {
-                let now = fingerprint(&args.config);
-                if now != seen {
-                    seen = now;
-                    tracing::info!("config files changed: reloading");
-                    reload(&cp, &args.config, &shared, &info, attesting.as_deref());
-                }
                 // Automatic CA rotation steps, SVID renewals (with backoff), expiry gauges.
                 let t = cp.tick();
                 if t.renewed.minted > 0 || t.renewed.failed > 0 {
@@ -220,13 +283,6 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    tracing::info!("shutting down");
-    if let Some(r) = renewal {
-        r.abort();
-    }
-    let _ = wl_stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(2), wl_task).await;
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -243,133 +299,4 @@ fn module_path(arg: Option<&Path>, default: &str) -> anyhow::Result<PathBuf> {
         return Ok(p);
     }
     Ok(std::env::current_dir()?.join(p))
-}
-
-/// A filter module must be a readable file starting with the Wasm magic `\0asm`.
-pub(crate) fn check_module(path: &Path) -> Result<(), String> {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(|e| format!("filter module {}: {e}", path.display()))?;
-    if &magic != b"\0asm" {
-        return Err(format!(
-            "filter module {} is not a WebAssembly module (no \\0asm header)",
-            path.display()
-        ));
-    }
-    Ok(())
-}
-
-fn config_info(cfg: &Config, error: Option<String>) -> ConfigInfo {
-    ConfigInfo {
-        dir: cfg.dir.display().to_string(),
-        trust_domain: cfg.trust_domain.to_string(),
-        workloads: cfg
-            .workloads
-            .iter()
-            .map(|w| (w.name.clone(), w.node_id.clone()))
-            .collect(),
-        last_reload_error: error,
-    }
-}
-
-fn reload(
-    cp: &ControlPlane,
-    dir: &Path,
-    shared: &Shared,
-    info: &Mutex<ConfigInfo>,
-    attesting: Option<&AttestingAuthorizer>,
-) {
-    // Loading and building every node's snapshot is CPU work of up to seconds with
-    // thousands of workloads: keep it off the async workers that drive the streams.
-    tokio::task::block_in_place(|| reload_blocking(cp, dir, shared, info, attesting))
-}
-
-fn reload_blocking(
-    cp: &ControlPlane,
-    dir: &Path,
-    shared: &Shared,
-    info: &Mutex<ConfigInfo>,
-    attesting: Option<&AttestingAuthorizer>,
-) {
-    let started = std::time::Instant::now();
-    let mut load_ms = 0;
-    let result = config::load(dir)
-        .map_err(|d| format!("config reload rejected; the last good config keeps serving:\n{d}"))
-        .and_then(|cfg| {
-            load_ms = started.elapsed().as_millis();
-            for w in &cfg.warnings {
-                tracing::warn!("{w}");
-            }
-            let new_info = config_info(&cfg, None);
-            // The module this config needs must still be there (it is checked at start,
-            // but files go away); otherwise every sidecar would NACK the new config.
-            check_module(cp.filter_modules().for_config(&cfg)).map_err(|e| {
-                format!("config reload rejected; the last good config keeps serving: {e}")
-            })?;
-            // Check the attestation settings before anything changes, apply them after.
-            let attestor = attest::Attestor::from_config(cfg.clone())
-                .map_err(|e| format!("config reload rejected (attestation settings): {e}"))?;
-            let applied = cp.reload(cfg).map_err(|e| {
-                format!("config reload rejected; the last good config keeps serving: {e}")
-            })?;
-            if let Some(a) = attesting {
-                a.set(attestor);
-            }
-            Ok((applied, new_info))
-        });
-    let mut info = info.lock().unwrap_or_else(|p| p.into_inner());
-    match result {
-        Ok((applied, new_info)) => {
-            shared.metrics.config_reloaded();
-            *info = new_info;
-            let total_ms = started.elapsed().as_millis();
-            if applied.changed.len() + applied.removed.len() <= 10 {
-                tracing::info!(changed = ?applied.changed, removed = ?applied.removed, svids = applied.minted, load_ms, total_ms, "config reloaded");
-            } else {
-                tracing::info!(
-                    changed = applied.changed.len(),
-                    removed = applied.removed.len(),
-                    svids = applied.minted,
-                    load_ms,
-                    total_ms,
-                    "config reloaded"
-                );
-            }
-        }
-        Err(msg) => {
-            shared.metrics.config_reload_failed();
-            tracing::error!("{msg}");
-            info.last_reload_error = Some(msg);
-        }
-    }
-}
-
-/// (path, modified, len) of every config file, skipping hidden entries (the CA state
-/// dir `.warden` lives inside the config dir and must not trigger reloads).
-fn fingerprint(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![(dir.to_path_buf(), 0)];
-    while let Some((d, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            if name.to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let Ok(meta) = e.metadata() else { continue };
-            if meta.is_dir() {
-                if depth < 3 {
-                    stack.push((e.path(), depth + 1));
-                }
-            } else {
-                out.push((e.path(), meta.modified().ok(), meta.len()));
-            }
-        }
-    }
-    out.sort();
-    out
 }

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use super::common::load_config;
-use crate::attest;
-use crate::config::{duration, tokens_file};
+use warden::attest;
+use warden::config::{duration, tokens_file};
 
 /// `warden token` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -78,7 +78,7 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 }
             };
             match &out {
-                Some(path) => crate::fsutil::write_atomic(path, token.token.as_bytes(), 0o600)
+                Some(path) => warden::fsutil::write_atomic(path, token.token.as_bytes(), 0o600)
                     .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
                 None => println!("{}", token.token.as_str()),
             }

@@ -13,9 +13,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let loaded = crate::config::load(&args.dir).and_then(|cfg| {
+    let loaded = warden::config::load(&args.dir).and_then(|cfg| {
         // workload-api.yaml is optional; when present it must be valid too.
-        match crate::workload_api::Settings::load(&cfg) {
+        match warden::workload_api::Settings::load(&cfg) {
             Ok(_) => Ok(cfg),
             Err(e) => Err(e.into_diagnostics()),
         }
@@ -27,9 +27,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             // Every sidecar's responses must fit in one ADS message (the module paths do
             // not change sizes, placeholders do).
-            let modules = crate::xds::resources::FilterModules::from("/warden_filter.wasm");
-            let limit = crate::xds::limits::ADS_MESSAGE_LIMIT;
-            let over = crate::xds::limits::check_config(&cfg, &modules, limit)?;
+            let modules = warden::xds::resources::FilterModules::from("/warden_filter.wasm");
+            let limit = warden::xds::limits::ADS_MESSAGE_LIMIT;
+            let over = warden::xds::limits::check_config(&cfg, &modules, limit)?;
             if !over.is_empty() {
                 for (workload, o) in &over {
                     eprintln!("{}: error: workload `{workload}`: {o}", args.dir.display());

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
+use super::ctx::Ctx;
 use super::diag::Diagnostic;
 use super::files::Parsed;
 use super::raw::{RawTokens, RawWarden};
-use super::validate::Ctx;
 use super::{AttestationSettings, JoinTokenRecord, KubernetesSettings, Workload};
 
 pub(super) fn attestation_settings(

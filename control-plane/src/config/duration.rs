@@ -121,18 +121,7 @@ pub fn after(now: SystemTime, d: Duration) -> SystemTime {
 
 /// Format a duration the way configs spell it (`1h30m`, `45s`).
 pub fn format(d: Duration) -> String {
-    let mut s = d.as_secs();
-    let mut out = String::new();
-    for (unit, len) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if s >= len {
-            out.push_str(&format!("{}{unit}", s / len));
-            s %= len;
-        }
-    }
-    if out.is_empty() {
-        out.push_str("0s");
-    }
-    out
+    crate::units::format_duration(d)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! no network I/O and never writes; the CA state directory is only named here.
 
 mod attestation;
+mod ctx;
 mod data_value;
 mod diag;
 pub mod duration;

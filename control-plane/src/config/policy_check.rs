@@ -31,6 +31,32 @@ pub(crate) fn check(sources: &mut PolicySources, settings: &PolicySettings) -> V
     if parse_failed {
         return diags;
     }
+    diags.extend(body_reference_diagnostics(sources));
+    // Neither form of walk runs on the RVM (and regorus refuses the relation form as
+    // "unsafe", its other form prints scheduler noise): refuse it by name first.
+    let walks = walk_diagnostics(sources);
+    if !walks.is_empty() {
+        diags.extend(walks);
+        return diags;
+    }
+    diags.extend(compile(sources, settings));
+    if !parse_failed && !sources.tests.is_empty() {
+        let all: Vec<PolicyModule> = sources
+            .modules
+            .iter()
+            .chain(&sources.tests)
+            .map(module_of)
+            .collect();
+        if let Err(error) = parse_modules(&all) {
+            diags.push(diagnostic(sources, &error, None));
+        }
+    }
+    diags
+}
+
+/// Every reference to the request body, which the sidecar never provides.
+fn body_reference_diagnostics(sources: &PolicySources) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
     for file in &sources.modules {
         for reference in body_references(&file.source) {
             diags.push(
@@ -50,13 +76,12 @@ pub(crate) fn check(sources: &mut PolicySources, settings: &PolicySettings) -> V
             );
         }
     }
-    // Neither form of walk runs on the RVM (and regorus refuses the relation form as
-    // "unsafe", its other form prints scheduler noise): refuse it by name first.
-    let walks = walk_diagnostics(sources);
-    if !walks.is_empty() {
-        diags.extend(walks);
-        return diags;
-    }
+    diags
+}
+
+/// Compiles the policy the way the filter loads it and records the program, its input
+/// needs and engine in `sources`; a diagnostic with a hint when it does not compile.
+fn compile(sources: &mut PolicySources, settings: &PolicySettings) -> Option<Diagnostic> {
     let mut plugin = PluginConfig::new(sources.modules.iter().map(module_of).collect());
     plugin.entrypoint = settings.entrypoint.clone();
     if sources.data.is_object() {
@@ -87,21 +112,10 @@ pub(crate) fn check(sources: &mut PolicySources, settings: &PolicySettings) -> V
             ),
             _ => None,
         };
-            diags.push(diagnostic(sources, &error, hint));
+            return Some(diagnostic(sources, &error, hint));
         }
     }
-    if !parse_failed && !sources.tests.is_empty() {
-        let all: Vec<PolicyModule> = sources
-            .modules
-            .iter()
-            .chain(&sources.tests)
-            .map(module_of)
-            .collect();
-        if let Err(error) = parse_modules(&all) {
-            diags.push(diagnostic(sources, &error, None));
-        }
-    }
-    diags
+    None
 }
 
 /// regorus's RVM compiler refuses `walk` without a location: point at every call.

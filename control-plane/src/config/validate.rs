@@ -8,67 +8,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::attestation::{attestation_settings, join_tokens};
+use super::ctx::Ctx;
 use super::diag::{clip, Diagnostic, Diagnostics};
-use super::files::{Files, Parsed};
+use super::files::Files;
 use super::raw::{RawCa, RawWarden};
 use super::workloads::{cross_checks, workload};
 use super::{
     duration, policy_check, CaSettings, Config, EscapedSlashes, PolicyMode, PolicySettings,
     PolicySources, ServerSettings,
 };
-use crate::identity::ca::Upstream;
 use crate::identity::{CaError, CaParams, KeyType, SystemClock, TrustDomain, UpstreamCa};
-
-/// Collects diagnostics for one file.
-pub(super) struct Ctx<'a, T> {
-    pub(super) file: &'a Parsed<T>,
-    pub(super) diags: &'a mut Vec<Diagnostic>,
-}
-
-impl<T> Ctx<'_, T> {
-    pub(super) fn error(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
-        let mut d = Diagnostic::at(&self.file.path, self.file.spans().value(path), message);
-        d.hint = hint;
-        self.diags.push(d);
-    }
-
-    pub(super) fn addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
-        match text.parse() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                self.error(
-                    path,
-                    format!("`{text}` is not an IP:port address"),
-                    Some("write it like 127.0.0.1:15001 (host names are not accepted here)".into()),
-                );
-                None
-            }
-        }
-    }
-
-    /// A lifetime, within the bounds every lifetime shares ([`duration::parse_ttl`]).
-    pub(super) fn ttl(&mut self, path: &str, text: Option<&str>, default: Duration) -> Duration {
-        match text.map(duration::parse_ttl) {
-            None => default,
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                self.error(
-                    path,
-                    format!("invalid duration: {e}"),
-                    Some("examples: 90s, 10m, 1h, 7d; lifetimes are 10s to 3650d".into()),
-                );
-                default
-            }
-        }
-    }
-
-    pub(super) fn warning(&mut self, path: &str, message: impl Into<String>, hint: String) {
-        let d = Diagnostic::at(&self.file.path, self.file.spans().value(path), message)
-            .hint(hint)
-            .warning();
-        self.diags.push(d);
-    }
-}
 
 pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnostics> {
     let mut diags = std::mem::take(&mut files.diagnostics);
@@ -285,7 +234,7 @@ fn check_upstream_ca(td: &TrustDomain, ca: &CaSettings, ctx: &mut Ctx<'_, RawWar
         state_dir: ca.state_dir.clone(),
         upstream: ca.upstream.clone(),
     };
-    match Upstream::load_checked(&params, &SystemClock) {
+    match crate::identity::check_upstream(&params, &SystemClock) {
         Ok(_) => {}
         Err(CaError::UpstreamUnusable(d)) => {
             for defect in d.defects {

@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::ctx::Ctx;
 use super::diag::{Diagnostic, Diagnostics};
 use super::files::parse_yaml;
-use super::validate::Ctx;
 use super::{duration, Config};
 use crate::identity::{Entry, Selector, SpiffeId};
 

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use super::ctx::Ctx;
 use super::diag::{clip, did_you_mean, Diagnostic};
 use super::files::{Files, Parsed};
 use super::raw::RawWorkload;
-use super::validate::Ctx;
 use super::{AttestMethod, Inbound, ServerSettings, Upstream, Workload};
 use crate::identity::TrustDomain;
 
@@ -44,6 +44,32 @@ pub(super) fn workload(
     ctx: &mut Ctx<'_, RawWorkload>,
 ) -> Option<Workload> {
     let raw = &file.value;
+    let names_ok = check_names(raw, ctx);
+    let spiffe_id = spiffe_id(raw, td, ctx);
+    let admin = ctx.addr("sidecar.admin", &raw.sidecar.admin);
+    let listen = ctx.addr("inbound.listen", &raw.inbound.listen);
+    let app = ctx.addr("inbound.app", &raw.inbound.app);
+    let upstreams = upstreams(raw, ctx);
+    let attestation = attestation(raw, ctx);
+    let ok = names_ok && upstreams.is_some() && attestation.is_some();
+    Some(Workload {
+        attestation: attestation?,
+        name: raw.name.clone(),
+        spiffe_id: spiffe_id?,
+        node_id: raw.node_id.clone().unwrap_or_else(|| raw.name.clone()),
+        sidecar_admin: admin?,
+        inbound: Inbound {
+            listen: listen?,
+            app: app?,
+        },
+        upstreams: upstreams?,
+        file: file.path.clone(),
+    })
+    .filter(|_| ok)
+}
+
+/// The workload name and node id; `false` after reporting a bad one.
+fn check_names(raw: &RawWorkload, ctx: &mut Ctx<'_, RawWorkload>) -> bool {
     let mut ok = true;
     if !is_workload_name(&raw.name) {
         ctx.error(
@@ -61,7 +87,16 @@ pub(super) fn workload(
         );
         ok = false;
     }
-    let spiffe_id = match td.map(|td| td.parse_workload(&raw.spiffe_id)) {
+    ok
+}
+
+/// The workload's SPIFFE ID in `td` (`None` without a trust domain or after an error).
+fn spiffe_id(
+    raw: &RawWorkload,
+    td: Option<&TrustDomain>,
+    ctx: &mut Ctx<'_, RawWorkload>,
+) -> Option<crate::identity::SpiffeId> {
+    match td.map(|td| td.parse_workload(&raw.spiffe_id)) {
         None => None,
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => {
@@ -78,11 +113,13 @@ pub(super) fn workload(
             );
             None
         }
-    };
-    let admin = ctx.addr("sidecar.admin", &raw.sidecar.admin);
-    let listen = ctx.addr("inbound.listen", &raw.inbound.listen);
-    let app = ctx.addr("inbound.app", &raw.inbound.app);
+    }
+}
+
+/// The upstreams with their listen addresses (`None` after reporting a bad address).
+fn upstreams(raw: &RawWorkload, ctx: &mut Ctx<'_, RawWorkload>) -> Option<Vec<Upstream>> {
     let mut upstreams = Vec::new();
+    let mut ok = true;
     for (i, u) in raw.upstreams.iter().enumerate() {
         if let Some(l) = ctx.addr(&format!("upstreams[{i}].listen"), &u.listen) {
             upstreams.push(Upstream {
@@ -93,48 +130,38 @@ pub(super) fn workload(
             ok = false;
         }
     }
-    let attestation = match &raw.attestation {
-        None => AttestMethod::ALL.to_vec(),
-        Some(list) => {
-            let mut out = Vec::new();
-            for (i, m) in list.iter().enumerate() {
-                match AttestMethod::ALL.iter().find(|k| k.as_str() == m) {
-                    Some(k) => out.push(*k),
-                    None => {
-                        ctx.error(
-                            &format!("attestation[{i}]"),
-                            format!("unknown attestation method `{m}`"),
-                            Some("use `join_token` and/or `kubernetes`".into()),
-                        );
-                        ok = false;
-                    }
-                }
-            }
-            if list.is_empty() {
+    ok.then_some(upstreams)
+}
+
+/// The attestation methods (all when unset; `None` after reporting a bad list).
+fn attestation(raw: &RawWorkload, ctx: &mut Ctx<'_, RawWorkload>) -> Option<Vec<AttestMethod>> {
+    let Some(list) = &raw.attestation else {
+        return Some(AttestMethod::ALL.to_vec());
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, m) in list.iter().enumerate() {
+        match AttestMethod::ALL.iter().find(|k| k.as_str() == m) {
+            Some(k) => out.push(*k),
+            None => {
                 ctx.error(
-                    "attestation",
-                    "a workload needs at least one attestation method",
-                    Some("e.g. attestation: [join_token]".into()),
+                    &format!("attestation[{i}]"),
+                    format!("unknown attestation method `{m}`"),
+                    Some("use `join_token` and/or `kubernetes`".into()),
                 );
                 ok = false;
             }
-            out
         }
-    };
-    Some(Workload {
-        attestation,
-        name: raw.name.clone(),
-        spiffe_id: spiffe_id?,
-        node_id: raw.node_id.clone().unwrap_or_else(|| raw.name.clone()),
-        sidecar_admin: admin?,
-        inbound: Inbound {
-            listen: listen?,
-            app: app?,
-        },
-        upstreams,
-        file: file.path.clone(),
-    })
-    .filter(|_| ok)
+    }
+    if list.is_empty() {
+        ctx.error(
+            "attestation",
+            "a workload needs at least one attestation method",
+            Some("e.g. attestation: [join_token]".into()),
+        );
+        ok = false;
+    }
+    ok.then_some(out)
 }
 
 /// Checks across workloads: unique names, ids and node ids, known upstreams, port clashes.

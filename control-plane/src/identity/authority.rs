@@ -51,7 +51,7 @@ impl Authority {
     /// Load the CAs from the state directory, or create a first CA if it holds none.
     pub fn load_or_init(params: &CaParams, clock: &dyn Clock) -> Result<Self, CaError> {
         // Checked before the state directory is touched (no expired intermediate on disk).
-        let upstream = Upstream::load_checked(params, clock)?;
+        let upstream = super::upstream_check::load_checked(params, clock)?;
         let state = match state::load(&params.state_dir)? {
             Some(state) => state,
             None => {

@@ -19,7 +19,8 @@ use x509_parser::certificate::X509Certificate;
 use zeroize::Zeroizing;
 
 use super::keys::{self, KeyError, KeyType};
-use super::state::{self, CaSlot, CaState, StateError, STATE_FILE};
+pub(crate) use super::pem::{der_to_pem, pem_certs};
+use super::state::{CaSlot, CaState, StateError, STATE_FILE};
 use super::svid::{self, Svid, SvidParams, BACKDATE};
 use super::{Clock, TrustBundle, TrustDomain};
 
@@ -71,7 +72,7 @@ pub enum CaError {
     #[error("{id} has no path; a leaf SVID's ID needs one (X509-SVID spec §3.1)")]
     LeafWithoutPath { id: String },
     #[error(transparent)]
-    UpstreamUnusable(#[from] super::upstream_check::UpstreamDefects),
+    UpstreamUnusable(#[from] super::upstream_defect::UpstreamDefects),
     #[error("CA ttl {0:?} is too long")]
     TtlTooLong(Duration),
     #[error("building a certificate failed: {0}")]
@@ -97,23 +98,6 @@ pub struct Ca {
 }
 
 impl Ca {
-    /// Load the CA from `params.state_dir`, or create and persist a new one there.
-    pub fn load_or_init(params: &CaParams, clock: &dyn Clock) -> Result<Ca, CaError> {
-        let upstream = Upstream::load_checked(params, clock)?;
-        let state = match state::load(&params.state_dir)? {
-            Some(state) => state,
-            None => {
-                let slot = create(params, upstream.as_ref(), clock)?;
-                let state = CaState::new(params.trust_domain.to_string(), slot);
-                state::save(&params.state_dir, &state)?;
-                tracing::info!(state_dir = %params.state_dir.display(), "created a new CA");
-                state
-            }
-        };
-        check_trust_domain(params, &state)?;
-        Ca::from_slot(params, &state.current, upstream.as_ref(), clock)
-    }
-
     /// Load one CA generation from its slot (checks key, certificate, upstream signature
     /// and expiry).
     pub(crate) fn from_slot(
@@ -379,20 +363,6 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    /// Load the upstream CA of `params`, if any, and check that it can work (see
-    /// `upstream_check`) before anything is written to the state directory.
-    pub(crate) fn load_checked(
-        params: &CaParams,
-        clock: &dyn Clock,
-    ) -> Result<Option<Upstream>, CaError> {
-        let Some(files) = &params.upstream else {
-            return Ok(None);
-        };
-        let up = Upstream::load(files)?;
-        super::upstream_check::check(&up, params, clock)?;
-        Ok(Some(up))
-    }
-
     /// The certificate file's chain, DER, upstream signer first.
     pub(crate) fn chain(&self) -> &[Vec<u8>] {
         &self.chain_der
@@ -450,34 +420,11 @@ impl Upstream {
     }
 }
 
-/// All certificates in a PEM text, as DER.
-pub(crate) fn pem_certs(text: &str) -> Result<Vec<Vec<u8>>, String> {
-    let mut out = Vec::new();
-    for pem in x509_parser::pem::Pem::iter_from_buffer(text.as_bytes()) {
-        let pem = pem.map_err(|e| format!("bad PEM: {e}"))?;
-        if pem.label == "CERTIFICATE" {
-            out.push(pem.contents);
-        }
-    }
-    Ok(out)
-}
-
+/// A DER certificate, parsed.
 fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     x509_parser::parse_x509_certificate(der)
         .map(|(_, cert)| cert)
         .map_err(|e| format!("not a valid X.509 certificate: {e}"))
-}
-
-pub(crate) fn der_to_pem(der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
 }
 
 #[cfg(test)]

@@ -165,80 +165,15 @@ impl CaStatus {
 
     /// The state in plain words, one clause per CA.
     pub fn summary(&self) -> String {
-        let now = self.now_unix;
-        let short = |s: &str| s.chars().take(8).collect::<String>() + "…";
-        let mut parts = vec![if self.current.not_after_unix <= now {
-            format!(
-                "current CA {} EXPIRED at {} ({} ago): it can no longer sign SVIDs, every renewal fails",
-                short(&self.current.serial),
-                self.current.not_after,
-                human(now - self.current.not_after_unix)
-            )
-        } else {
-            format!(
-                "current CA {} signs SVIDs, expires in {} ({})",
-                short(&self.current.serial),
-                human(self.current.not_after_unix.saturating_sub(now)),
-                self.current.not_after
-            )
-        }];
+        let mut parts = vec![self.current_part()];
         if !self.left_behind.is_empty() {
             parts.push(format!(
                 "activated at the deadline without the ACK of {} (left behind: pushed the new bundle again, their mTLS with peers fails until they ACK it)",
                 self.left_behind.join(", ")
             ));
         }
-        let deadline = self
-            .activate_by
-            .as_ref()
-            .map(|d| format!("; activates anyway at {d}"))
-            .unwrap_or_default();
-        match &self.next {
-            None => parts.push(format!(
-                "no next CA yet (prepared automatically at {})",
-                self.prepare_at
-            )),
-            Some(n) => {
-                let ago = human(now.saturating_sub(n.prepared_at_unix.unwrap_or(now)));
-                let published = match &self.nodes {
-                    None => "node ACKs unknown offline".to_string(),
-                    Some(acks) => format!(
-                        "published to {}/{} connected nodes",
-                        acks.connected.len()
-                            - self.activation_blocked_by.len().min(acks.connected.len()),
-                        acks.connected.len()
-                    ),
-                };
-                let can = match &self.refusals.activate {
-                    None if self.nodes.is_none() => format!(
-                        "activation is up to the running control plane, once every Envoy has ACKed it (automatically at {})",
-                        self.activate_at
-                    ),
-                    None => format!("can activate now (automatically at {})", self.activate_at),
-                    Some(_) if !self.activation_blocked_by.is_empty() => format!(
-                        "waiting for {} to ACK before it can activate{deadline}",
-                        self.activation_blocked_by.join(", ")
-                    ),
-                    Some(reason) => format!("cannot activate yet: {reason}"),
-                };
-                parts.push(format!(
-                    "next CA {} prepared {ago} ago, {published}, {can}",
-                    short(&n.serial)
-                ));
-            }
-        }
-        for r in &self.retired {
-            let when = if r.retire_after_unix <= now {
-                "its SVIDs have expired, it leaves the bundle at the next tick (or `warden ca retire`)".to_string()
-            } else {
-                format!(
-                    "leaves the bundle at {} (in {}) when its last SVID expires",
-                    r.retire_after,
-                    human(r.retire_after_unix - now)
-                )
-            };
-            parts.push(format!("retired CA {} {when}", short(&r.serial)));
-        }
+        parts.push(self.next_part());
+        parts.extend(self.retired.iter().map(|r| self.retired_part(r)));
         format!(
             "{}.\nbundle sequence {} holds {} authorit{}; phase: {}.",
             parts.join(";\n"),
@@ -255,6 +190,80 @@ impl CaStatus {
                 Phase::Activated => "activated (old CA still trusted)",
             }
         )
+    }
+
+    fn current_part(&self) -> String {
+        let now = self.now_unix;
+        if self.current.not_after_unix <= now {
+            format!(
+                "current CA {} EXPIRED at {} ({} ago): it can no longer sign SVIDs, every renewal fails",
+                short(&self.current.serial),
+                self.current.not_after,
+                human(now - self.current.not_after_unix)
+            )
+        } else {
+            format!(
+                "current CA {} signs SVIDs, expires in {} ({})",
+                short(&self.current.serial),
+                human(self.current.not_after_unix.saturating_sub(now)),
+                self.current.not_after
+            )
+        }
+    }
+
+    fn next_part(&self) -> String {
+        let now = self.now_unix;
+        let Some(n) = &self.next else {
+            return format!(
+                "no next CA yet (prepared automatically at {})",
+                self.prepare_at
+            );
+        };
+        let ago = human(now.saturating_sub(n.prepared_at_unix.unwrap_or(now)));
+        let published = match &self.nodes {
+            None => "node ACKs unknown offline".to_string(),
+            Some(acks) => format!(
+                "published to {}/{} connected nodes",
+                acks.connected.len() - self.activation_blocked_by.len().min(acks.connected.len()),
+                acks.connected.len()
+            ),
+        };
+        let deadline = self
+            .activate_by
+            .as_ref()
+            .map(|d| format!("; activates anyway at {d}"))
+            .unwrap_or_default();
+        let can = match &self.refusals.activate {
+            None if self.nodes.is_none() => format!(
+                "activation is up to the running control plane, once every Envoy has ACKed it (automatically at {})",
+                self.activate_at
+            ),
+            None => format!("can activate now (automatically at {})", self.activate_at),
+            Some(_) if !self.activation_blocked_by.is_empty() => format!(
+                "waiting for {} to ACK before it can activate{deadline}",
+                self.activation_blocked_by.join(", ")
+            ),
+            Some(reason) => format!("cannot activate yet: {reason}"),
+        };
+        format!(
+            "next CA {} prepared {ago} ago, {published}, {can}",
+            short(&n.serial)
+        )
+    }
+
+    fn retired_part(&self, r: &RetiredStatus) -> String {
+        let now = self.now_unix;
+        let when = if r.retire_after_unix <= now {
+            "its SVIDs have expired, it leaves the bundle at the next tick (or `warden ca retire`)"
+                .to_string()
+        } else {
+            format!(
+                "leaves the bundle at {} (in {}) when its last SVID expires",
+                r.retire_after,
+                human(r.retire_after_unix - now)
+            )
+        };
+        format!("retired CA {} {when}", short(&r.serial))
     }
 }
 
@@ -273,4 +282,8 @@ pub fn human(secs: u64) -> String {
             h => format!("{}d{h}h", d / 86_400),
         },
     }
+}
+/// The first eight characters of a serial, for humans.
+fn short(serial: &str) -> String {
+    serial.chars().take(8).collect::<String>() + "…"
 }

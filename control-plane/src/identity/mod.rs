@@ -4,19 +4,24 @@
 //! Time is injected through [`Clock`] so certificate code never reads the system clock
 //! itself. The only I/O here is the CA's state directory (`state.rs`). CA rotation: the
 //! pure rules in `rotation.rs`, the set of CA generations in `authority.rs`, its status in
-//! plain words in `ca_status.rs`.
+//! plain words in `ca_status.rs`. When anything Warden issues is renewed (sidecar and
+//! Workload API SVIDs, the serving certificate, JWT keys): `renewal.rs`, the one rule.
 
 mod authority;
 mod bundle;
 pub(crate) mod ca;
+mod ca_load;
 mod ca_status;
 mod keys;
+mod pem;
+pub mod renewal;
 pub mod rotation;
 mod selector;
 mod spiffe_id;
 mod state;
 mod svid;
 mod upstream_check;
+mod upstream_defect;
 
 use std::time::SystemTime;
 
@@ -29,7 +34,8 @@ pub use selector::{Entry, Selector, SelectorError};
 pub use spiffe_id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN};
 pub(crate) use svid::BACKDATE;
 pub use svid::{Svid, SvidParams};
-pub use upstream_check::{UpstreamDefect, UpstreamDefects};
+pub(crate) use upstream_check::load_checked as check_upstream;
+pub use upstream_defect::{UpstreamDefect, UpstreamDefects};
 
 /// Source of the current time. Injected so rotation and expiry logic can be tested with
 /// a fixed or paused clock.

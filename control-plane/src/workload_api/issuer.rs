@@ -1,5 +1,7 @@
-//! Keeps one current X.509-SVID per workload entry, re-minted after `renew_fraction` of
-//! its lifetime (with +-10% jitter so entries don't renew in lockstep), and follows the
+//! Keeps one current X.509-SVID per workload entry, re-minted by the sidecar rule of
+//! `identity::renewal` (at `renew_fraction` of its life counted from issuance, spread
+//! ±10 % of that per entry and serial; failed re-mints retried with capped backoff), and
+//! follows the
 //! control plane: a CA rotation (new signer or a changed trust bundle) and a reloaded
 //! `workload-api.yaml` (entries added, changed or removed) take effect on the next
 //! [`Issuer::tick`]. Every visible change bumps an epoch on a `watch` channel; open
@@ -9,7 +11,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
-use rand::Rng;
 use tokio::sync::watch;
 
 use super::attest::{Caller, Entry};
@@ -17,12 +18,12 @@ use super::jwt::{JwtError, Validated};
 use super::jwt_keys::JwtKeys;
 use super::pem;
 use crate::config::Config;
-use crate::identity::{Ca, CaError, Clock, SvidParams, TrustBundle};
+use crate::identity::renewal::{backoff, Rule};
+use crate::identity::{Ca, CaError, Clock, Svid, SvidParams, TrustBundle};
 
-/// First retry delay after a failed re-mint; doubles up to [`MAX_RETRY`].
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-/// Longest wait between re-mint attempts while the current SVID is still valid.
-const MAX_RETRY: Duration = Duration::from_secs(30);
+/// The soonest a renewal is scheduled after minting (an SVID already past its renewal
+/// point, e.g. cut short by the CA's own expiry, must not spin).
+const MIN_RENEWAL_WAIT: Duration = Duration::from_secs(1);
 
 /// Where the Workload API gets its signer, trust bundle and config: in `warden serve` the
 /// control plane (whose active CA and bundle change when the CA rotates, and whose config
@@ -220,7 +221,7 @@ impl Issuer {
                 }
                 Err(err) => {
                     slot.failures += 1;
-                    let wait = retry_delay(slot.failures);
+                    let wait = backoff(slot.failures);
                     slot.due = now + wait;
                     let left = slot.svid.not_after.duration_since(now).unwrap_or_default();
                     tracing::warn!(workload = %slot.entry.name, %err, retry_in_s = wait.as_secs(), expires_in_s = left.as_secs(), "re-minting the X.509-SVID failed; the current one is kept");
@@ -343,8 +344,7 @@ fn mint(
         ttl: lifetimes.x509_ttl,
     };
     let svid = ca.mint(&params, clock)?;
-    let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
-    let due = now + renew_after(now, svid.not_after, lifetimes.renew_fraction, jitter);
+    let due = renewal_due(&entry.name, &svid, lifetimes.renew_fraction, now);
     let minted = Minted {
         spiffe_id: svid.id.to_string(),
         serial_hex: svid.serial_hex.clone(),
@@ -355,23 +355,17 @@ fn mint(
     Ok((Arc::new(minted), due))
 }
 
-/// When to renew: `fraction` of the remaining lifetime after minting, scaled by
-/// `1 + 0.1 * jitter` (`jitter` in -1 ..= 1), never less than one second.
-pub fn renew_after(
-    minted_at: SystemTime,
-    not_after: SystemTime,
-    fraction: f64,
-    jitter: f64,
-) -> Duration {
-    let life = not_after.duration_since(minted_at).unwrap_or_default();
-    let scaled = life.as_secs_f64() * fraction * (1.0 + 0.1 * jitter.clamp(-1.0, 1.0));
-    Duration::from_secs_f64(scaled.max(1.0))
-}
-
-/// Capped exponential backoff after `failures` consecutive failed re-mints.
-pub fn retry_delay(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    FIRST_RETRY.saturating_mul(1 << exp).min(MAX_RETRY)
+/// When to renew the SVID minted for `entry_name` at `now`: the renewal rule's point for
+/// `fraction`, never sooner than [`MIN_RENEWAL_WAIT`] from now.
+pub fn renewal_due(entry_name: &str, svid: &Svid, fraction: f64, now: SystemTime) -> SystemTime {
+    Rule::at_fraction(fraction)
+        .renew_at(
+            entry_name,
+            &svid.serial_hex,
+            svid.not_before,
+            svid.not_after,
+        )
+        .max(now + MIN_RENEWAL_WAIT)
 }
 
 #[cfg(test)]

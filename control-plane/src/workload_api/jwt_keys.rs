@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::jwt::{self, unix, JwtError, JwtKey, Validated};
+use crate::identity::renewal;
 use crate::identity::SpiffeId;
 
 /// File name of the key set inside the CA state directory.
@@ -224,7 +225,7 @@ impl JwtKeys {
             return Ok(steps);
         };
         let prepared = self.slots.iter().position(|s| s.activated.is_none());
-        if prepared.is_none() && t >= since + life / 2 {
+        if prepared.is_none() && t >= prepare_at(since, life) {
             let key = JwtKey::generate()?;
             steps.push(KeyStep::Prepared {
                 kid: key.kid().to_string(),
@@ -270,6 +271,19 @@ impl JwtKeys {
     /// Number of published keys (for status and tests).
     pub fn published(&self) -> usize {
         self.slots.len()
+    }
+}
+
+/// When the next key is prepared (UNIX seconds): the renewal point of the active key's
+/// life, at one half and without spread (there is one key per trust domain, nothing to
+/// keep out of step; validators need the next key in the bundle early).
+fn prepare_at(since: u64, life: u64) -> u64 {
+    let at = |secs: u64| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs));
+    match (at(since), at(since.saturating_add(life))) {
+        (Some(from), Some(to)) => renewal::point(from, to, 500)
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(since, |d| d.as_secs()),
+        _ => since.saturating_add(life / 2),
     }
 }
 

@@ -186,15 +186,15 @@ fn bind(path: &Path) -> Result<UnixListener, WorkloadApiError> {
 
 /// In `warden serve` the Workload API follows the control plane: its active CA, its trust
 /// bundle and its (reloaded) config.
-impl IdentitySource for crate::xds::control::ControlPlane {
+impl IdentitySource for crate::plane::ControlPlane {
     fn signer(&self) -> Arc<crate::identity::Ca> {
         self.ca()
     }
     fn bundle(&self) -> crate::identity::TrustBundle {
         // Every CA in the bundle (current, prepared next, retired until their SVIDs expire).
-        crate::xds::control::ControlPlane::bundle(self)
+        crate::plane::ControlPlane::bundle(self)
     }
     fn config(&self) -> Arc<Config> {
-        crate::xds::control::ControlPlane::config(self)
+        crate::plane::ControlPlane::config(self)
     }
 }

@@ -28,8 +28,8 @@ use super::{AttestingAuthorizer, Shared};
 use crate::attest::generate_token;
 use crate::config::{self, tokens_file};
 use crate::identity::{Clock, SystemClock};
+use crate::plane::ControlPlane;
 use crate::xds::cache::Cache;
-use crate::xds::control::ControlPlane;
 use crate::xds::metrics::Metrics;
 use crate::xds::status::StatusRegistry;
 use crate::xds::types::ResourceType;
@@ -149,8 +149,13 @@ async fn start(dir: &Path) -> Server {
         authorizer: Arc::new(auth),
         max_stream_age: None,
     };
-    let (cp, _) =
-        ControlPlane::start(cfg, "/m.wasm".into(), clock.clone(), shared.clone()).unwrap();
+    let (cp, _) = ControlPlane::start(
+        cfg,
+        "/m.wasm".into(),
+        clock.clone(),
+        crate::test_support::handles(&shared),
+    )
+    .unwrap();
     let svid = tls::mint_server_svid(&cp.ca(), Duration::from_secs(3600), clock.as_ref()).unwrap();
     let cert = Arc::new(ServerCert::new(tls::certified_key(&svid).unwrap()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

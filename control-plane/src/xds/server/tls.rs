@@ -1,7 +1,7 @@
 //! TLS for the ADS endpoint: the control plane serves with its own X.509-SVID
 //! (`spiffe://<td>/warden/control-plane`), minted from the active CA and swapped in place
-//! at half its life, so renewal needs no restart and open connections keep the
-//! certificate they were handshaken with.
+//! when the core renews it (`plane::serving_cert`, the sidecar rule), so renewal needs no
+//! restart and open connections keep the certificate they were handshaken with.
 //!
 //! The pieces: [`ServerCert`], a rustls `ResolvesServerCert` whose certificate can be
 //! replaced at any time; [`server_config`] (TLS 1.2/1.3, ALPN `h2` as gRPC requires); and
@@ -10,7 +10,7 @@
 //! client never holds up the others.
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -124,37 +124,6 @@ pub fn server_config(cert: Arc<ServerCert>) -> Result<Arc<rustls::ServerConfig>,
         .with_cert_resolver(cert);
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(cfg))
-}
-
-/// Keeps `cert` fresh: re-mints from the CA `ca()` returns (the active one) at half the
-/// current certificate's life; retries a failed mint every 10 s. Runs until dropped.
-pub async fn renew_forever(
-    cert: Arc<ServerCert>,
-    mut not_before: SystemTime,
-    mut not_after: SystemTime,
-    ttl: Duration,
-    ca: impl Fn() -> Arc<Ca>,
-    clock: Arc<dyn Clock>,
-) {
-    loop {
-        let due = crate::xds::control::refresh_at(not_before, not_after);
-        let wait = due.duration_since(clock.now()).unwrap_or(Duration::ZERO);
-        tokio::time::sleep(wait).await;
-        match mint_server_svid(&ca(), ttl, clock.as_ref()).and_then(|s| Ok((certified_key(&s)?, s)))
-        {
-            Ok((key, svid)) => {
-                cert.replace(key);
-                (not_before, not_after) = (svid.not_before, svid.not_after);
-                tracing::info!(serial = %svid.serial_hex, id = %svid.id, "xDS serving certificate renewed");
-            }
-            Err(e) => {
-                tracing::error!("xDS serving certificate renewal failed (retrying in 10s): {e}");
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                // Retry soon: pretend the current one is already due.
-                not_after = not_before;
-            }
-        }
-    }
 }
 
 /// Accepts TCP connections on `listener` and yields those whose TLS handshake

@@ -7,13 +7,14 @@ use std::time::{Duration, SystemTime};
 
 use super::tests::{ack, start};
 use super::*;
-use crate::test_support::{shared, ManualClock};
+use crate::plane::XdsHandles;
+use crate::test_support::ManualClock;
 use crate::xds::types::ResourceType;
 
 const LAGGARD: &str = "database-sidecar";
 
 fn every_svid_is_valid_after(cp: &ControlPlane, now: SystemTime) {
-    for (w, s) in &cp.lock().svids {
+    for (w, s) in &cp.lock().book.svids {
         assert!(
             s.not_after > now,
             "{w}: notAfter {:?} <= {now:?}",
@@ -27,7 +28,7 @@ fn a_node_that_never_acks_blocks_activation_only_until_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = SystemTime::now();
     let clock = Arc::new(ManualClock::at(t0));
-    let sh = shared();
+    let sh = XdsHandles::default();
     let cp = start(dir.path(), clock.clone(), &sh);
     for n in ["backend-sidecar", LAGGARD, "frontend-sidecar"] {
         sh.status.connected(&NodeId::new(n), "sotw");
@@ -92,7 +93,7 @@ fn an_expired_ca_fails_renewals_visibly_and_never_hands_out_an_expired_svid() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = SystemTime::now();
     let clock = Arc::new(ManualClock::at(t0));
-    let sh = shared();
+    let sh = XdsHandles::default();
     let cp = start(dir.path(), clock.clone(), &sh);
     let expired_at = cp.ca().not_after();
     let later = expired_at + Duration::from_secs(10);
@@ -104,7 +105,7 @@ fn an_expired_ca_fails_renewals_visibly_and_never_hands_out_an_expired_svid() {
     let words = cp.ca_status().summary();
     assert!(words.contains("EXPIRED"), "{words}");
     assert!(!words.contains("expires in 0s"), "{words}");
-    for s in cp.lock().svids.values() {
+    for s in cp.lock().book.svids.values() {
         assert!(s.not_after <= expired_at, "nothing new was minted");
     }
 
@@ -121,7 +122,7 @@ fn an_expired_ca_fails_renewals_visibly_and_never_hands_out_an_expired_svid() {
     // 3 workloads retried after 1, 2 and 4 s: 9 failures, not 30.
     assert!((3..=12).contains(&retried), "{retried} failures in 10 s");
     assert!(sh.metrics.render().contains("warden_ca_expired 1"));
-    for s in cp.lock().svids.values() {
+    for s in cp.lock().book.svids.values() {
         assert!(s.not_after <= expired_at, "nothing new was minted");
     }
 }
@@ -131,7 +132,7 @@ fn a_restart_past_the_activation_point_waits_for_nodes_to_reconnect_before_activ
     let dir = tempfile::tempdir().unwrap();
     let t0 = SystemTime::now();
     let clock = Arc::new(ManualClock::at(t0));
-    let sh = shared();
+    let sh = XdsHandles::default();
     let cp = start(dir.path(), clock.clone(), &sh);
     clock.set(t0 + Duration::from_secs(3001));
     assert_eq!(cp.tick().step, Some(Step::Prepare));
@@ -139,7 +140,7 @@ fn a_restart_past_the_activation_point_waits_for_nodes_to_reconnect_before_activ
     drop(cp);
     // The control plane restarts past the activation point: no node has reconnected yet.
     clock.set(rs.activate_at() + Duration::from_secs(1));
-    let sh = shared();
+    let sh = XdsHandles::default();
     let cp = start(dir.path(), clock.clone(), &sh);
     assert_eq!(
         cp.tick().step,

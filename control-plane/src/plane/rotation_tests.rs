@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::config::Config;
-use crate::test_support::{sample_mesh, shared, ManualClock};
-use crate::xds::server::Shared;
+use crate::plane::XdsHandles;
+use crate::test_support::{sample_mesh, ManualClock};
 use crate::xds::types::ResourceType;
 
 /// The sample mesh with a 6000 s CA and 600 s SVIDs, state in `state`.
@@ -19,7 +19,7 @@ pub(super) fn mesh(state: &Path) -> Config {
     cfg
 }
 
-pub(super) fn start(state: &Path, clock: Arc<ManualClock>, sh: &Shared) -> ControlPlane {
+pub(super) fn start(state: &Path, clock: Arc<ManualClock>, sh: &XdsHandles) -> ControlPlane {
     ControlPlane::start(mesh(state), "/m.wasm".into(), clock, sh.clone())
         .unwrap()
         .0
@@ -28,13 +28,13 @@ pub(super) fn start(state: &Path, clock: Arc<ManualClock>, sh: &Shared) -> Contr
 const NODES: [&str; 3] = ["backend-sidecar", "database-sidecar", "frontend-sidecar"];
 
 /// `node` connects and ACKs its current SDS version, as a stream task records it.
-pub(super) fn ack(sh: &Shared, node: &str) {
+pub(super) fn ack(sh: &XdsHandles, node: &str) {
     let id = NodeId::new(node);
     let v = sh.cache.get(&id).unwrap().version(ResourceType::Secret);
     sh.status.acked(&id, ResourceType::Secret, v.as_str());
 }
 
-fn connect_all(sh: &Shared) {
+fn connect_all(sh: &XdsHandles) {
     for n in NODES {
         sh.status.connected(&NodeId::new(n), "sotw");
         ack(sh, n);
@@ -45,7 +45,7 @@ fn connect_all(sh: &Shared) {
 fn activation_waits_until_every_connected_node_acked_the_new_bundle() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at(SystemTime::now()));
-    let sh = shared();
+    let sh = XdsHandles::default();
     let cp = start(dir.path(), clock.clone(), &sh);
     connect_all(&sh);
     let old = cp.ca();
@@ -75,7 +75,7 @@ fn activation_waits_until_every_connected_node_acked_the_new_bundle() {
     assert_eq!(st.retired[0].serial, old.serial_hex());
     // Every SVID was re-minted at once by the new CA.
     let new_ca = cp.ca();
-    for svid in cp.lock().svids.values() {
+    for svid in cp.lock().book.svids.values() {
         let leaf = crate::identity::ca::pem_certs(&svid.cert_chain_pem).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&leaf[0]).unwrap();
         let ca_der = crate::identity::ca::pem_certs(new_ca.certificate_pem()).unwrap();
@@ -88,7 +88,7 @@ fn activation_waits_until_every_connected_node_acked_the_new_bundle() {
 fn a_disconnected_node_does_not_block_activation() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at(SystemTime::now()));
-    let sh = shared();
+    let sh = XdsHandles::default();
     let cp = start(dir.path(), clock, &sh);
     connect_all(&sh);
     cp.ca_prepare().unwrap();
@@ -105,7 +105,7 @@ fn the_tick_prepares_activates_and_retires_on_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = SystemTime::now();
     let clock = Arc::new(ManualClock::at(t0));
-    let sh = shared();
+    let sh = XdsHandles::default();
     let cp = start(dir.path(), clock.clone(), &sh);
     connect_all(&sh);
     let s = |n: u64| t0 + Duration::from_secs(n);
@@ -143,10 +143,11 @@ fn a_failed_renewal_keeps_the_valid_svid_and_retries_with_backoff() {
     let state = dir.path().join("state");
     let t0 = SystemTime::now();
     let clock = Arc::new(ManualClock::at(t0));
-    let sh = shared();
+    let sh = XdsHandles::default();
     let cp = start(&state, clock.clone(), &sh);
     let serials: Vec<String> = cp
         .lock()
+        .book
         .svids
         .values()
         .map(|s| s.serial_hex.clone())
@@ -161,6 +162,7 @@ fn a_failed_renewal_keeps_the_valid_svid_and_retries_with_backoff() {
     assert_eq!((t.renewed.minted, t.renewed.failed), (0, 3));
     let kept: Vec<String> = cp
         .lock()
+        .book
         .svids
         .values()
         .map(|s| s.serial_hex.clone())
@@ -184,19 +186,19 @@ fn a_failed_renewal_keeps_the_valid_svid_and_retries_with_backoff() {
     std::fs::rename(&aside, &state).unwrap();
     clock.set(t0 + Duration::from_secs(343));
     assert_eq!(cp.tick().renewed.minted, 3);
-    assert!(cp.lock().failing.is_empty());
+    assert!(cp.lock().book.failing.is_empty());
 }
 
 #[test]
 fn a_restart_serves_the_same_cas_and_bundle() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::at(SystemTime::now()));
-    let sh = shared();
+    let sh = XdsHandles::default();
     let cp = start(dir.path(), clock.clone(), &sh);
     cp.ca_prepare().unwrap();
     let (serial, bundle) = (cp.ca().serial_hex().to_string(), cp.bundle());
     drop(cp);
-    let sh2 = shared();
+    let sh2 = XdsHandles::default();
     let cp2 = start(dir.path(), clock, &sh2);
     assert_eq!(cp2.ca().serial_hex(), serial);
     assert_eq!(cp2.bundle(), bundle);
@@ -211,7 +213,7 @@ fn short_lived_svids_renew_once_per_half_life_not_on_every_tick() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = SystemTime::now();
     let clock = Arc::new(ManualClock::at(t0));
-    let sh = shared();
+    let sh = XdsHandles::default();
     let mut cfg = mesh(dir.path());
     cfg.ca.svid_ttl = Duration::from_secs(20);
     let cp = ControlPlane::start(cfg, "/m.wasm".into(), clock.clone(), sh.clone())

@@ -2,29 +2,19 @@
 
 use std::path::Path;
 
+use super::publish::build_all;
 use super::*;
+use crate::config::Workload;
 use crate::xds::types::ResourceType;
 
-use crate::test_support::{sample_mesh as mesh, shared, ManualClock};
-
-#[test]
-fn refresh_is_at_half_the_lifetime() {
-    let nb = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-    let na = nb + Duration::from_secs(3600);
-    assert_eq!(refresh_at(nb, na), nb + Duration::from_secs(1800));
-    assert_eq!(
-        refresh_at(na, nb),
-        na,
-        "inverted validity refreshes at once"
-    );
-}
+use crate::test_support::{sample_mesh as mesh, ManualClock};
 
 #[test]
 fn renewal_at_half_life_changes_only_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let start = SystemTime::now();
     let clock = Arc::new(ManualClock::at(start));
-    let sh = shared();
+    let sh = XdsHandles::default();
     let (cp, applied) = ControlPlane::start(
         mesh(dir.path()),
         "/m.wasm".into(),
@@ -53,7 +43,7 @@ fn renewal_at_half_life_changes_only_secrets() {
 #[test]
 fn a_reload_pushes_only_changed_nodes_and_drops_removed_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let sh = shared();
+    let sh = XdsHandles::default();
     let cfg = mesh(dir.path());
     let (cp, _) = ControlPlane::start(
         cfg.clone(),
@@ -90,7 +80,7 @@ fn a_reload_pushes_only_changed_nodes_and_drops_removed_ones() {
 #[test]
 fn a_trust_domain_change_is_refused_and_the_last_good_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let sh = shared();
+    let sh = XdsHandles::default();
     let cfg = mesh(dir.path());
     let (cp, _) = ControlPlane::start(
         cfg.clone(),
@@ -117,7 +107,7 @@ fn a_renewal_pushes_only_the_nodes_whose_svid_changed() {
     let dir = tempfile::tempdir().unwrap();
     let start = SystemTime::now();
     let clock = Arc::new(ManualClock::at(start));
-    let sh = shared();
+    let sh = XdsHandles::default();
     let (cp, _) = ControlPlane::start(
         mesh(dir.path()),
         "/m.wasm".into(),
