@@ -39,6 +39,81 @@ impl TypeState {
     }
 }
 
+impl TypeState {
+    /// Reads the request's response nonce: an ACK or NACK of the last response, or a stale
+    /// nonce. Returns `(nack, ack)`.
+    fn on_response_nonce(
+        &mut self,
+        t: ResourceType,
+        req: &DeltaDiscoveryRequest,
+        events: &mut Vec<Event>,
+    ) -> (bool, bool) {
+        if req.response_nonce.is_empty() {
+            return (false, false);
+        }
+        let nonce = Nonce::new(req.response_nonce.as_str());
+        if self.last_nonce.as_ref() != Some(&nonce) {
+            events.push(Event::StaleNonce { t, nonce });
+            return (false, false);
+        }
+        if let Some(err) = &req.error_detail {
+            let sent = std::mem::take(&mut self.last_sent);
+            self.rejected.extend(sent);
+            events.push(Event::Nack {
+                t,
+                version: self.last_version.clone(),
+                nonce,
+                detail: err.message.clone(),
+            });
+            return (true, false);
+        }
+        // An ACK covers only this response's resources: with earlier ones still rejected,
+        // the node does not run the snapshot's version of this type (a rejected trust
+        // bundle must keep the node lagging for CA activation).
+        events.push(if self.rejected.is_empty() {
+            Event::Ack {
+                t,
+                version: self.last_version.clone(),
+                nonce,
+            }
+        } else {
+            Event::PartialAck {
+                t,
+                nonce,
+                still_rejected: self.rejected.iter().cloned().collect(),
+            }
+        });
+        (false, true)
+    }
+
+    /// Applies the request's subscribe / unsubscribe lists; true when the subscription
+    /// changed or names were (re)subscribed, which must be answered.
+    fn apply_subscriptions(&mut self, req: &DeltaDiscoveryRequest, first: bool) -> bool {
+        let before = (self.wildcard, self.names.clone());
+        for n in &req.resource_names_subscribe {
+            if n == "*" {
+                self.wildcard = true;
+            } else {
+                self.names.insert(n.clone());
+                if !first {
+                    // A (re)subscription must be answered even if we think the client has it.
+                    self.known.remove(n);
+                }
+            }
+        }
+        for n in &req.resource_names_unsubscribe {
+            if n == "*" {
+                self.wildcard = false;
+            } else {
+                self.names.remove(n);
+                self.known.remove(n);
+            }
+        }
+        let resubscribed = !first && !req.resource_names_subscribe.is_empty();
+        resubscribed || before != (self.wildcard, self.names.clone())
+    }
+}
+
 /// Protocol state of one delta stream.
 #[derive(Debug, Default)]
 pub struct DeltaState {
@@ -77,64 +152,8 @@ impl DeltaState {
                 .collect();
             st.wildcard = t.wildcard_by_default() && req.resource_names_subscribe.is_empty();
         }
-        let mut nack = false;
-        let mut ack = false;
-        if !req.response_nonce.is_empty() {
-            let nonce = Nonce::new(req.response_nonce.as_str());
-            if st.last_nonce.as_ref() != Some(&nonce) {
-                events.push(Event::StaleNonce { t, nonce });
-            } else if let Some(err) = &req.error_detail {
-                nack = true;
-                let sent = std::mem::take(&mut st.last_sent);
-                st.rejected.extend(sent);
-                events.push(Event::Nack {
-                    t,
-                    version: st.last_version.clone(),
-                    nonce,
-                    detail: err.message.clone(),
-                });
-            } else {
-                ack = true;
-                // An ACK covers only this response's resources: with earlier ones still
-                // rejected, the node does not run the snapshot's version of this type (a
-                // rejected trust bundle must keep the node lagging for CA activation).
-                events.push(if st.rejected.is_empty() {
-                    Event::Ack {
-                        t,
-                        version: st.last_version.clone(),
-                        nonce,
-                    }
-                } else {
-                    Event::PartialAck {
-                        t,
-                        nonce,
-                        still_rejected: st.rejected.iter().cloned().collect(),
-                    }
-                });
-            }
-        }
-        let before = (st.wildcard, st.names.clone());
-        for n in &req.resource_names_subscribe {
-            if n == "*" {
-                st.wildcard = true;
-            } else {
-                st.names.insert(n.clone());
-                if !first {
-                    // A (re)subscription must be answered even if we think the client has it.
-                    st.known.remove(n);
-                }
-            }
-        }
-        for n in &req.resource_names_unsubscribe {
-            if n == "*" {
-                st.wildcard = false;
-            } else {
-                st.names.remove(n);
-                st.known.remove(n);
-            }
-        }
-        let resubscribed = !first && !req.resource_names_subscribe.is_empty();
-        let subscription_changed = resubscribed || before != (st.wildcard, st.names.clone());
+        let (nack, ack) = st.on_response_nonce(t, req, &mut events);
+        let subscription_changed = st.apply_subscriptions(req, first);
         let mut out = Vec::new();
         if !nack || subscription_changed {
             out.extend(self.diff(t, snap, first, &mut events));
