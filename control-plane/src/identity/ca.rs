@@ -19,8 +19,11 @@ use x509_parser::certificate::X509Certificate;
 use zeroize::Zeroizing;
 
 use super::keys::{self, KeyError, KeyType};
+/// PEM reading and writing live in `identity::pem`; these names are the ones CA code uses.
+pub(crate) use super::pem::{cert_pem as der_to_pem, certs as pem_certs};
 use super::state::{self, CaSlot, CaState, StateError, STATE_FILE};
 use super::svid::{self, Svid, SvidParams, BACKDATE};
+pub(crate) use super::unix_time::unix_secs_ceil;
 use super::{Clock, TrustBundle, TrustDomain};
 
 /// How to find or create the CA.
@@ -138,7 +141,7 @@ impl Ca {
             )));
         }
         let der = pem_certs(&slot.cert_pem)
-            .map_err(invalid)?
+            .map_err(|e| invalid(e.to_string()))?
             .into_iter()
             .next()
             .ok_or_else(|| invalid("no CA certificate".into()))?;
@@ -281,21 +284,13 @@ impl Ca {
     pub fn signed_until(&self) -> Option<SystemTime> {
         match self.signed_until.load(Ordering::SeqCst) {
             0 => None,
-            s => Some(SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+            s => Some(super::from_unix_secs(s)),
         }
     }
 
     /// The trust domain this CA signs for.
     pub fn trust_domain(&self) -> &TrustDomain {
         &self.trust_domain
-    }
-}
-
-/// Seconds since the epoch, rounded up (an SVID's `notAfter` must never be under-counted).
-pub(crate) fn unix_secs_ceil(t: SystemTime) -> u64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_secs() + u64::from(d.subsec_nanos() > 0),
-        Err(_) => 0,
     }
 }
 
@@ -416,7 +411,7 @@ impl Upstream {
         };
         let cert_text = read(&files.cert)?;
         let key_text = read(&files.key)?;
-        let chain_der = pem_certs(&cert_text).map_err(|r| invalid(&files.cert, r))?;
+        let chain_der = pem_certs(&cert_text).map_err(|e| invalid(&files.cert, e.to_string()))?;
         let first = chain_der
             .first()
             .ok_or_else(|| invalid(&files.cert, "no PEM certificate found".into()))?;
@@ -450,34 +445,10 @@ impl Upstream {
     }
 }
 
-/// All certificates in a PEM text, as DER.
-pub(crate) fn pem_certs(text: &str) -> Result<Vec<Vec<u8>>, String> {
-    let mut out = Vec::new();
-    for pem in x509_parser::pem::Pem::iter_from_buffer(text.as_bytes()) {
-        let pem = pem.map_err(|e| format!("bad PEM: {e}"))?;
-        if pem.label == "CERTIFICATE" {
-            out.push(pem.contents);
-        }
-    }
-    Ok(out)
-}
-
 fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     x509_parser::parse_x509_certificate(der)
         .map(|(_, cert)| cert)
         .map_err(|e| format!("not a valid X.509 certificate: {e}"))
-}
-
-pub(crate) fn der_to_pem(der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
 }
 
 #[cfg(test)]

@@ -11,11 +11,13 @@ mod bundle;
 pub(crate) mod ca;
 mod ca_status;
 mod keys;
+pub(crate) mod pem;
 pub mod rotation;
 mod selector;
 mod spiffe_id;
 mod state;
 mod svid;
+mod unix_time;
 mod upstream_check;
 
 use std::time::SystemTime;
@@ -29,6 +31,7 @@ pub use selector::{Entry, Selector, SelectorError};
 pub use spiffe_id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN};
 pub(crate) use svid::BACKDATE;
 pub use svid::{Svid, SvidParams};
+pub use unix_time::{from_unix_secs, unix_secs, unix_secs_ceil, unix_secs_f64};
 pub use upstream_check::{UpstreamDefect, UpstreamDefects};
 
 /// Source of the current time. Injected so rotation and expiry logic can be tested with

@@ -1,4 +1,12 @@
+use std::time::UNIX_EPOCH;
+
+use serde_json::json;
+
 use super::*;
+
+fn b64_json(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(v.to_string())
+}
 
 const T0: Duration = Duration::from_secs(1_800_000_000);
 
