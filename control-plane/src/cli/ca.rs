@@ -278,4 +278,19 @@ mod tests {
             .unwrap();
         assert!(http(closed, "GET", "/ca/status").is_err());
     }
+
+    #[test]
+    fn an_answer_over_the_size_limit_is_refused() {
+        let huge: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{}",
+                MAX_BODY + 1,
+                "a".repeat(MAX_BODY + 1)
+            )
+            .into_boxed_str(),
+        );
+        let addr = serve_once(Some(huge), Duration::ZERO);
+        let err = http(addr, "GET", "/ca/status").unwrap_err();
+        assert!(err.to_string().contains("reading the answer"), "{err:#}");
+    }
 }
