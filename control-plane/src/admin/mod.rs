@@ -1,5 +1,5 @@
 //! Admin HTTP endpoint: `/healthz` (process up), `/readyz` (first snapshot published,
-//! ADS listening, the signing CA not expired), `/metrics` (Prometheus text) and `/config_dump` (JSON: per node and
+//! ADS listening, the signing CA not expired), `/metrics` (OpenMetrics text) and `/config_dump` (JSON: per node and
 //! type the version current in the cache, sent, ACKed and the last NACK with Envoy's
 //! `error_detail`). Read-only; no secrets are ever rendered. CA rotation (`/ca/*`, the only
 //! endpoints that change anything) lives in [`ca`].
@@ -96,7 +96,11 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
         &s.xds.status.dump(),
         now,
     ));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    text.push_str(crate::xds::metrics::EOF);
+    (
+        [(header::CONTENT_TYPE, crate::xds::metrics::CONTENT_TYPE)],
+        text,
+    )
 }
 
 #[derive(Debug, Serialize)]

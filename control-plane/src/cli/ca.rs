@@ -7,8 +7,7 @@
 //! which Envoys have ACKed the bundle. Exit codes: 0 done, 1 refused or failed, 2 usage
 //! or I/O error.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -110,7 +109,7 @@ fn status(t: &Target, offline: bool) -> anyhow::Result<ExitCode> {
             }
             Ok((code, body)) => bail!("{addr}/ca/status answered {code}: {body}"),
             Err(e) => eprintln!(
-                "note: the control plane's admin endpoint at {addr} is not reachable ({e}); reading the state directory offline (node ACKs unknown)"
+                "note: the control plane's admin endpoint at {addr} is not reachable ({e:#}); reading the state directory offline (node ACKs unknown)"
             ),
         }
     }
@@ -161,59 +160,137 @@ fn step(t: &Target, path: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A minimal HTTP/1.1 exchange with the loopback admin endpoint: status code and body.
+/// How long the admin endpoint may take to accept the connection, and to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer read (a CA status is a few KiB).
+const MAX_BODY: usize = 4 << 20;
+
+/// One request to the admin endpoint: status code and body.
+///
+/// The client is hyper's HTTP/1.1 connection (`hyper::client::conn::http1`): hyper is
+/// already built for tonic and axum, so this adds no crate, where `ureq` would add its own
+/// HTTP stack for one request. Chunked and length-delimited bodies are hyper's to decode.
 fn http(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    let timeout = Duration::from_secs(30);
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("malformed HTTP answer")?;
-    let code: u16 = head
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .context("malformed HTTP status line")?;
-    let chunked = head
-        .lines()
-        .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
-    let body = if chunked {
-        dechunk(body)?
-    } else {
-        body.to_string()
-    };
-    Ok((code, body))
+    exchange(addr, method, path, CONNECT_TIMEOUT, ANSWER_TIMEOUT)
 }
 
-fn dechunk(mut body: &str) -> anyhow::Result<String> {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n").context("bad chunk")?;
-        let n = usize::from_str_radix(size.trim(), 16).context("bad chunk size")?;
-        if n == 0 {
-            return Ok(out);
-        }
-        out.push_str(rest.get(..n).context("short chunk")?);
-        body = rest.get(n + 2..).unwrap_or("");
-    }
+fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    connect_timeout: Duration,
+    answer_timeout: Duration,
+) -> anyhow::Result<(u16, String)> {
+    use http_body_util::{BodyExt, Empty, Limited};
+    use hyper::body::Bytes;
+
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .context("building the request")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let stream = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| anyhow::anyhow!("no connection within {connect_timeout:?}"))??;
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let answer = async move {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+            tokio::spawn(connection);
+            let response = sender.send_request(request).await?;
+            let code = response.status().as_u16();
+            let body = Limited::new(response.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+                .to_bytes();
+            Ok::<_, anyhow::Error>((code, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(answer_timeout, answer)
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within {answer_timeout:?}"))?
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
     use super::*;
+
+    /// Serves one connection: reads the request head, then writes `answer` (if any) and
+    /// holds the connection open for `hold`.
+    fn serve_once(answer: Option<&'static str>, hold: Duration) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            if let Some(a) = answer {
+                let _ = s.write_all(a.as_bytes());
+            }
+            std::thread::sleep(hold);
+        });
+        addr
+    }
 
     #[test]
     fn chunked_bodies_are_joined() {
-        assert_eq!(
-            dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(),
-            "abcde"
+        let addr = serve_once(
+            Some("HTTP/1.1 409 Conflict\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"),
+            Duration::ZERO,
         );
+        assert_eq!(
+            http(addr, "POST", "/ca/activate").unwrap(),
+            (409, "abcde".to_string())
+        );
+    }
+
+    #[test]
+    fn a_peer_that_never_answers_or_speaks_no_http_is_an_error_not_a_hang() {
+        let silent = serve_once(None, Duration::from_secs(5));
+        let start = std::time::Instant::now();
+        let err = exchange(
+            silent,
+            "GET",
+            "/ca/status",
+            CONNECT_TIMEOUT,
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no answer"), "{err:#}");
+        assert!(start.elapsed() < Duration::from_secs(3));
+        let garbage = serve_once(Some("SSH-2.0-OpenSSH\r\n\r\n"), Duration::ZERO);
+        assert!(http(garbage, "GET", "/ca/status").is_err());
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert!(http(closed, "GET", "/ca/status").is_err());
+    }
+
+    #[test]
+    fn an_answer_over_the_size_limit_is_refused() {
+        let huge: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{}",
+                MAX_BODY + 1,
+                "a".repeat(MAX_BODY + 1)
+            )
+            .into_boxed_str(),
+        );
+        let addr = serve_once(Some(huge), Duration::ZERO);
+        let err = http(addr, "GET", "/ca/status").unwrap_err();
+        assert!(err.to_string().contains("reading the answer"), "{err:#}");
     }
 }

@@ -177,60 +177,38 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Reads `*.rego` under `dir` (tests are `*_test.rego`) and an optional `data.json`.
+/// The policies of a bare directory (no `warden.yaml`): `*.rego` under `dir` and its data
+/// document (`data.json` or `data.yaml` in `dir`, else in `dir/policies`), read by the
+/// same reader as `config::load`. Warnings are printed; any error fails.
 fn read_rego_dir(
     dir: &Path,
 ) -> anyhow::Result<(Vec<PolicyModule>, Vec<PolicyModule>, serde_json::Value)> {
-    let mut files = Vec::new();
-    collect_rego(dir, &mut files).with_context(|| format!("cannot read {}", dir.display()))?;
-    files.sort();
-    let (mut modules, mut tests) = (Vec::new(), Vec::new());
-    for path in files {
-        let source = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let name = path
-            .strip_prefix(dir)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .replace('\\', "/");
-        let module = PolicyModule {
-            name: name.clone(),
-            source,
-        };
-        if name.ends_with("_test.rego") {
-            tests.push(module);
-        } else {
-            modules.push(module);
-        }
+    if !dir.is_dir() {
+        bail!("{}: not a directory", dir.display());
     }
-    let data_path = [
-        dir.join("data.json"),
-        dir.join(POLICIES_DIR).join("data.json"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file());
-    let data = match data_path {
-        Some(path) => {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{}: invalid JSON", path.display()))?
-        }
-        None => serde_json::json!({}),
+    let has_data = |d: &Path| d.join("data.json").is_file() || d.join("data.yaml").is_file();
+    let nested = dir.join(POLICIES_DIR);
+    let data_dir = if !has_data(dir) && has_data(&nested) {
+        nested.as_path()
+    } else {
+        dir
     };
-    Ok((modules, tests, data))
-}
-
-fn collect_rego(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_rego(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "rego") {
-            out.push(path);
-        }
+    let found = warden::config::read_policy_dir(dir, dir, data_dir);
+    if found.diagnostics.0.iter().any(|d| !d.is_warning()) {
+        bail!("{}", found.diagnostics);
     }
-    Ok(())
+    if !found.diagnostics.0.is_empty() {
+        eprintln!("{}", found.diagnostics);
+    }
+    let to_module = |f: warden::config::RegoFile| PolicyModule {
+        name: f.name,
+        source: f.source,
+    };
+    Ok((
+        found.modules.into_iter().map(to_module).collect(),
+        found.tests.into_iter().map(to_module).collect(),
+        found.data,
+    ))
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -326,4 +304,47 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = "package authz\n\nimport rego.v1\n\nallow if input.user in data.admins\n";
+    const TEST: &str = "package authz_test\n\nimport rego.v1\n\n\
+        test_admin_from_data if data.authz.allow with input as {\"user\": \"ada\"}\n\n\
+        test_others_refused if not data.authz.allow with input as {\"user\": \"eve\"}\n";
+
+    fn policy_dir(data_file: &str, data: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("authz.rego"), POLICY).unwrap();
+        std::fs::write(dir.path().join("authz_test.rego"), TEST).unwrap();
+        std::fs::write(dir.path().join(data_file), data).unwrap();
+        dir
+    }
+
+    #[test]
+    fn policy_test_on_a_bare_directory_sees_data_yaml() {
+        let dir = policy_dir("data.yaml", "admins:\n  - ada\n");
+        let (modules, tests, data) = read_rego_dir(dir.path()).unwrap();
+        assert_eq!(data, serde_json::json!({"admins": ["ada"]}));
+        let results = run_tests(&modules, &tests, &data).unwrap();
+        assert_eq!(results.len(), 2);
+        assert!(
+            results.iter().all(|r| r.status == TestStatus::Pass),
+            "{results:?}"
+        );
+    }
+
+    #[test]
+    fn policy_test_reads_data_json_and_reports_bad_data_with_its_position() {
+        let dir = policy_dir("data.json", "{\"admins\": [\"ada\"]}");
+        assert_eq!(
+            read_rego_dir(dir.path()).unwrap().2,
+            serde_json::json!({"admins": ["ada"]})
+        );
+        let bad = policy_dir("data.yaml", "admins: [ada\n");
+        let err = read_rego_dir(bad.path()).unwrap_err().to_string();
+        assert!(err.contains("data.yaml"), "{err}");
+    }
 }

@@ -279,13 +279,52 @@ type PolicyFiles = (Vec<RegoFile>, Vec<RegoFile>, serde_json::Value);
 
 fn read_policies(dir: &Path, diags: &mut Vec<Diagnostic>) -> PolicyFiles {
     let pdir = dir.join(POLICIES_DIR);
+    read_policy_files(dir, &pdir, &pdir, diags)
+}
+
+/// The one reader of a policy directory: `*.rego` under `rego_dir` (recursively; tests
+/// are `*_test.rego`; links leading out of `root` are not followed), each named by its
+/// path relative to `root` with `/` separators, and the data document
+/// `data_dir/data.json` or `data_dir/data.yaml` (`{}` if neither). `config::load` reads
+/// `<config>/policies` with it and `warden policy test` a bare policy directory, so both
+/// see the same files the same way. Problems are diagnostics, as for `load`.
+pub fn read_policy_dir(root: &Path, rego_dir: &Path, data_dir: &Path) -> PolicyDir {
+    let mut diagnostics = Vec::new();
+    let (modules, tests, data) = read_policy_files(root, rego_dir, data_dir, &mut diagnostics);
+    PolicyDir {
+        modules,
+        tests,
+        data,
+        diagnostics: Diagnostics(diagnostics),
+    }
+}
+
+/// What [`read_policy_dir`] found.
+#[derive(Debug)]
+pub struct PolicyDir {
+    /// Policy modules, sorted by name.
+    pub modules: Vec<RegoFile>,
+    /// Test modules (`*_test.rego`), sorted by name.
+    pub tests: Vec<RegoFile>,
+    /// The data document, `{}` if absent (or unreadable: see `diagnostics`).
+    pub data: serde_json::Value,
+    /// Unreadable files and directories, invalid data documents, links leading out.
+    pub diagnostics: Diagnostics,
+}
+
+fn read_policy_files(
+    root: &Path,
+    rego_dir: &Path,
+    data_dir: &Path,
+    diags: &mut Vec<Diagnostic>,
+) -> PolicyFiles {
     let mut modules = Vec::new();
     let mut tests = Vec::new();
-    for path in list(dir, &pdir, &["rego"], diags) {
+    for path in list(root, rego_dir, &["rego"], diags) {
         let Some(source) = read(&path, diags) else {
             continue;
         };
-        let rel = path.strip_prefix(dir).unwrap_or(&path);
+        let rel = path.strip_prefix(root).unwrap_or(&path);
         let name = rel
             .components()
             .map(|c| c.as_os_str().to_string_lossy())
@@ -302,7 +341,7 @@ fn read_policies(dir: &Path, diags: &mut Vec<Diagnostic>) -> PolicyFiles {
             modules.push(file);
         }
     }
-    let data = read_data(&pdir, diags);
+    let data = read_data(data_dir, diags);
     (modules, tests, data)
 }
 

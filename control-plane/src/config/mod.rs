@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
+pub use files::{read_policy_dir, PolicyDir};
 
 use crate::identity::{CaParams, KeyType, SpiffeId, TrustDomain, UpstreamCa};
 

@@ -8,7 +8,6 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 use x509_parser::public_key::PublicKey;
 
-use super::ca::der_to_pem;
 use super::TrustDomain;
 
 /// How often relying parties should re-fetch the bundle (seconds), as a hint.
@@ -27,10 +26,7 @@ pub struct TrustBundle {
 impl TrustBundle {
     /// All authorities as concatenated PEM certificates.
     pub fn to_pem(&self) -> String {
-        self.x509_authorities_der
-            .iter()
-            .map(|der| der_to_pem(der))
-            .collect()
+        super::pem::certs_pem(&self.x509_authorities_der)
     }
 
     /// The bundle in the SPIFFE bundle format (JWKS), pretty-printed.

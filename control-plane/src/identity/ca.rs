@@ -19,9 +19,11 @@ use x509_parser::certificate::X509Certificate;
 use zeroize::Zeroizing;
 
 use super::keys::{self, KeyError, KeyType};
-pub(crate) use super::pem::{der_to_pem, pem_certs};
+/// PEM reading and writing live in `identity::pem`; these names are the ones CA code uses.
+pub(crate) use super::pem::{cert_pem as der_to_pem, certs as pem_certs};
 use super::state::{CaSlot, CaState, StateError, STATE_FILE};
 use super::svid::{self, Svid, SvidParams, BACKDATE};
+pub(crate) use super::unix_time::unix_secs_ceil;
 use super::{Clock, TrustBundle, TrustDomain};
 
 /// How to find or create the CA.
@@ -122,7 +124,7 @@ impl Ca {
             )));
         }
         let der = pem_certs(&slot.cert_pem)
-            .map_err(invalid)?
+            .map_err(|e| invalid(e.to_string()))?
             .into_iter()
             .next()
             .ok_or_else(|| invalid("no CA certificate".into()))?;
@@ -265,21 +267,13 @@ impl Ca {
     pub fn signed_until(&self) -> Option<SystemTime> {
         match self.signed_until.load(Ordering::SeqCst) {
             0 => None,
-            s => Some(SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
+            s => Some(super::from_unix_secs(s)),
         }
     }
 
     /// The trust domain this CA signs for.
     pub fn trust_domain(&self) -> &TrustDomain {
         &self.trust_domain
-    }
-}
-
-/// Seconds since the epoch, rounded up (an SVID's `notAfter` must never be under-counted).
-pub(crate) fn unix_secs_ceil(t: SystemTime) -> u64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_secs() + u64::from(d.subsec_nanos() > 0),
-        Err(_) => 0,
     }
 }
 
@@ -386,7 +380,7 @@ impl Upstream {
         };
         let cert_text = read(&files.cert)?;
         let key_text = read(&files.key)?;
-        let chain_der = pem_certs(&cert_text).map_err(|r| invalid(&files.cert, r))?;
+        let chain_der = pem_certs(&cert_text).map_err(|e| invalid(&files.cert, e.to_string()))?;
         let first = chain_der
             .first()
             .ok_or_else(|| invalid(&files.cert, "no PEM certificate found".into()))?;

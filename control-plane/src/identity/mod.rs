@@ -13,13 +13,14 @@ pub(crate) mod ca;
 mod ca_load;
 mod ca_status;
 mod keys;
-mod pem;
+pub(crate) mod pem;
 pub mod renewal;
 pub mod rotation;
 mod selector;
 mod spiffe_id;
 mod state;
 mod svid;
+mod unix_time;
 mod upstream_check;
 mod upstream_defect;
 
@@ -36,6 +37,7 @@ pub(crate) use svid::BACKDATE;
 pub use svid::{Svid, SvidParams};
 pub(crate) use upstream_check::load_checked as check_upstream;
 pub use upstream_defect::{UpstreamDefect, UpstreamDefects};
+pub use unix_time::{from_unix_secs, unix_secs, unix_secs_ceil, unix_secs_f64};
 
 /// Source of the current time. Injected so rotation and expiry logic can be tested with
 /// a fixed or paused clock.

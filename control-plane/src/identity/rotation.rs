@@ -123,11 +123,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 }
 
 /// Whole seconds since the Unix epoch (0 before it).
-pub fn unix(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use super::unix_time::unix_secs as unix;
 
 fn fraction_of_life(ca: &CaView, (num, den): (u32, u32)) -> SystemTime {
     let life = ca

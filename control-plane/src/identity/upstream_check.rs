@@ -283,7 +283,7 @@ fn test_svid(
             clock,
         )
         .map_err(|e| e.to_string())?;
-    let chain = super::ca::pem_certs(&svid.cert_chain_pem)?;
+    let chain = super::ca::pem_certs(&svid.cert_chain_pem).map_err(|e| e.to_string())?;
     let (leaf, intermediates) = chain.split_first().ok_or("empty SVID chain")?;
     let anchor_der = CertificateDer::from(up.root_der.as_slice());
     let anchor = webpki::anchor_from_trusted_cert(&anchor_der)

@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use super::attest::{Caller, Entry};
 use super::jwt::{JwtError, Validated};
 use super::jwt_keys::JwtKeys;
-use super::pem;
 use crate::config::Config;
+use crate::identity::pem;
 use crate::identity::renewal::{backoff, Rule};
 use crate::identity::{Ca, CaError, Clock, Svid, SvidParams, TrustBundle};
 
@@ -348,11 +348,16 @@ fn mint(
     let minted = Minted {
         spiffe_id: svid.id.to_string(),
         serial_hex: svid.serial_hex.clone(),
-        chain_der: pem::concat_der(&svid.cert_chain_pem, "CERTIFICATE"),
-        key_der: pem::concat_der(&svid.private_key_pem, "PRIVATE KEY"),
+        chain_der: pem_der(pem::certs(&svid.cert_chain_pem).map(|c| c.concat()))?,
+        key_der: pem_der(pem::pkcs8_key(&svid.private_key_pem).map(|k| k.to_vec()))?,
         not_after: svid.not_after,
     };
     Ok((Arc::new(minted), due))
+}
+
+/// DER from the PEM `Ca::mint` just wrote (an error here would be a bug in minting).
+fn pem_der(der: Result<Vec<u8>, pem::PemError>) -> Result<Vec<u8>, CaError> {
+    der.map_err(|e| CaError::Certificate(rcgen::Error::PemError(e.to_string())))
 }
 
 /// When to renew the SVID minted for `entry_name` at `now`: the renewal rule's point for

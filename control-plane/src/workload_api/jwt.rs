@@ -7,18 +7,23 @@
 //! it is stable across restarts.
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
+    EllipticCurveKeyType, Jwk, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::identity::SpiffeId;
-
-const PEM_LABEL: &str = "PRIVATE KEY";
+/// Whole seconds since the epoch, as JWT claims and key files carry them.
+pub(crate) use crate::identity::unix_secs as unix;
+use crate::identity::{pem, SpiffeId};
 
 /// Loading the key, signing or validating a token failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +76,12 @@ pub const MAX_TOKEN_LEN: usize = 16 << 10;
 
 /// One ES256 JWT signing key.
 pub struct JwtKey {
+    /// The key pair: its public half names the key (`kid`), fills the JWK and checks
+    /// signatures. Keys are generated with `ring` (`jsonwebtoken` only reads keys).
     pair: EcdsaKeyPair,
     pkcs8: zeroize::Zeroizing<Vec<u8>>,
+    /// `jsonwebtoken`'s signing form of `pkcs8`, built once.
+    encoding: EncodingKey,
     kid: String,
 }
 
@@ -100,12 +109,12 @@ impl JwtKey {
 
     /// A key from its PKCS#8 PEM (`None` if it is not an ES256 key).
     pub fn from_pem(text: &str) -> Option<JwtKey> {
-        JwtKey::from_pkcs8(&pem_body(text)?)
+        JwtKey::from_pkcs8(&pem::pkcs8_key(text).ok()?)
     }
 
     /// The PKCS#8 PEM to persist.
     pub fn to_pem(&self) -> zeroize::Zeroizing<String> {
-        zeroize::Zeroizing::new(to_pem(&self.pkcs8))
+        pem::pkcs8_key_pem(&self.pkcs8)
     }
 
     fn from_pkcs8(der: &[u8]) -> Option<JwtKey> {
@@ -116,6 +125,7 @@ impl JwtKey {
         Some(JwtKey {
             pair,
             pkcs8: zeroize::Zeroizing::new(der.to_vec()),
+            encoding: EncodingKey::from_ec_der(der),
             kid,
         })
     }
@@ -140,14 +150,16 @@ impl JwtKey {
             return Err(JwtError::Subject(id.to_string()));
         }
         let iat = unix(now);
-        let header = json!({"alg": "ES256", "kid": self.kid, "typ": "JWT"});
-        let claims = json!({"sub": id.as_str(), "aud": audience, "iat": iat, "exp": iat.saturating_add(ttl.as_secs())});
-        let signing_input = format!("{}.{}", b64_json(&header), b64_json(&claims));
-        let sig = self
-            .pair
-            .sign(&SystemRandom::new(), signing_input.as_bytes())
-            .map_err(|_| JwtError::Sign)?;
-        let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
+        let claims = SvidClaims {
+            sub: id.as_str(),
+            aud: audience,
+            iat,
+            exp: iat.saturating_add(ttl.as_secs()),
+        };
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        let token =
+            jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|_| JwtError::Sign)?;
         // Never hand out a token that `validate` would refuse (many or huge audiences).
         if token.len() > MAX_TOKEN_LEN {
             return Err(JwtError::TooLong);
@@ -174,11 +186,30 @@ impl JwtKey {
             .get(1..)
             .unwrap_or_default()
             .split_at(point.len().saturating_sub(1) / 2);
-        json!({
-            "kty": "EC", "crv": "P-256", "use": "jwt-svid", "kid": self.kid,
-            "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
-        })
+        let jwk = Jwk {
+            common: CommonParameters {
+                public_key_use: Some(PublicKeyUse::Other("jwt-svid".into())),
+                key_id: Some(self.kid.clone()),
+                ..Default::default()
+            },
+            algorithm: AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
+                key_type: EllipticCurveKeyType::EC,
+                curve: EllipticCurve::P256,
+                x: URL_SAFE_NO_PAD.encode(x),
+                y: URL_SAFE_NO_PAD.encode(y),
+            }),
+        };
+        serde_json::to_value(jwk).unwrap_or_default()
     }
+}
+
+/// The claims Warden puts in a JWT-SVID (JWT-SVID spec §3).
+#[derive(serde::Serialize)]
+struct SvidClaims<'a> {
+    sub: &'a str,
+    aud: &'a [String],
+    iat: u64,
+    exp: u64,
 }
 
 /// Clock skew allowed on both `exp` and `nbf` (RFC 7519 §4.1.4 and §4.1.5 allow "a small
@@ -192,9 +223,10 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(30);
 /// with [`CLOCK_SKEW`]; the audience; a `sub` that is a workload SPIFFE ID (with a path).
 /// Returns the subject and claims.
 ///
-/// The JOSE part (header, base64url, signature) is the `jsonwebtoken` crate's; the time
-/// claims are checked here because the crate reads only integer NumericDates and the wall
-/// clock, while the spec allows fractions and Warden injects the clock.
+/// Header, base64url, signature and audience are the `jsonwebtoken` crate's. Checked here:
+/// `crit` (the crate's header type drops it, so it could not refuse it), and the time
+/// claims, because the crate reads only integer NumericDates and the wall clock while the
+/// spec allows fractions and Warden injects the clock.
 pub fn validate<'k>(
     token: &str,
     audience: &str,
@@ -215,7 +247,7 @@ pub fn validate<'k>(
     if raw_header.is_some_and(|h| h.is_ok_and(|h| h.contains_key("crit"))) {
         return Err(JwtError::Critical);
     }
-    if header.alg != jsonwebtoken::Algorithm::ES256 {
+    if header.alg != Algorithm::ES256 {
         return Err(JwtError::Algorithm(format!("{:?}", header.alg)));
     }
     if let Some(typ) = header
@@ -226,27 +258,27 @@ pub fn validate<'k>(
         return Err(JwtError::Type(typ.to_string()));
     }
     let key = key_for(header.kid.as_deref().unwrap_or_default()).ok_or(JwtError::UnknownKey)?;
-    let decoding = jsonwebtoken::DecodingKey::from_ec_der(key.pair.public_key().as_ref());
-    let mut rules = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
-    rules.required_spec_claims.clear();
+    let decoding = DecodingKey::from_ec_der(key.pair.public_key().as_ref());
+    if audience.is_empty() {
+        return Err(JwtError::Audience(String::new()));
+    }
+    // Signature, then `aud` (a string or a list that holds `audience`; required), by the
+    // crate; the times below with Warden's clock.
+    let mut rules = jsonwebtoken::Validation::new(Algorithm::ES256);
+    rules.set_required_spec_claims(&["aud"]);
+    rules.set_audience(&[audience]);
     rules.validate_exp = false;
     rules.validate_nbf = false;
-    rules.validate_aud = false;
     let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &decoding, &rules)
         .map_err(|e| match e.kind() {
             ErrorKind::InvalidSignature | ErrorKind::InvalidEcdsaKey => JwtError::Signature,
+            ErrorKind::InvalidAudience | ErrorKind::MissingRequiredClaim(_) => {
+                JwtError::Audience(audience.to_string())
+            }
             _ => JwtError::Malformed("claims are not a base64url JSON object"),
         })?
         .claims;
     check_times(&claims, now)?;
-    let aud_ok = match claims.get("aud") {
-        Some(Value::String(a)) => a == audience,
-        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(audience)),
-        _ => false,
-    };
-    if audience.is_empty() || !aud_ok {
-        return Err(JwtError::Audience(audience.to_string()));
-    }
     let sub = claims
         .get("sub")
         .and_then(Value::as_str)
@@ -271,10 +303,7 @@ fn check_times(claims: &Map<String, Value>, now: SystemTime) -> Result<(), JwtEr
                 .ok_or(JwtError::Malformed("exp and nbf must be numbers")),
         }
     };
-    let now = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+    let now = crate::identity::unix_secs_f64(now);
     let skew = CLOCK_SKEW.as_secs_f64();
     let exp = number("exp")?.ok_or(JwtError::Malformed("no exp"))?;
     if exp + skew <= now {
@@ -300,16 +329,6 @@ fn header_error(token: &str) -> JwtError {
     }
 }
 
-pub(crate) fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn b64_json(v: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(v.to_string())
-}
-
 fn decode_json(part: &str) -> Result<Map<String, Value>, JwtError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
@@ -318,27 +337,6 @@ fn decode_json(part: &str) -> Result<Map<String, Value>, JwtError> {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(JwtError::Malformed("part is not a JSON object")),
     }
-}
-
-fn to_pem(der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .filter_map(|c| std::str::from_utf8(c).ok())
-        .collect();
-    format!(
-        "-----BEGIN {PEM_LABEL}-----\n{}\n-----END {PEM_LABEL}-----\n",
-        lines.join("\n")
-    )
-}
-
-fn pem_body(text: &str) -> Option<Vec<u8>> {
-    let begin = format!("-----BEGIN {PEM_LABEL}-----");
-    let end = format!("-----END {PEM_LABEL}-----");
-    let body = text.split_once(&begin)?.1.split_once(&end)?.0;
-    let joined: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    STANDARD.decode(joined).ok()
 }
 
 #[cfg(test)]

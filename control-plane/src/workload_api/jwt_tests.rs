@@ -1,4 +1,12 @@
+use std::time::UNIX_EPOCH;
+
+use serde_json::json;
+
 use super::*;
+
+fn b64_json(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(v.to_string())
+}
 
 const T0: Duration = Duration::from_secs(1_800_000_000);
 
@@ -303,4 +311,46 @@ proptest::proptest! {
         let claims = json!({"sub": sub, "aud": "db", "exp": exp, "nbf": nbf});
         let _ = check(&key, header, claims);
     }
+}
+
+#[test]
+fn the_audience_must_be_a_string_or_a_list_of_strings_holding_ours() {
+    let (_d, key, _) = setup();
+    let header = || json!({"alg": "ES256", "kid": key.kid()});
+    for (aud, ok) in [
+        (json!("db"), true),
+        (json!(["web", "db"]), true),
+        (json!("web"), false),
+        (json!([]), false),
+        (json!([1, "db"]), false),
+        (json!({"db": true}), false),
+        (json!(null), false),
+    ] {
+        let got = check(&key, header(), claims_with(json!({"aud": aud})));
+        assert_eq!(got.is_ok(), ok, "aud {aud}: {got:?}");
+        if !ok {
+            assert!(
+                matches!(got, Err(JwtError::Audience(_))),
+                "aud {aud}: {got:?}"
+            );
+        }
+    }
+    let mut no_aud = claims_with(json!({}));
+    no_aud.as_object_mut().unwrap().remove("aud");
+    assert!(matches!(
+        check(&key, header(), no_aud),
+        Err(JwtError::Audience(_))
+    ));
+    let token = key
+        .sign(
+            &"spiffe://example.org/app".parse().unwrap(),
+            &aud("db"),
+            UNIX_EPOCH + T0,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert!(matches!(
+        key.validate(&token, "", UNIX_EPOCH + T0),
+        Err(JwtError::Audience(_))
+    ));
 }

@@ -6,22 +6,17 @@
 //! - `issuer`: current X.509-SVIDs, re-minted at a fraction of their lifetime, following
 //!   CA rotations and reloaded entries
 //! - `jwt` / `jwt_keys`: JWT-SVID tokens; the rotating signing keys and the JWT bundle
-//! - `service` / `server`: the five RPCs and their hand-written tonic glue
-//! - `proto`: prost mirror of `proto/spiffe/workload.proto`
+//! - `service`: the five RPCs, served by the generated tonic server
+//! - `proto`: the messages and server generated from `proto/spiffe/workload.proto`
 
 pub mod attest;
 pub mod issuer;
 pub mod jwt;
 pub mod jwt_keys;
-mod pem;
 pub mod proto;
-mod server;
 mod service;
 /// `workload-api.yaml`, loaded by `config` like every other config file.
 pub use crate::config::workload_api as settings;
-
-#[cfg(test)]
-mod proto_tests;
 
 use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
@@ -32,7 +27,6 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
 
-pub use server::WorkloadApiServer;
 pub use settings::{Settings, SettingsError};
 
 use std::time::Duration;
@@ -109,7 +103,9 @@ pub async fn run_workload_api(
         let _ = stop_tx.send(true);
     };
     let result = tonic::transport::Server::builder()
-        .add_service(WorkloadApiServer(api))
+        .add_service(
+            proto::spiffe_workload_api_server::SpiffeWorkloadApiServer::new(service::Rpc(api)),
+        )
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), signal)
         .await;
     follow.abort();

@@ -1,104 +1,47 @@
-//! Hand-written prost mirror of `proto/spiffe/workload.proto` (no protoc, no build script,
-//! like the xDS extension types). Field numbers and wire types are checked against the
-//! `.proto` file by `hand_written_structs_match_the_proto_file` in `proto_tests.rs`.
+//! The SPIFFE Workload API on the wire: the messages and the tonic server for
+//! `SpiffeWorkloadAPI`, generated from `proto/spiffe/workload.proto` by `warden-proto-gen`
+//! into `generated/` (committed; its test fails when they are stale). No package, so the
+//! gRPC paths are `/SpiffeWorkloadAPI/<Method>`, as the spec and every SPIFFE client use.
+#![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 
-use std::collections::HashMap;
+include!("generated/workload.rs");
 
-/// `X509SVIDRequest` (no fields).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct X509SvidRequest {}
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use tonic::server::NamedService;
 
-/// `X509SVIDResponse`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct X509SvidResponse {
-    #[prost(message, repeated, tag = "1")]
-    pub svids: Vec<X509Svid>,
-    #[prost(bytes = "vec", repeated, tag = "2")]
-    pub crl: Vec<Vec<u8>>,
-    #[prost(map = "string, bytes", tag = "3")]
-    pub federated_bundles: HashMap<String, Vec<u8>>,
-}
+    use super::spiffe_workload_api_server::SpiffeWorkloadApiServer;
+    use super::*;
 
-/// `X509SVID`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct X509Svid {
-    #[prost(string, tag = "1")]
-    pub spiffe_id: String,
-    #[prost(bytes = "vec", tag = "2")]
-    pub x509_svid: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    pub x509_svid_key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "4")]
-    pub bundle: Vec<u8>,
-    #[prost(string, tag = "5")]
-    pub hint: String,
-}
+    #[test]
+    fn the_service_is_served_under_the_spec_name() {
+        assert_eq!(
+            <SpiffeWorkloadApiServer<crate::workload_api::service::Rpc> as NamedService>::NAME,
+            "SpiffeWorkloadAPI"
+        );
+    }
 
-/// `X509BundlesRequest` (no fields).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct X509BundlesRequest {}
-
-/// `X509BundlesResponse`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct X509BundlesResponse {
-    #[prost(bytes = "vec", repeated, tag = "1")]
-    pub crl: Vec<Vec<u8>>,
-    #[prost(map = "string, bytes", tag = "2")]
-    pub bundles: HashMap<String, Vec<u8>>,
-}
-
-/// `JWTSVIDRequest`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct JwtSvidRequest {
-    #[prost(string, repeated, tag = "1")]
-    pub audience: Vec<String>,
-    #[prost(string, tag = "2")]
-    pub spiffe_id: String,
-}
-
-/// `JWTSVIDResponse`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct JwtSvidResponse {
-    #[prost(message, repeated, tag = "1")]
-    pub svids: Vec<JwtSvid>,
-}
-
-/// `JWTSVID`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct JwtSvid {
-    #[prost(string, tag = "1")]
-    pub spiffe_id: String,
-    #[prost(string, tag = "2")]
-    pub svid: String,
-    #[prost(string, tag = "3")]
-    pub hint: String,
-}
-
-/// `JWTBundlesRequest` (no fields).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct JwtBundlesRequest {}
-
-/// `JWTBundlesResponse`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct JwtBundlesResponse {
-    #[prost(map = "string, bytes", tag = "1")]
-    pub bundles: HashMap<String, Vec<u8>>,
-}
-
-/// `ValidateJWTSVIDRequest`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ValidateJwtSvidRequest {
-    #[prost(string, tag = "1")]
-    pub audience: String,
-    #[prost(string, tag = "2")]
-    pub svid: String,
-}
-
-/// `ValidateJWTSVIDResponse`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct ValidateJwtSvidResponse {
-    #[prost(string, tag = "1")]
-    pub spiffe_id: String,
-    #[prost(message, optional, tag = "2")]
-    pub claims: Option<prost_types::Struct>,
+    #[test]
+    fn a_response_round_trips_with_the_spec_field_numbers() {
+        let resp = X509svidResponse {
+            svids: vec![X509svid {
+                spiffe_id: "spiffe://example.org/app".into(),
+                x509_svid: vec![1],
+                x509_svid_key: vec![2],
+                bundle: vec![3],
+                hint: String::new(),
+            }],
+            crl: Vec::new(),
+            federated_bundles: Default::default(),
+        };
+        let bytes = resp.encode_to_vec();
+        assert_eq!(X509svidResponse::decode(bytes.as_slice()).unwrap(), resp);
+        // svids = 1 (length-delimited); inside: spiffe_id = 1, x509_svid = 2, key = 3, bundle = 4.
+        assert_eq!(bytes[0], 1 << 3 | 2);
+        assert_eq!(
+            &bytes[bytes.len() - 9..],
+            &[2 << 3 | 2, 1, 1, 3 << 3 | 2, 1, 2, 4 << 3 | 2, 1, 3]
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! The five Workload API calls. Every call first checks the `workload.spiffe.io: true`
 //! metadata (else `INVALID_ARGUMENT`, as the spec requires) and then attests the caller from
 //! its socket credentials; a caller that matches no entry gets `PERMISSION_DENIED`.
+//! [`Rpc`] plugs them into the generated tonic server (which answers `UNIMPLEMENTED` for
+//! any other path).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -14,6 +16,7 @@ use tonic::{Request, Response, Status};
 use super::attest::{Caller, Entry};
 use super::issuer::Issuer;
 use super::jwt::JwtError;
+use super::proto::spiffe_workload_api_server::SpiffeWorkloadApi;
 use super::proto::*;
 
 /// A server-streaming response.
@@ -63,7 +66,7 @@ impl WorkloadApi {
     }
 
     /// The response for `entries`, and a fingerprint of it (serials and bundle).
-    fn x509_response(&self, entries: &[Entry]) -> (X509SvidResponse, Vec<u8>) {
+    fn x509_response(&self, entries: &[Entry]) -> (X509svidResponse, Vec<u8>) {
         let bundle = self.issuer.bundle().x509_authorities_der.concat();
         let mut fingerprint = bundle.clone();
         let svids = entries
@@ -71,7 +74,7 @@ impl WorkloadApi {
             .filter_map(|e| self.issuer.current(&e.name))
             .map(|m| {
                 fingerprint.extend_from_slice(m.serial_hex.as_bytes());
-                X509Svid {
+                X509svid {
                     spiffe_id: m.spiffe_id.clone(),
                     x509_svid: m.chain_der.clone(),
                     x509_svid_key: m.key_der.clone(),
@@ -80,7 +83,7 @@ impl WorkloadApi {
                 }
             })
             .collect();
-        let resp = X509SvidResponse {
+        let resp = X509svidResponse {
             svids,
             crl: Vec::new(),
             federated_bundles: HashMap::new(),
@@ -94,8 +97,8 @@ impl WorkloadApi {
 
     pub(crate) async fn fetch_x509_svid(
         self: Arc<Self>,
-        req: Request<X509SvidRequest>,
-    ) -> Result<Response<ResponseStream<X509SvidResponse>>, Status> {
+        req: Request<X509svidRequest>,
+    ) -> Result<Response<ResponseStream<X509svidResponse>>, Status> {
         let (caller, _) = self.authorize(&req)?;
         let epoch = self.issuer.subscribe();
         let shutdown = self.shutdown.clone();
@@ -139,8 +142,8 @@ impl WorkloadApi {
 
     pub(crate) async fn fetch_jwt_svid(
         self: Arc<Self>,
-        req: Request<JwtSvidRequest>,
-    ) -> Result<Response<JwtSvidResponse>, Status> {
+        req: Request<JwtsvidRequest>,
+    ) -> Result<Response<JwtsvidResponse>, Status> {
         let (_, entries) = self.authorize(&req)?;
         let body = req.get_ref();
         if body.audience.is_empty() || body.audience.iter().any(String::is_empty) {
@@ -165,13 +168,13 @@ impl WorkloadApi {
                         JwtError::TooLong => Status::invalid_argument(err.to_string()),
                         _ => Status::internal(err.to_string()),
                     })?;
-            svids.push(JwtSvid {
+            svids.push(Jwtsvid {
                 spiffe_id: e.spiffe_id.to_string(),
                 svid: token,
                 hint: String::new(),
             });
         }
-        Ok(Response::new(JwtSvidResponse { svids }))
+        Ok(Response::new(JwtsvidResponse { svids }))
     }
 
     pub(crate) async fn fetch_jwt_bundles(
@@ -189,8 +192,8 @@ impl WorkloadApi {
 
     pub(crate) async fn validate_jwt_svid(
         self: Arc<Self>,
-        req: Request<ValidateJwtSvidRequest>,
-    ) -> Result<Response<ValidateJwtSvidResponse>, Status> {
+        req: Request<ValidateJwtsvidRequest>,
+    ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
         self.authorize(&req)?;
         let body = req.get_ref();
         if body.audience.is_empty() {
@@ -203,10 +206,57 @@ impl WorkloadApi {
             .issuer
             .validate_jwt(&body.svid, &body.audience)
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
-        Ok(Response::new(ValidateJwtSvidResponse {
+        Ok(Response::new(ValidateJwtsvidResponse {
             spiffe_id: v.subject.to_string(),
             claims: Some(to_struct(v.claims)),
         }))
+    }
+}
+
+/// The service as the generated server calls it: each RPC on a shared [`WorkloadApi`]
+/// (streams hold their own `Arc` of it).
+#[derive(Debug, Clone)]
+pub(crate) struct Rpc(pub(crate) Arc<WorkloadApi>);
+
+#[tonic::async_trait]
+impl SpiffeWorkloadApi for Rpc {
+    type FetchX509SVIDStream = ResponseStream<X509svidResponse>;
+    type FetchX509BundlesStream = ResponseStream<X509BundlesResponse>;
+    type FetchJWTBundlesStream = ResponseStream<JwtBundlesResponse>;
+
+    async fn fetch_x509svid(
+        &self,
+        req: Request<X509svidRequest>,
+    ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
+        self.0.clone().fetch_x509_svid(req).await
+    }
+
+    async fn fetch_x509_bundles(
+        &self,
+        req: Request<X509BundlesRequest>,
+    ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
+        self.0.clone().fetch_x509_bundles(req).await
+    }
+
+    async fn fetch_jwtsvid(
+        &self,
+        req: Request<JwtsvidRequest>,
+    ) -> Result<Response<JwtsvidResponse>, Status> {
+        self.0.clone().fetch_jwt_svid(req).await
+    }
+
+    async fn fetch_jwt_bundles(
+        &self,
+        req: Request<JwtBundlesRequest>,
+    ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
+        self.0.clone().fetch_jwt_bundles(req).await
+    }
+
+    async fn validate_jwtsvid(
+        &self,
+        req: Request<ValidateJwtsvidRequest>,
+    ) -> Result<Response<ValidateJwtsvidResponse>, Status> {
+        self.0.clone().validate_jwt_svid(req).await
     }
 }
 

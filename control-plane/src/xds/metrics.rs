@@ -1,58 +1,56 @@
-//! Process-wide counters of the control plane (lock-free atomics), rendered as
-//! Prometheus text by the admin endpoint. No I/O here.
+//! Process-wide metrics of the control plane, kept in a `prometheus-client` registry (as
+//! ztunnel does) and rendered by the admin endpoint in the OpenMetrics text format. No
+//! I/O here.
+//!
+//! Sample names, types, HELP texts and label sets are Warden's public interface
+//! (dashboards, alerts, the e2e tests): counters keep their `_total` samples, and label
+//! values are escaped (`\`, `"`, newline), which `prometheus-client` leaves to its caller.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
+
+use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use super::types::ResourceType;
 
-/// Counters per resource type, indexed in [`ResourceType::PUSH_ORDER`] order.
-#[derive(Debug, Default)]
-struct PerType([AtomicU64; 4]);
+/// `Content-Type` of [`Metrics::render`] once [`EOF`] ends it.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-impl PerType {
-    fn inc(&self, t: ResourceType) {
-        self.0[index(t)].fetch_add(1, Relaxed);
+/// The line that ends an OpenMetrics exposition (after any text appended to `render`).
+pub const EOF: &str = "# EOF\n";
+
+/// A label value, escaped for the text format on output.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct Escaped(String);
+
+impl EncodeLabelValue for Escaped {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
     }
-    fn get(&self, t: ResourceType) -> u64 {
-        self.0[index(t)].load(Relaxed)
-    }
 }
 
-fn index(t: ResourceType) -> usize {
-    ResourceType::PUSH_ORDER
-        .iter()
-        .position(|x| *x == t)
-        .unwrap_or(0)
+/// One label: `name="value"`.
+type Label = [(&'static str, Escaped); 1];
+
+fn label(name: &'static str, value: &str) -> Label {
+    [(name, Escaped(value.to_string()))]
 }
 
-/// The control plane's counters.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    connected_proxies: AtomicU64,
-    streams_total: AtomicU64,
-    streams_refused: AtomicU64,
-    pushes: PerType,
-    acks: PerType,
-    nacks: PerType,
-    stale_nonces: AtomicU64,
-    svids_issued: AtomicU64,
-    config_reloads: AtomicU64,
-    config_reload_failures: AtomicU64,
-    snapshots_published: AtomicU64,
-    svid_renewal_failures: AtomicU64,
-    ca_rotation_steps: AtomicU64,
-    expiry: Mutex<Expiry>,
-    ca_forced_activations: AtomicU64,
-    ca_expired: std::sync::atomic::AtomicBool,
-    left_behind: Mutex<Vec<String>>,
-    oversized_refused: AtomicU64,
-    stream_resets: Mutex<BTreeMap<String, u64>>,
-    attestations: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
-    attestation_failures: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
-}
+type Counters = Family<Label, Counter>;
+type Gauges = Family<Label, Gauge>;
 
 /// Gauges set by the control loop's tick (seconds until expiry, negative once past).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -65,406 +63,369 @@ pub struct Expiry {
     pub bundle_sequence: u64,
 }
 
+/// The control plane's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    connected_proxies: Gauge,
+    streams_total: Counter,
+    streams_refused: Counter,
+    pushes: Counters,
+    acks: Counters,
+    nacks: Counters,
+    stale_nonces: Counter,
+    snapshots_published: Counter,
+    svids_issued: Counter,
+    config_reloads: Counter,
+    config_reload_failures: Counter,
+    svid_renewal_failures: Counter,
+    ca_rotation_steps: Counter,
+    ca_forced_activations: Counter,
+    ca_expired: Gauge,
+    oversized_refused: Counter,
+    svid_expiry: Gauges,
+    ca_expiry: Gauges,
+    left_behind: Gauges,
+    stream_resets: Counters,
+    bundle_sequence: Gauge,
+    attestations: Counters,
+    attestation_failures: Counters,
+    /// Held while a gauge family is replaced and while rendering, so a scrape never sees
+    /// one half rebuilt.
+    replacing: Mutex<()>,
+}
+
+/// Registers metrics under their exposition names: `prometheus-client` adds `_total` to
+/// counter samples and a full stop to HELP, so both are taken off here.
+struct Registrar<'r>(&'r mut Registry);
+
+impl Registrar<'_> {
+    fn counter<M>(&mut self, sample: &str, help: &str, metric: &M) -> M
+    where
+        M: prometheus_client::registry::Metric + Clone,
+    {
+        let name = sample.strip_suffix("_total").unwrap_or(sample);
+        self.gauge(name, help, metric)
+    }
+
+    fn gauge<M>(&mut self, name: &str, help: &str, metric: &M) -> M
+    where
+        M: prometheus_client::registry::Metric + Clone,
+    {
+        let help = help.strip_suffix('.').unwrap_or(help);
+        self.0.register(name, help, metric.clone());
+        metric.clone()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
+    /// Every metric registered, at zero; per-type and per-method/-reason series exist
+    /// from the start so a dashboard sees 0 rather than nothing.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let mut r = Registrar(&mut registry);
+        let per_type = |f: &Counters| {
+            for t in ResourceType::PUSH_ORDER {
+                f.get_or_create(&label("type", t.short_name())).get();
+            }
+        };
+        let m = Metrics {
+            connected_proxies: r.gauge(
+                "warden_xds_connected_proxies",
+                "Open ADS streams.",
+                &Gauge::default(),
+            ),
+            streams_total: r.counter(
+                "warden_xds_streams_total",
+                "ADS streams accepted.",
+                &Counter::default(),
+            ),
+            streams_refused: r.counter(
+                "warden_xds_streams_refused_total",
+                "ADS streams refused (unknown or unauthorized node).",
+                &Counter::default(),
+            ),
+            pushes: r.counter(
+                "warden_xds_pushes_total",
+                "Discovery responses sent.",
+                &Counters::default(),
+            ),
+            acks: r.counter(
+                "warden_xds_acks_total",
+                "Responses accepted by Envoy.",
+                &Counters::default(),
+            ),
+            nacks: r.counter(
+                "warden_xds_nacks_total",
+                "Responses rejected by Envoy.",
+                &Counters::default(),
+            ),
+            stale_nonces: r.counter(
+                "warden_xds_stale_nonces_total",
+                "Requests ignored for a stale nonce.",
+                &Counter::default(),
+            ),
+            snapshots_published: r.counter(
+                "warden_xds_snapshots_published_total",
+                "Node snapshots published.",
+                &Counter::default(),
+            ),
+            svids_issued: r.counter(
+                "warden_svids_issued_total",
+                "X.509-SVIDs minted.",
+                &Counter::default(),
+            ),
+            config_reloads: r.counter(
+                "warden_config_reloads_total",
+                "Config reloads applied.",
+                &Counter::default(),
+            ),
+            config_reload_failures: r.counter(
+                "warden_config_reload_failures_total",
+                "Config reloads rejected (last good config kept).",
+                &Counter::default(),
+            ),
+            svid_renewal_failures: r.counter(
+                "warden_svid_renewal_failures_total",
+                "SVID renewals that failed (the still-valid SVID was kept; retried with backoff).",
+                &Counter::default(),
+            ),
+            ca_rotation_steps: r.counter(
+                "warden_ca_rotation_steps_total",
+                "CA rotation steps run (prepare, activate, retire; automatic or forced).",
+                &Counter::default(),
+            ),
+            ca_forced_activations: r.counter(
+                "warden_ca_forced_activations_total",
+                "Next CAs activated at their deadline although nodes had not ACKed the bundle.",
+                &Counter::default(),
+            ),
+            ca_expired: r.gauge(
+                "warden_ca_expired",
+                "1 while the signing CA has expired (no usable SVID can be minted; /readyz fails).",
+                &Gauge::default(),
+            ),
+            oversized_refused: r.counter(
+                "warden_xds_oversized_refused_total",
+                "Config changes refused because a resource exceeds the ADS message limit.",
+                &Counter::default(),
+            ),
+            svid_expiry: r.gauge(
+                "warden_svid_expiry_seconds",
+                "Seconds until each workload's current X.509-SVID expires.",
+                &Gauges::default(),
+            ),
+            ca_expiry: r.gauge(
+                "warden_ca_expiry_seconds",
+                "Seconds until each CA expires (retired CAs: until they may leave the bundle).",
+                &Gauges::default(),
+            ),
+            left_behind: r.gauge(
+                "warden_ca_nodes_left_behind",
+                "1 per node a forced CA activation left behind, until it ACKs the new bundle.",
+                &Gauges::default(),
+            ),
+            stream_resets: r.counter(
+                "warden_xds_stream_resets_total",
+                "ADS streams per node that ended with an error (a reset loop shows here).",
+                &Counters::default(),
+            ),
+            bundle_sequence: r.gauge(
+                "warden_ca_bundle_sequence",
+                "Sequence of the trust bundle (increases when its authorities change).",
+                &Gauge::default(),
+            ),
+            attestations: r.counter(
+                "warden_xds_attestations_total",
+                "ADS callers that proved their workload, by method.",
+                &Counters::default(),
+            ),
+            attestation_failures: r.counter(
+                "warden_xds_attestation_failures_total",
+                "ADS streams refused by attestation, by reason.",
+                &Counters::default(),
+            ),
+            replacing: Mutex::new(()),
+            registry,
+        };
+        per_type(&m.pushes);
+        per_type(&m.acks);
+        per_type(&m.nacks);
+        for method in ["join_token", "k8s_psat"] {
+            m.attestations.get_or_create(&label("method", method)).get();
+        }
+        for reason in crate::attest::AttestError::REASONS {
+            m.attestation_failures
+                .get_or_create(&label("reason", reason))
+                .get();
+        }
+        m
+    }
+
     /// A stream became active.
     pub fn stream_opened(&self) {
-        self.connected_proxies.fetch_add(1, Relaxed);
-        self.streams_total.fetch_add(1, Relaxed);
+        self.connected_proxies.inc();
+        self.streams_total.inc();
     }
     /// A stream ended.
     pub fn stream_closed(&self) {
-        self.connected_proxies.fetch_sub(1, Relaxed);
+        self.connected_proxies.dec();
     }
     /// A stream was refused (unknown node, failed authorization).
     pub fn stream_refused(&self) {
-        self.streams_refused.fetch_add(1, Relaxed);
+        self.streams_refused.inc();
     }
     /// A response was sent.
     pub fn push(&self, t: ResourceType) {
-        self.pushes.inc(t);
+        self.pushes
+            .get_or_create(&label("type", t.short_name()))
+            .inc();
     }
     /// Envoy accepted a response.
     pub fn ack(&self, t: ResourceType) {
-        self.acks.inc(t);
+        self.acks
+            .get_or_create(&label("type", t.short_name()))
+            .inc();
     }
     /// Envoy rejected a response.
     pub fn nack(&self, t: ResourceType) {
-        self.nacks.inc(t);
+        self.nacks
+            .get_or_create(&label("type", t.short_name()))
+            .inc();
     }
     /// A request carried a nonce that is not the latest one.
     pub fn stale_nonce(&self) {
-        self.stale_nonces.fetch_add(1, Relaxed);
+        self.stale_nonces.inc();
     }
     /// An SVID was minted.
     pub fn svid_issued(&self) {
-        self.svids_issued.fetch_add(1, Relaxed);
+        self.svids_issued.inc();
     }
     /// A config reload was applied.
     pub fn config_reloaded(&self) {
-        self.config_reloads.fetch_add(1, Relaxed);
+        self.config_reloads.inc();
     }
     /// A config reload was rejected.
     pub fn config_reload_failed(&self) {
-        self.config_reload_failures.fetch_add(1, Relaxed);
+        self.config_reload_failures.inc();
     }
     /// A node snapshot was published.
     pub fn snapshot_published(&self) {
-        self.snapshots_published.fetch_add(1, Relaxed);
+        self.snapshots_published.inc();
     }
     /// An SVID renewal failed (the still-valid SVID was kept).
     pub fn svid_renewal_failed(&self) {
-        self.svid_renewal_failures.fetch_add(1, Relaxed);
+        self.svid_renewal_failures.inc();
     }
     /// A CA rotation step (prepare, activate, retire) ran.
     pub fn ca_rotation_step(&self) {
-        self.ca_rotation_steps.fetch_add(1, Relaxed);
+        self.ca_rotation_steps.inc();
     }
     /// Replaces the expiry gauges.
     pub fn set_expiry(&self, expiry: Expiry) {
-        *self.expiry.lock().unwrap_or_else(|p| p.into_inner()) = expiry;
+        let _replacing = self.replacing.lock().unwrap_or_else(|p| p.into_inner());
+        replace(&self.svid_expiry, "workload", &expiry.svids);
+        replace(&self.ca_expiry, "slot", &expiry.cas);
+        self.bundle_sequence
+            .set(i64::try_from(expiry.bundle_sequence).unwrap_or(i64::MAX));
     }
     /// The next CA was activated at its deadline although nodes lagged.
     pub fn ca_forced_activation(&self) {
-        self.ca_forced_activations.fetch_add(1, Relaxed);
+        self.ca_forced_activations.inc();
     }
     /// The nodes a forced activation left behind that have not caught up yet.
     pub fn set_left_behind(&self, nodes: &[String]) {
-        *self.left_behind.lock().unwrap_or_else(|p| p.into_inner()) = nodes.to_vec();
+        let _replacing = self.replacing.lock().unwrap_or_else(|p| p.into_inner());
+        let ones: BTreeMap<String, i64> = nodes.iter().map(|n| (n.clone(), 1)).collect();
+        replace(&self.left_behind, "node", &ones);
     }
     /// Whether the signing CA has expired (no usable SVID can be minted).
     pub fn set_ca_expired(&self, expired: bool) {
-        self.ca_expired.store(expired, Relaxed);
+        self.ca_expired.set(i64::from(expired));
     }
     /// True while the signing CA has expired; `/readyz` fails then.
     pub fn ca_expired(&self) -> bool {
-        self.ca_expired.load(Relaxed)
+        self.ca_expired.get() != 0
     }
     /// A config was refused because a resource exceeded the ADS message limit.
     pub fn oversized_refused(&self) {
-        self.oversized_refused.fetch_add(1, Relaxed);
+        self.oversized_refused.inc();
     }
     /// A node's ADS stream ended with an error (reset by the client or the transport).
     pub fn stream_reset(&self, node: &str) {
-        *self
-            .stream_resets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(node.to_string())
-            .or_insert(0) += 1;
+        self.stream_resets.get_or_create(&label("node", node)).inc();
     }
     /// Stream resets of `node` so far.
     pub fn stream_resets(&self, node: &str) -> u64 {
-        let map = self.stream_resets.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(node).copied().unwrap_or(0)
+        self.stream_resets
+            .get(&label("node", node))
+            .map_or(0, |c| c.get())
     }
     /// SVID renewal failures so far.
     pub fn svid_renewal_failures(&self) -> u64 {
-        self.svid_renewal_failures.load(Relaxed)
+        self.svid_renewal_failures.get()
     }
     /// A caller proved who it is with `method` (`join_token`, `k8s_psat`).
     pub fn attested(&self, method: &'static str) {
-        bump(&self.attestations, method);
+        self.attestations
+            .get_or_create(&label("method", method))
+            .inc();
     }
     /// A caller was refused for `reason` (an `AttestError::reason` label).
     pub fn attestation_failed(&self, reason: &'static str) {
-        bump(&self.attestation_failures, reason);
+        self.attestation_failures
+            .get_or_create(&label("reason", reason))
+            .inc();
     }
     /// Refusals so far for `reason`.
     pub fn attestation_failures(&self, reason: &str) -> u64 {
-        let map = self
-            .attestation_failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        map.get(reason).copied().unwrap_or(0)
+        self.attestation_failures
+            .get(&label("reason", reason))
+            .map_or(0, |c| c.get())
     }
     /// Currently connected proxies (open ADS streams).
     pub fn connected(&self) -> u64 {
-        self.connected_proxies.load(Relaxed)
+        u64::try_from(self.connected_proxies.get()).unwrap_or(0)
     }
     /// NACKs received for one type.
     pub fn nacks(&self, t: ResourceType) -> u64 {
-        self.nacks.get(t)
+        self.nacks
+            .get(&label("type", t.short_name()))
+            .map_or(0, |c| c.get())
     }
     /// ACKs received for one type.
     pub fn acks(&self, t: ResourceType) -> u64 {
-        self.acks.get(t)
+        self.acks
+            .get(&label("type", t.short_name()))
+            .map_or(0, |c| c.get())
     }
 
-    /// Prometheus text exposition format (version 0.0.4).
+    /// Every metric in the OpenMetrics text format, without the closing [`EOF`] line (the
+    /// admin endpoint appends its NACK gauges, then `EOF`).
     pub fn render(&self) -> String {
+        let _replacing = self.replacing.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
-            let v = v.load(Relaxed);
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        };
-        let per_type = |out: &mut String, name: &str, help: &str, v: &PerType| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for t in ResourceType::PUSH_ORDER {
-                let _ = writeln!(out, "{name}{{type=\"{}\"}} {}", t.short_name(), v.get(t));
-            }
-        };
-        gauge(
-            &mut out,
-            "warden_xds_connected_proxies",
-            "Open ADS streams.",
-            self.connected(),
-        );
-        counter(
-            &mut out,
-            "warden_xds_streams_total",
-            "ADS streams accepted.",
-            &self.streams_total,
-        );
-        counter(
-            &mut out,
-            "warden_xds_streams_refused_total",
-            "ADS streams refused (unknown or unauthorized node).",
-            &self.streams_refused,
-        );
-        per_type(
-            &mut out,
-            "warden_xds_pushes_total",
-            "Discovery responses sent.",
-            &self.pushes,
-        );
-        per_type(
-            &mut out,
-            "warden_xds_acks_total",
-            "Responses accepted by Envoy.",
-            &self.acks,
-        );
-        per_type(
-            &mut out,
-            "warden_xds_nacks_total",
-            "Responses rejected by Envoy.",
-            &self.nacks,
-        );
-        counter(
-            &mut out,
-            "warden_xds_stale_nonces_total",
-            "Requests ignored for a stale nonce.",
-            &self.stale_nonces,
-        );
-        counter(
-            &mut out,
-            "warden_xds_snapshots_published_total",
-            "Node snapshots published.",
-            &self.snapshots_published,
-        );
-        counter(
-            &mut out,
-            "warden_svids_issued_total",
-            "X.509-SVIDs minted.",
-            &self.svids_issued,
-        );
-        counter(
-            &mut out,
-            "warden_config_reloads_total",
-            "Config reloads applied.",
-            &self.config_reloads,
-        );
-        counter(
-            &mut out,
-            "warden_config_reload_failures_total",
-            "Config reloads rejected (last good config kept).",
-            &self.config_reload_failures,
-        );
-        counter(
-            &mut out,
-            "warden_svid_renewal_failures_total",
-            "SVID renewals that failed (the still-valid SVID was kept; retried with backoff).",
-            &self.svid_renewal_failures,
-        );
-        counter(
-            &mut out,
-            "warden_ca_rotation_steps_total",
-            "CA rotation steps run (prepare, activate, retire; automatic or forced).",
-            &self.ca_rotation_steps,
-        );
-        counter(
-            &mut out,
-            "warden_ca_forced_activations_total",
-            "Next CAs activated at their deadline although nodes had not ACKed the bundle.",
-            &self.ca_forced_activations,
-        );
-        gauge(
-            &mut out,
-            "warden_ca_expired",
-            "1 while the signing CA has expired (no usable SVID can be minted; /readyz fails).",
-            u64::from(self.ca_expired()),
-        );
-        let left: BTreeMap<String, i64> = self
-            .left_behind
-            .lock()
-            .map(|l| l.iter().map(|n| (n.clone(), 1)).collect())
-            .unwrap_or_default();
-        counter(
-            &mut out,
-            "warden_xds_oversized_refused_total",
-            "Config changes refused because a resource exceeds the ADS message limit.",
-            &self.oversized_refused,
-        );
-        let resets: BTreeMap<String, i64> = self
-            .stream_resets
-            .lock()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v as i64)).collect())
-            .unwrap_or_default();
-        let expiry = self.expiry.lock().map(|e| e.clone()).unwrap_or_default();
-        let labeled =
-            |out: &mut String, name: &str, help: &str, label: &str, v: &BTreeMap<String, i64>| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-                for (k, v) in v {
-                    let k = k.replace('\\', "\\\\").replace('"', "\\\"");
-                    let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {v}");
-                }
-            };
-        labeled(
-            &mut out,
-            "warden_svid_expiry_seconds",
-            "Seconds until each workload's current X.509-SVID expires.",
-            "workload",
-            &expiry.svids,
-        );
-        labeled(
-            &mut out,
-            "warden_ca_expiry_seconds",
-            "Seconds until each CA expires (retired CAs: until they may leave the bundle).",
-            "slot",
-            &expiry.cas,
-        );
-        labeled(
-            &mut out,
-            "warden_ca_nodes_left_behind",
-            "1 per node a forced CA activation left behind, until it ACKs the new bundle.",
-            "node",
-            &left,
-        );
-        let name = "warden_xds_stream_resets_total";
-        let _ = writeln!(out, "# HELP {name} ADS streams per node that ended with an error (a reset loop shows here).\n# TYPE {name} counter");
-        for (node, n) in &resets {
-            let node = node.replace('\\', "\\\\").replace('"', "\\\"");
-            let _ = writeln!(out, "{name}{{node=\"{node}\"}} {n}");
-        }
-        gauge(
-            &mut out,
-            "warden_ca_bundle_sequence",
-            "Sequence of the trust bundle (increases when its authorities change).",
-            expiry.bundle_sequence,
-        );
-        let labelled =
-            |out: &mut String,
-             name: &str,
-             help: &str,
-             label: &str,
-             known: &[&'static str],
-             v: &std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>| {
-                let mut map = v.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                for k in known {
-                    map.entry(k).or_insert(0);
-                }
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-                for (k, n) in map {
-                    let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {n}");
-                }
-            };
-        labelled(
-            &mut out,
-            "warden_xds_attestations_total",
-            "ADS callers that proved their workload, by method.",
-            "method",
-            &["join_token", "k8s_psat"],
-            &self.attestations,
-        );
-        labelled(
-            &mut out,
-            "warden_xds_attestation_failures_total",
-            "ADS streams refused by attestation, by reason.",
-            "reason",
-            &crate::attest::AttestError::REASONS,
-            &self.attestation_failures,
-        );
+        // Writing into a `String` cannot fail; a failing metric would end the text early,
+        // never panic.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
         out
     }
 }
 
-fn bump(map: &std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>, key: &'static str) {
-    *map.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(key)
-        .or_insert(0) += 1;
+/// Replaces every series of `family` with `values` (callers hold `replacing`).
+fn replace(family: &Gauges, name: &'static str, values: &BTreeMap<String, i64>) {
+    family.clear();
+    for (k, v) in values {
+        family.get_or_create(&label(name, k)).set(*v);
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn faults_are_rendered_resets_per_node_left_behind_nodes_and_an_expired_ca() {
-        let m = Metrics::default();
-        m.stream_reset("a-sidecar");
-        m.stream_reset("a-sidecar");
-        m.set_left_behind(&["db-sidecar".to_string()]);
-        m.set_ca_expired(true);
-        m.oversized_refused();
-        let text = m.render();
-        for line in [
-            "warden_xds_stream_resets_total{node=\"a-sidecar\"} 2",
-            "# TYPE warden_xds_stream_resets_total counter",
-            "warden_ca_nodes_left_behind{node=\"db-sidecar\"} 1",
-            "warden_ca_expired 1",
-            "warden_xds_oversized_refused_total 1",
-        ] {
-            assert!(text.contains(line), "{line} missing in:\n{text}");
-        }
-        m.set_ca_expired(false);
-        assert!(m.render().contains("warden_ca_expired 0"));
-    }
-
-    #[test]
-    fn nacks_are_rendered_per_type() {
-        let m = Metrics::default();
-        m.nack(ResourceType::Listener);
-        m.stream_opened();
-        let text = m.render();
-        assert!(
-            text.contains("warden_xds_nacks_total{type=\"lds\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("warden_xds_nacks_total{type=\"cds\"} 0"),
-            "{text}"
-        );
-        assert!(text.contains("warden_xds_connected_proxies 1"), "{text}");
-    }
-
-    #[test]
-    fn expiry_gauges_are_rendered_with_labels() {
-        let m = Metrics::default();
-        let mut e = Expiry::default();
-        e.svids.insert("backend".into(), 42);
-        e.cas.insert("current".into(), 3600);
-        e.bundle_sequence = 2;
-        m.set_expiry(e);
-        m.svid_renewal_failed();
-        let text = m.render();
-        assert!(
-            text.contains("warden_svid_expiry_seconds{workload=\"backend\"} 42"),
-            "{text}"
-        );
-        assert!(
-            text.contains("warden_ca_expiry_seconds{slot=\"current\"} 3600"),
-            "{text}"
-        );
-        assert!(text.contains("warden_ca_bundle_sequence 2"), "{text}");
-        assert!(
-            text.contains("warden_svid_renewal_failures_total 1"),
-            "{text}"
-        );
-    }
-}
+#[path = "metrics_tests.rs"]
+mod tests;

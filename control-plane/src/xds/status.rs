@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -140,11 +139,7 @@ pub fn render_rejected(nodes: &BTreeMap<String, NodeStatus>, now_unix: u64) -> S
 }
 
 /// Seconds since the Unix epoch for `t` (0 before the epoch).
-pub fn unix_seconds(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::identity::unix_secs as unix_seconds;
 
 #[cfg(test)]
 mod tests {
