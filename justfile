@@ -10,8 +10,10 @@ default:
     @just --list
 
 # Build the warden CLI and the Envoy filter modules: core (core Rego builtins, served to
-# most policies) and extended (also regex, glob, net, ... builtins).
+# most policies) and extended (also regex, glob, net, ... builtins). First the policy
+# playground's browser module (playground/pkg/), which `warden` embeds for /ui/playground.
 build:
+    scripts/playground.sh
     cargo build -p warden
     cargo build -p warden-filter --target wasm32-wasip1 --profile wasm --no-default-features
     cargo build -p warden-filter --target wasm32-wasip1 --profile wasm-extended
@@ -25,6 +27,13 @@ test: build lint
     WARDEN_BIN=target/debug/warden python filter/tests/opa_differential.py
     python filter/tests/opa_generated.py --policies 3000 --seconds 120
     python tests/python/test_workload_api.py target/debug/warden
+    python tests/browser/run.py target/debug/warden
+
+# The browser tests alone (headless Chromium via Playwright; ./dev installs both): the
+# dashboard of the running demo mesh, and 20 playground cases against `warden policy eval`.
+test-browser: build
+    cargo build -p warden-e2e --bin warden-mesh
+    python tests/browser/run.py target/debug/warden
 
 # Formatting and clippy (native and wasm32-wasip1), warnings are errors.
 lint:

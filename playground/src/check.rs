@@ -155,10 +155,11 @@ pub fn check(ws: &Workspace) -> Result<PluginConfig, Vec<Problem>> {
 fn compile_problem(error: &PolicyError, entrypoint: &str) -> Problem {
     let problem = Problem::from_error(error);
     match error {
-        PolicyError::Compile { message, .. } if message.contains("is not defined") => problem
-            .hint(format!(
+        PolicyError::Compile { message, .. } if message.contains("is not defined") => {
+            problem.hint(format!(
                 "define the rule in a policy module, or change the entrypoint (now {entrypoint})"
-            )),
+            ))
+        }
         PolicyError::Unsupported {
             hint: Some(hint), ..
         } => problem.hint(hint.clone()),
@@ -212,7 +213,10 @@ mod tests {
     #[test]
     fn a_valid_policy_compiles_to_the_filter_configuration() {
         let plugin = check(&ws(
-            &[("policies/authz.rego", "package envoy.authz\ndefault allow := false\n")],
+            &[(
+                "policies/authz.rego",
+                "package envoy.authz\ndefault allow := false\n",
+            )],
             &[],
         ))
         .unwrap_or_else(|p| panic!("{p:?}"));
@@ -227,7 +231,10 @@ mod tests {
                 ("policies/a.rego", "package envoy.authz\n\nallow if {\n"),
                 ("policies/b.rego", "package envoy.authz\nx := [\n"),
             ],
-            &[("policies/a_test.rego", "package envoy.authz\ntest_x if {{\n")],
+            &[(
+                "policies/a_test.rego",
+                "package envoy.authz\ntest_x if {{\n",
+            )],
         ))
         .err()
         .unwrap_or_default();
@@ -249,16 +256,27 @@ mod tests {
         .err()
         .unwrap_or_default();
         let at: Vec<_> = problems.iter().map(|p| (p.line, p.column)).collect();
-        assert_eq!(at, vec![(Some(2), Some(14)), (Some(3), Some(6))], "{problems:?}");
+        assert_eq!(
+            at,
+            vec![(Some(2), Some(14)), (Some(3), Some(6))],
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn a_missing_entrypoint_rule_has_a_hint() {
-        let problems = check(&ws(&[("p.rego", "package envoy.authz\ndeny if true\n")], &[]))
-            .err()
-            .unwrap_or_default();
+        let problems = check(&ws(
+            &[("p.rego", "package envoy.authz\ndeny if true\n")],
+            &[],
+        ))
+        .err()
+        .unwrap_or_default();
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].hint.as_deref().unwrap_or("").contains("entrypoint"));
+        assert!(problems[0]
+            .hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("entrypoint"));
     }
 
     #[test]

@@ -120,7 +120,9 @@ fn request_of(ws: &Workspace) -> Result<RequestAttributes, Problem> {
         },
     };
     if !(100..=599).contains(&ws.settings.deny_status) {
-        return Err(Problem::plain("deny_status must be an HTTP status (100..=599)"));
+        return Err(Problem::plain(
+            "deny_status must be an HTTP status (100..=599)",
+        ));
     }
     let mut headers = vec![
         (":method".to_string(), spec.method.clone()),

@@ -61,7 +61,9 @@ pub fn run_tests_json(text: &str) -> String {
 
 fn parse(text: &str) -> Result<Workspace, Refused> {
     serde_json::from_str(text).map_err(|e| Refused {
-        problems: vec![Problem::plain(format!("the playground request is not valid: {e}"))],
+        problems: vec![Problem::plain(format!(
+            "the playground request is not valid: {e}"
+        ))],
     })
 }
 

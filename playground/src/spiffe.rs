@@ -40,10 +40,16 @@ fn trust_domain_problem(td: &str) -> Option<String> {
     }
     for label in td.split('.') {
         if label.is_empty() || label.len() > 63 || label.starts_with('-') || label.ends_with('-') {
-            return Some(format!("trust domain label {label:?} is not a host-name label"));
+            return Some(format!(
+                "trust domain label {label:?} is not a host-name label"
+            ));
         }
     }
-    if td.rsplit('.').next().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+    if td
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Some("trust domain ends in an all-numeric label".into());
     }
     None

@@ -103,7 +103,10 @@ mod tests {
         assert_eq!((report.passed, report.failed), (0, 1));
         ws.tests[0].source = "package envoy.authz\n\ntest_x if {\n".into();
         let refused = run_tests(&ws).err().unwrap_or_else(|| panic!("accepted"));
-        assert_eq!(refused.problems[0].module.as_deref(), Some("policies/x_test.rego"));
+        assert_eq!(
+            refused.problems[0].module.as_deref(),
+            Some("policies/x_test.rego")
+        );
         assert!(refused.problems[0].line.is_some());
     }
 }

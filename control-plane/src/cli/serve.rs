@@ -185,7 +185,9 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         }
     });
     let mut ads_task = tokio::spawn(ads);
-    let admin_router = admin::router(admin_state).merge(admin::ca::router(cp.clone()));
+    let admin_router = admin::router(admin_state)
+        .merge(admin::ca::router(cp.clone()))
+        .merge(admin::ui::router(cp.clone()));
     let mut admin_task = tokio::spawn(admin::serve_router(admin_listener, admin_router));
     ready.store(true, Ordering::Relaxed);
     tracing::info!(xds = %xds_addr, admin = %admin_addr, "warden serving");

@@ -41,7 +41,12 @@ fn the_frontend_reading_the_api_is_allowed_and_the_allow_rule_is_shown_where_def
         .find(|r| r.rule == "data.envoy.authz.allow")
         .unwrap_or_else(|| panic!("{:?}", out.matched_rules));
     assert_eq!(allow.value, serde_json::json!(true));
-    assert!(allow.defined_at.contains(&"policies/authz.rego:9".to_string()), "{allow:?}");
+    assert!(
+        allow
+            .defined_at
+            .contains(&"policies/authz.rego:9".to_string()),
+        "{allow:?}"
+    );
     assert!(allow.defined_at.len() >= 4, "{allow:?}");
 }
 
@@ -52,7 +57,10 @@ fn a_deny_carries_the_filters_reason_status_and_body() {
     let out = run(&ws);
     assert_eq!(out.decision, "deny");
     let reason = out.reason.unwrap_or_default();
-    assert!(reason.starts_with("data.envoy.authz.allow is false (policy version \""), "{reason}");
+    assert!(
+        reason.starts_with("data.envoy.authz.allow is false (policy version \""),
+        "{reason}"
+    );
     assert!(reason.ends_with(&format!("peer {FRONTEND})")), "{reason}");
     assert_eq!(out.status, Some(403));
     assert!(out.body.unwrap_or_default().contains(&reason));
@@ -63,7 +71,10 @@ fn a_deny_carries_the_filters_reason_status_and_body() {
 fn no_peer_leaves_the_principal_out_of_the_input() {
     let out = run(&sample(None, "GET", "/healthz"));
     assert_eq!(out.decision, "deny");
-    assert!(out.reason.unwrap_or_default().contains("none (no verified mTLS peer)"));
+    assert!(out
+        .reason
+        .unwrap_or_default()
+        .contains("none (no verified mTLS peer)"));
     assert_eq!(out.input["attributes"]["source"].get("principal"), None);
 }
 
@@ -87,7 +98,7 @@ fn headers_parsed_path_and_data_reach_the_policy() {
           input.parsed_path == [\"v1\", \"a\", \"b\", \"c\"]\n\
           input.attributes.request.http.headers[\"x-team\"] == data.teams[_]\n\
         }\n"
-        .into();
+    .into();
     ws.data = serde_json::json!({"teams": ["blue"]});
     ws.request.headers = vec![Header {
         name: "X-Team".into(),
@@ -120,13 +131,14 @@ fn a_bad_source_id_or_a_nameless_header_is_refused_like_the_cli() {
 #[test]
 fn json_in_json_out_reports_ok_or_problems() {
     let ws = sample(Some(FRONTEND), "GET", "/api/x");
-    let out: serde_json::Value =
-        serde_json::from_str(&crate::evaluate_json(&serde_json::to_string(&ws).unwrap_or_default()))
-            .unwrap_or_default();
+    let out: serde_json::Value = serde_json::from_str(&crate::evaluate_json(
+        &serde_json::to_string(&ws).unwrap_or_default(),
+    ))
+    .unwrap_or_default();
     assert_eq!(out["ok"], true);
     assert_eq!(out["decision"], "allow");
-    let bad: serde_json::Value = serde_json::from_str(&crate::evaluate_json("{\"modules\": 1}"))
-        .unwrap_or_default();
+    let bad: serde_json::Value =
+        serde_json::from_str(&crate::evaluate_json("{\"modules\": 1}")).unwrap_or_default();
     assert_eq!(bad["ok"], false);
     assert!(bad["problems"][0]["message"].is_string());
 }
