@@ -35,12 +35,14 @@ test-browser: build
     cargo build -p warden-e2e --bin warden-mesh
     python tests/browser/run.py target/debug/warden
 
-# Formatting and clippy (native and wasm32-wasip1), warnings are errors.
+# Formatting and clippy (native, wasm32-wasip1, and the playground on wasm32-unknown-unknown),
+# warnings are errors.
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p warden-filter --target wasm32-wasip1 -- -D warnings
     cargo clippy -p warden-filter --target wasm32-wasip1 --no-default-features -- -D warnings
+    cargo clippy -p warden-playground --target wasm32-unknown-unknown -- -D warnings
 
 # Run the demo mesh on 127.0.0.1 (Ctrl-C to stop; `--once` runs the tour and exits).
 demo *ARGS: build

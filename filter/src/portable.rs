@@ -71,9 +71,13 @@ mod tests {
         );
         let data = serde_json::json!({"want": 1});
         let key = |r: &TestResult| (r.module.clone(), r.rule.clone(), r.status.clone());
-        let cli: Vec<_> = run_tests(&[policy.clone()], &[tests.clone()], &data)
-            .map(|v| v.iter().map(key).collect())
-            .unwrap_or_default();
+        let cli: Vec<_> = run_tests(
+            std::slice::from_ref(&policy),
+            std::slice::from_ref(&tests),
+            &data,
+        )
+        .map(|v| v.iter().map(key).collect())
+        .unwrap_or_default();
         let untimed: Vec<_> = run_tests_untimed(&[policy], &[tests], &data)
             .map(|v| v.iter().map(key).collect())
             .unwrap_or_default();

@@ -56,9 +56,7 @@ fn trust_domain_problem(td: &str) -> Option<String> {
 }
 
 fn path_problem(path: &str) -> Option<String> {
-    let Some(path) = path.strip_prefix('/') else {
-        return None;
-    };
+    let path = path.strip_prefix('/')?;
     for segment in path.split('/') {
         match segment {
             "" => return Some("path has an empty segment (`//` or a trailing `/`)".into()),

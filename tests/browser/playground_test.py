@@ -173,6 +173,7 @@ def run(warden, check):
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"http://127.0.0.1:{admin}/ui/playground")
             page.wait_for_selector("body[data-ready='true'][data-live='true']", timeout=60000)
+            print(f"  playground module fetched and instantiated in {page.get_attribute('body', 'data-engine-ms')} ms", flush=True)
 
             current = None
             for i, c in enumerate(CASES, 1):

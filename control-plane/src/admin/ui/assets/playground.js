@@ -99,8 +99,11 @@ function workspace() {
 function showProblems(problems) {
   $("problems").replaceChildren(...problems.map((p) => {
     const where = p.module ? `${p.module}${p.line ? `:${p.line}:${p.column}` : ""}: ` : "";
+    const file = p.module && files().find((f) => f.m.name === p.module);
+    const lineText = file && p.line ? file.m.source.split("\n")[p.line - 1] : null;
     return el("li", { class: "problem", "data-line": p.line || "", "data-module": p.module || "" },
-      where, p.message, p.hint ? el("div", { class: "muted" }, `hint: ${p.hint}`) : null);
+      where, p.message, p.hint ? el("div", { class: "muted" }, `hint: ${p.hint}`) : null,
+      lineText !== null && lineText !== undefined ? el("pre", {}, `${p.line} | ${lineText}\n${" ".repeat(String(p.line).length + 3 + Math.max(0, (p.column || 1) - 1))}^`) : null);
   }));
   const first = problems.find((p) => p.module && p.line);
   if (first) selectLine(first.module, first.line);
@@ -115,7 +118,11 @@ function selectLine(module, line) {
   let start = 0;
   for (let n = 1; n < line && start >= 0; n++) start = text.indexOf("\n", start) + 1;
   const end = text.indexOf("\n", start);
-  $("module-source").setSelectionRange(start, end < 0 ? text.length : end);
+  const area = $("module-source");
+  area.setSelectionRange(start, end < 0 ? text.length : end);
+  // Scroll the line into view (a selection alone does not scroll an unfocused textarea).
+  const lineHeight = parseFloat(getComputedStyle(area).lineHeight) || 16;
+  area.scrollTop = Math.max(0, (line - 4) * lineHeight);
 }
 
 function evaluateNow() {
@@ -218,11 +225,13 @@ async function loadEngine() {
     // A fresh module instance each time (after a trap the old one is unusable): the glue
     // keeps one instance per module record, so each load imports a distinct URL.
     loads += 1;
+    const started = performance.now();
     const mod = await import(`./pkg/warden_playground.js${loads > 1 ? `?reload=${loads}` : ""}`);
     const bytes = await (await fetch(new URL("pkg/warden_playground_bg.wasm", location.href))).arrayBuffer();
     await mod.default({ module_or_path: bytes });
     engine = mod;
-    $("engine-status").textContent = `filter engine ${mod.version()} (WebAssembly) ready`;
+    document.body.dataset.engineMs = String(Math.round(performance.now() - started));
+    $("engine-status").textContent = `filter engine ${mod.version()} (WebAssembly) ready in ${document.body.dataset.engineMs} ms`;
     document.body.dataset.ready = "true";
   } catch (e) {
     $("engine-status").textContent = "the filter engine is not available";
