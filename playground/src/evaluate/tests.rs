@@ -142,3 +142,46 @@ fn json_in_json_out_reports_ok_or_problems() {
     assert_eq!(bad["ok"], false);
     assert!(bad["problems"][0]["message"].is_string());
 }
+
+#[test]
+fn hostile_pages_get_problems_or_decisions_never_a_panic() {
+    let inputs = [
+        "",
+        "null",
+        "[]",
+        "{}",
+        "{\"modules\": null}",
+        "{\"modules\": [{\"name\": 1, \"source\": 2}]}",
+        "{\"modules\": [{\"name\": \"a.rego\", \"source\": \"\"}]}",
+        "{\"modules\": [{\"name\": \"a.rego\", \"source\": \"package envoy.authz\\nallow := 1 / 0\"}]}",
+        "{\"modules\": [{\"name\": \"a.rego\", \"source\": \"package envoy.authz\\nallow := true\"}], \"settings\": {\"deny_status\": 0}}",
+        "{\"modules\": [{\"name\": \"a.rego\", \"source\": \"package envoy.authz\\nallow := true\"}], \"settings\": {\"entrypoint\": \"\"}}",
+        "{\"modules\": [{\"name\": \"a.rego\", \"source\": \"package envoy.authz\\nallow := true\"}], \"unknown\": 1}",
+        "{\"modules\": [{\"name\": \"a.rego\", \"source\": \"package envoy.authz\\nallow := true\"}], \"request\": {\"method\": \"\\u0000\", \"path\": \"\\u00ff\\u0000/%\"}}",
+    ];
+    for text in inputs {
+        let out: serde_json::Value =
+            serde_json::from_str(&crate::evaluate_json(text)).unwrap_or_default();
+        assert!(out["ok"].is_boolean(), "{text:?} -> {out}");
+        if out["ok"] == false {
+            assert!(
+                !out["problems"].as_array().map_or(true, Vec::is_empty),
+                "{text:?}"
+            );
+        }
+        let tests: serde_json::Value =
+            serde_json::from_str(&crate::run_tests_json(text)).unwrap_or_default();
+        assert!(tests["ok"].is_boolean(), "{text:?} -> {tests}");
+    }
+    // A huge path and header are just a request.
+    let mut ws = sample(
+        Some(FRONTEND),
+        "GET",
+        &format!("/api/{}", "a".repeat(100_000)),
+    );
+    ws.request.headers = vec![Header {
+        name: "x-big".into(),
+        value: "v".repeat(1 << 20),
+    }];
+    assert_eq!(run(&ws).decision, "allow");
+}
