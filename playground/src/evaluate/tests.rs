@@ -165,7 +165,7 @@ fn hostile_pages_get_problems_or_decisions_never_a_panic() {
         assert!(out["ok"].is_boolean(), "{text:?} -> {out}");
         if out["ok"] == false {
             assert!(
-                !out["problems"].as_array().map_or(true, Vec::is_empty),
+                out["problems"].as_array().is_some_and(|p| !p.is_empty()),
                 "{text:?}"
             );
         }
