@@ -9,9 +9,10 @@ wasm_extended := "target/wasm32-wasip1/wasm-extended/warden_filter.wasm"
 default:
     @just --list
 
-# Build the warden CLI and the Envoy filter modules: core (core Rego builtins, served to
-# most policies) and extended (also regex, glob, net, ... builtins). First the policy
-# playground's browser module (playground/pkg/), which `warden` embeds for /ui/playground.
+# The policy playground's browser module (playground/pkg/, embedded by `warden` for
+# /ui/playground), then the warden CLI and the Envoy filter modules: core (core Rego
+# builtins, served to most policies) and extended (also regex, glob, net, ... builtins).
+# Build the playground module, the warden CLI and both filter modules.
 build:
     scripts/playground.sh
     cargo build -p warden
@@ -29,20 +30,24 @@ test: build lint
     python tests/python/test_workload_api.py target/debug/warden
     python tests/browser/run.py target/debug/warden
 
-# The browser tests alone (headless Chromium via Playwright; ./dev installs both): the
-# dashboard of the running demo mesh, and 20 playground cases against `warden policy eval`.
+# Clippy for the playground's wasm32-unknown-unknown build (its wasm-bindgen entry points).
+lint-playground:
+    cargo clippy -p warden-playground --target wasm32-unknown-unknown -- -D warnings
+
+# Headless Debian Chromium via Playwright (./dev installs both): the dashboard of a
+# harness mesh, and 28 playground cases against `warden policy eval`.
+# The browser tests alone.
 test-browser: build
     cargo build -p warden-e2e --bin warden-mesh
     python tests/browser/run.py target/debug/warden
 
-# Formatting and clippy (native, wasm32-wasip1, and the playground on wasm32-unknown-unknown),
-# warnings are errors.
+# (The playground's browser bindings: `just lint-playground`, kept out of CI's time.)
+# Formatting and clippy (native and wasm32-wasip1), warnings are errors.
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p warden-filter --target wasm32-wasip1 -- -D warnings
     cargo clippy -p warden-filter --target wasm32-wasip1 --no-default-features -- -D warnings
-    cargo clippy -p warden-playground --target wasm32-unknown-unknown -- -D warnings
 
 # Run the demo mesh on 127.0.0.1 (Ctrl-C to stop; `--once` runs the tour and exits).
 demo *ARGS: build
