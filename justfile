@@ -9,9 +9,12 @@ wasm_extended := "target/wasm32-wasip1/wasm-extended/warden_filter.wasm"
 default:
     @just --list
 
-# Build the warden CLI and the Envoy filter modules: core (core Rego builtins, served to
-# most policies) and extended (also regex, glob, net, ... builtins).
+# The policy playground's browser module (playground/pkg/, embedded by `warden` for
+# /ui/playground), then the warden CLI and the Envoy filter modules: core (core Rego
+# builtins, served to most policies) and extended (also regex, glob, net, ... builtins).
+# Build the playground module, the warden CLI and both filter modules.
 build:
+    scripts/playground.sh
     cargo build -p warden
     cargo build -p warden-filter --target wasm32-wasip1 --profile wasm --no-default-features
     cargo build -p warden-filter --target wasm32-wasip1 --profile wasm-extended
@@ -25,7 +28,20 @@ test: build lint
     WARDEN_BIN=target/debug/warden python filter/tests/opa_differential.py
     python filter/tests/opa_generated.py --policies 3000 --seconds 120
     python tests/python/test_workload_api.py target/debug/warden
+    python tests/browser/run.py target/debug/warden
 
+# Clippy for the playground's wasm32-unknown-unknown build (its wasm-bindgen entry points).
+lint-playground:
+    cargo clippy -p warden-playground --target wasm32-unknown-unknown -- -D warnings
+
+# Headless Debian Chromium via Playwright (./dev installs both): the dashboard of a
+# harness mesh, and 28 playground cases against `warden policy eval`.
+# The browser tests alone.
+test-browser: build
+    cargo build -p warden-e2e --bin warden-mesh
+    python tests/browser/run.py target/debug/warden
+
+# (The playground's browser bindings: `just lint-playground`, kept out of CI's time.)
 # Formatting and clippy (native and wasm32-wasip1), warnings are errors.
 lint:
     python3 scripts/import_cycles.py --self-test

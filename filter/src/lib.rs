@@ -16,9 +16,10 @@ pub mod input;
 pub mod needs;
 pub mod plugin;
 pub mod policy;
+pub mod portable;
 pub mod testing;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod wasm;
 
 pub use authorize::{

@@ -5,6 +5,7 @@
 //! endpoints that change anything) lives in [`ca`].
 
 pub mod ca;
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

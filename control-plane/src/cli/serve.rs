@@ -112,7 +112,9 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         cert_renewal,
         admin: tokio::spawn(admin::serve_router(
             bind(admin_addr, "admin_listen").await?,
-            admin::router(admin_state).merge(admin::ca::router(cp.clone())),
+            admin::router(admin_state)
+                .merge(admin::ca::router(cp.clone()))
+                .merge(admin::ui::router(cp.clone())),
         )),
         workload_api: spawn_workload_api(cp.clone()),
     };
