@@ -34,14 +34,12 @@ test: build lint
 lint-playground:
     cargo clippy -p warden-playground --target wasm32-unknown-unknown -- -D warnings
 
-# Headless Debian Chromium via Playwright (./dev installs both): the dashboard of a
-# harness mesh, and 28 playground cases against `warden policy eval`.
-# The browser tests alone.
+# The browser tests alone, in headless Debian Chromium via Playwright (./dev installs
+# both): the dashboard of a harness mesh, and 28 playground cases against `warden policy eval`.
 test-browser: build
     cargo build -p warden-e2e --bin warden-mesh
     python tests/browser/run.py target/debug/warden
 
-# (The playground's browser bindings: `just lint-playground`, kept out of CI's time.)
 # Formatting and clippy (native and wasm32-wasip1), warnings are errors.
 lint:
     python3 scripts/import_cycles.py --self-test

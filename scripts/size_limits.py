@@ -23,11 +23,11 @@ CORE = ("plane", "xds", "identity", "config")
 MAX_FILE = 500
 MAX_FN = 80
 
-# Functions over the limit in files other branches of issue #16 rewrite; the lead removes
-# each entry once that branch is merged ("libs" replaces the hand-made renderer, "vocab"
-# owns the delta state machine).
+# Core functions allowed over the limit, each with its reason. Keep this list short.
 ALLOWED = {
-    "control-plane/src/xds/metrics.rs: render",
+    # Not steps but a table: one entry (name, help, type) per metric, in exposition order.
+    # Splitting it would scatter the one list an operator reads to learn the metrics.
+    "control-plane/src/xds/metrics.rs: new",
 }
 
 FN = re.compile(r"\bfn\s+(\w+)[^;{]*\{")
@@ -49,7 +49,9 @@ def without_test_modules(text: str) -> str:
 
 def problems() -> list[str]:
     found = []
-    for dirpath, _, names in os.walk(SRC):
+    for dirpath, dirs, names in os.walk(SRC):
+        # Code generated from .proto files (checked by its regenerate-and-diff test).
+        dirs[:] = [d for d in dirs if d != "generated"]
         for name in sorted(names):
             if not name.endswith(".rs") or name == "tests.rs" or name.endswith("_tests.rs"):
                 continue

@@ -110,9 +110,9 @@ fn request_of(ws: &Workspace) -> Result<RequestAttributes, Problem> {
     let spec = &ws.request;
     let peer = match spec.source.as_deref().map(str::trim) {
         None | Some("") => Peer::None,
-        Some(id) => match crate::spiffe::problem(id) {
-            None => Peer::Verified(id.to_string()),
-            Some(why) => {
+        Some(id) => match id.parse::<warden_filter::SpiffeId>() {
+            Ok(parsed) => Peer::Verified(parsed),
+            Err(why) => {
                 return Err(Problem::plain(format!(
                     "source {id:?} is not a SPIFFE ID: {why}"
                 )))

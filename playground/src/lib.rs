@@ -12,7 +12,6 @@
 mod check;
 mod evaluate;
 mod model;
-mod spiffe;
 mod tests_run;
 mod version;
 

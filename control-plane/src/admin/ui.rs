@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::xds::control::ControlPlane;
+use crate::plane::ControlPlane;
 
 pub use api::{mesh_view, policy_workspace, MeshView};
 

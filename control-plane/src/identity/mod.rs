@@ -35,9 +35,9 @@ pub use selector::{Entry, Selector, SelectorError};
 pub use spiffe_id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN};
 pub(crate) use svid::BACKDATE;
 pub use svid::{Svid, SvidParams};
+pub use unix_time::{from_unix_secs, unix_secs, unix_secs_ceil, unix_secs_f64};
 pub(crate) use upstream_check::load_checked as check_upstream;
 pub use upstream_defect::{UpstreamDefect, UpstreamDefects};
-pub use unix_time::{from_unix_secs, unix_secs, unix_secs_ceil, unix_secs_f64};
 
 /// Source of the current time. Injected so rotation and expiry logic can be tested with
 /// a fixed or paused clock.

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::config::{Config, PolicyMode};
-use crate::xds::control::ControlPlane;
+use crate::plane::ControlPlane;
 
 /// Routes of the JSON API.
 pub(super) fn router(cp: Arc<ControlPlane>) -> Router {

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::identity::SystemClock;
-use crate::test_support::{sample_mesh, shared};
+use crate::test_support::sample_mesh;
 
 /// (status, headers, body) of one request.
 async fn call(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String, Vec<u8>) {
@@ -42,8 +42,13 @@ async fn start_with(
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = sample_mesh(dir.path());
     edit(&mut cfg);
-    let (cp, _) =
-        ControlPlane::start(cfg, "/m.wasm".into(), Arc::new(SystemClock), shared()).unwrap();
+    let (cp, _) = ControlPlane::start(
+        cfg,
+        "/m.wasm".into(),
+        Arc::new(SystemClock),
+        crate::plane::XdsHandles::default(),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(crate::admin::serve_router(listener, router(Arc::new(cp))));
