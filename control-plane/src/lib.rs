@@ -8,6 +8,7 @@ pub mod config;
 mod fsutil;
 pub mod identity;
 pub mod policy;
+pub mod rbac;
 pub mod workload_api;
 pub mod xds;
 

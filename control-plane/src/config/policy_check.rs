@@ -190,6 +190,7 @@ mod tests {
             deny_status: 403,
             expose_reason: false,
             escaped_slashes: Default::default(),
+            native_rbac: true,
         }
     }
 

@@ -418,11 +418,28 @@ fn policy_settings(raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> PolicySetti
             EscapedSlashes::Reject
         }
     };
+    // Unset in warden.yaml: the WARDEN_NATIVE_RBAC environment variable (`off` forces
+    // the Wasm filter everywhere; the e2e suite runs its authorization tests both ways).
+    let from_env = std::env::var("WARDEN_NATIVE_RBAC").ok();
+    let native_rbac = match p.native_rbac.as_deref().or(from_env.as_deref()) {
+        None | Some("auto") => true,
+        Some("off") => false,
+        Some(other) => {
+            let hint = Some("use `auto` (default: RBAC where the policy compiles) or `off`".into());
+            ctx.error(
+                "policy.native_rbac",
+                format!("unknown native_rbac `{other}`"),
+                hint,
+            );
+            true
+        }
+    };
     PolicySettings {
         entrypoint,
         mode,
         deny_status,
         expose_reason: p.expose_reason.unwrap_or(false),
         escaped_slashes,
+        native_rbac,
     }
 }
