@@ -144,6 +144,11 @@ fn eval(compiled: &warden_filter::CompiledPolicy, caller: &str, method: &str, pa
         .is_allow()
 }
 
+fn stat_sum(mesh: &Mesh, workload: &str, pattern: &str) -> Result<u64> {
+    let stats = mesh.sidecar(workload)?.stats(pattern)?;
+    Ok(stats.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+}
+
 fn canonical(path: &str) -> bool {
     !(path.contains("/.") || path.contains("//") || path.contains('%') || path.contains(';'))
 }
@@ -191,6 +196,17 @@ fn run() -> Result<()> {
             "{callee}: nothing allowed, the test would prove little"
         );
         total += got.len();
+        // Each mesh really ran its path: RBAC counters on one, Wasm counters on the other.
+        ensure!(stat_sum(&native, callee, r"rbac\.warden_authz\.(allowed|denied)$")? > 0);
+        ensure!(stat_sum(&native, callee, r"wasmcustom\.warden_authz")? == 0);
+        ensure!(stat_sum(&wasm, callee, r"rbac\.warden_authz")? == 0);
+        ensure!(
+            stat_sum(
+                &wasm,
+                callee,
+                r"wasmcustom\.warden_authz\.(allowed|denied)$"
+            )? > 0
+        );
     }
     eprintln!("{total} requests per mesh, {:?} in all", started.elapsed());
     Ok(())

@@ -1,18 +1,19 @@
 //! What the inbound listener adds so a workload on Envoy's RBAC filter (`crate::rbac`)
-//! loses nothing the Wasm filter gives: an RBAC deny answers `deny_status` with an
-//! `x-warden-decision-id` header (Envoy's request id) and, with `expose_reason`, the
-//! reason in the body (an HCM local-reply mapper keyed on the RBAC filter's dynamic
-//! metadata, so the Wasm filter's own replies are left alone); each RBAC decision is
-//! logged as one JSON line on stderr with the Rego rule (`file:line`) that allowed it;
+//! loses little the Wasm filter gives: an RBAC deny answers `deny_status` with an
+//! `x-warden-decision-id` header (Envoy's request id) and Envoy's `RBAC: access denied`
+//! body (an HCM local-reply mapper on 403s that only adds a missing id, so the Wasm
+//! filter's own replies keep theirs); each RBAC deny is logged as one JSON line on stderr
+//! (keyed on the RBAC filter's dynamic metadata);
 //! and the app gets a trusted `x-spiffe-id` from the verified peer certificate. On the
 //! Wasm path none of these match or change anything (the filter sets the same header).
 
 use xds_api::pb::envoy::config::accesslog::v3::{
-    access_log, access_log_filter, AccessLog, AccessLogFilter, MetadataFilter,
+    access_log, access_log_filter, comparison_filter, AccessLog, AccessLogFilter, ComparisonFilter,
+    MetadataFilter, StatusCodeFilter,
 };
 use xds_api::pb::envoy::config::core::v3::{
     data_source, header_value_option::HeaderAppendAction, substitution_format_string, DataSource,
-    HeaderValue, HeaderValueOption, SubstitutionFormatString,
+    HeaderValue, HeaderValueOption, RuntimeUInt32, SubstitutionFormatString,
 };
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     LocalReplyConfig, ResponseMapper,
@@ -76,33 +77,40 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
     }
 }
 
-/// The reason a native deny gives (the Wasm filter names the undefined or false rule).
-const DENY_REASON: &str = "denied by policy: no allow rule matched";
+/// A local reply with status 403. The RBAC filter's own deny is one; its dynamic
+/// metadata is not set yet when the local-reply mapper runs (checked on Envoy 1.40), so
+/// the mapper keys on the status and only adds what is missing: the Wasm filter's replies
+/// already carry their decision id and use `deny_status`.
+fn status_403() -> AccessLogFilter {
+    AccessLogFilter {
+        filter_specifier: Some(access_log_filter::FilterSpecifier::StatusCodeFilter(
+            StatusCodeFilter {
+                comparison: Some(ComparisonFilter {
+                    op: comparison_filter::Op::Eq as i32,
+                    value: Some(RuntimeUInt32 {
+                        default_value: 403,
+                        runtime_key: "warden.authz.rbac_deny_status".to_string(),
+                    }),
+                }),
+            },
+        )),
+    }
+}
 
-/// Local replies of RBAC denies: status, decision id header, reason (if exposed).
+/// Local replies of RBAC denies: the decision id header (Envoy's request id, unless the
+/// reply has one) and `deny_status`. The body stays Envoy's `RBAC: access denied`.
 pub(super) fn local_reply(settings: &PolicySettings) -> LocalReplyConfig {
-    let body = if settings.expose_reason {
-        format!("{DENY_REASON} (decision {DECISION_ID})\n")
-    } else {
-        format!("access denied (decision {DECISION_ID})\n")
-    };
+    let mut header = header(DECISION_ID_HEADER, DECISION_ID);
+    header.append_action = HeaderAppendAction::AddIfAbsent as i32;
     LocalReplyConfig {
         mappers: vec![ResponseMapper {
-            filter: Some(rbac_denied()),
-            status_code: Some(UInt32Value {
+            filter: Some(status_403()),
+            // A 403 already is 403; any other deny status also moves a policy's own
+            // `http_status: 403` (object decisions on the Wasm path) to it.
+            status_code: (settings.deny_status != 403).then(|| UInt32Value {
                 value: u32::from(settings.deny_status),
             }),
-            body_format_override: Some(SubstitutionFormatString {
-                format: Some(substitution_format_string::Format::TextFormatSource(
-                    DataSource {
-                        specifier: Some(data_source::Specifier::InlineString(body)),
-                        ..Default::default()
-                    },
-                )),
-                content_type: "text/plain".to_string(),
-                ..Default::default()
-            }),
-            headers_to_add: vec![header(DECISION_ID_HEADER, DECISION_ID)],
+            headers_to_add: vec![header],
             ..Default::default()
         }],
         ..Default::default()
