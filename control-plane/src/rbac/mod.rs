@@ -20,6 +20,7 @@ pub mod ir;
 pub mod json;
 mod ops;
 pub mod proto;
+mod refs;
 
 #[cfg(test)]
 mod prop_tests;

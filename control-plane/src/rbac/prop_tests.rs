@@ -241,7 +241,7 @@ proptest! {
         let request = attributes(Peer::None, "GET", &path, Vec::new());
         let bad = regex::Regex::new(&format!("^(?:{})$", emit::BAD_REQUEST_PATH)).unwrap();
         // `//x` is an authority to Go; the inbound listener merges slashes first.
-        prop_assume!(!(path.starts_with("//") && !path.starts_with("///")));
+        prop_assume!(!path.starts_with("//") || path.starts_with("///"));
         prop_assert_eq!(bad.is_match(&path), request.check().is_err(), "path {:?}", path);
     }
 }

@@ -314,8 +314,22 @@ fn a_policy_that_compiles_to_rbac_is_served_as_the_rbac_filter_with_its_rules() 
     };
     assert_eq!(source.type_urls.len(), 2);
     let mapper = &hcm.local_reply_config.as_ref().unwrap().mappers[0];
-    assert_eq!(mapper.status_code.as_ref().map(|c| c.value), Some(403));
+    // deny_status is 403 already: only the decision id is added.
+    assert_eq!(mapper.status_code, None);
+    let added = mapper.headers_to_add[0].header.as_ref().unwrap();
+    assert_eq!(added.key, "x-warden-decision-id");
     assert_eq!(hcm.access_log.len(), 1);
+}
+
+#[test]
+fn another_deny_status_is_mapped_onto_rbac_denies() {
+    let mut m = mesh();
+    m.config.policy.deny_status = 401;
+    let snap = snapshot_for(&m, "backend");
+    let listener: Listener = decode(&snap, ResourceType::Listener, names::INBOUND_LISTENER);
+    let hcm = inbound_hcm(&listener);
+    let mapper = &hcm.local_reply_config.as_ref().unwrap().mappers[0];
+    assert_eq!(mapper.status_code.as_ref().map(|c| c.value), Some(401));
 }
 
 #[test]
