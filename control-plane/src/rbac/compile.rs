@@ -149,6 +149,19 @@ pub(super) fn compile(
         }
         c.packages.push(path.clone());
         if path != c.package {
+            // A parent package can define the decision with a ref head (`authz.allow
+            // if ...` in `package envoy`), a child package can shadow it.
+            let parent = c.package.starts_with(&path);
+            let child = path.starts_with(&c.package) && path.get(c.package.len()) == Some(&c.entry);
+            if parent || child {
+                return Err(no(
+                    &module.package.span,
+                    format!(
+                        "package `{}` next to the decision's package",
+                        path.join(".")
+                    ),
+                ));
+            }
             continue;
         }
         for import in &module.imports {

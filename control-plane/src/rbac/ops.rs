@@ -25,6 +25,14 @@ pub(super) fn bool_cond(b: bool) -> Cond {
 /// that no subject (`O=...`) or DNS name can pass are kept.
 pub(super) fn attr_test(span: &Span, attr: Attr, test: Test) -> Result<Cond, NotNative> {
     const SCHEME: &str = "spiffe://";
+    let constant = match &test {
+        Test::Present => "",
+        Test::Exact(c) | Test::Prefix(c) | Test::Suffix(c) | Test::Contains(c) => c,
+    };
+    if constant.contains('\u{FFFD}') {
+        // The filter shows invalid UTF-8 as U+FFFD; Envoy compares the raw bytes.
+        return Err(no(span, "a constant containing U+FFFD"));
+    }
     if attr != Attr::Principal {
         return Ok(Cond::Match(attr, test));
     }

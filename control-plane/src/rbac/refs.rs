@@ -13,15 +13,18 @@ use super::ops::{index, is_true};
 use super::NotNative;
 
 /// Header names the filter does not show the policy as Envoy's RBAC filter sees them:
-/// the identity headers the filter removes from the input, `host` (`:authority` in
-/// Envoy's header map) and pseudo-headers.
+/// the identity headers the filter removes from the input, and `host` (`:authority` in
+/// Envoy's header map). Pseudo-headers are refused before this.
 fn header_is_comparable(name: &str) -> bool {
-    !(name.is_empty()
-        || name.starts_with(':')
-        || name == "host"
-        || name == "x-spiffe-id"
-        || name == "x-forwarded-client-cert"
-        || name.bytes().any(|b| b.is_ascii_uppercase()))
+    !(name == "host" || name == "x-spiffe-id" || name == "x-forwarded-client-cert")
+}
+
+/// An RFC 9110 token without uppercase letters (a header name as the input has it).
+fn is_lowercase_token(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
 }
 
 impl Compiler<'_> {
@@ -92,11 +95,17 @@ impl Compiler<'_> {
             ["attributes", "request", "http", "method"] => Attr::Method,
             ["attributes", "request", "http", "path"] => Attr::Path,
             ["attributes", "request", "http", "headers", name] => {
+                if name.starts_with(':') {
+                    // The filter shows pseudo-headers as ext_authz does; RBAC could
+                    // match them, but their values differ in detail (`:path`).
+                    return Err(no(span, format!("the `{name}` pseudo-header")));
+                }
+                if !is_lowercase_token(name) {
+                    // Input header names are lowercase RFC 9110 tokens: never there (and
+                    // Envoy would refuse a header matcher with such a name).
+                    return Ok(Term::Undefined);
+                }
                 if !header_is_comparable(name) {
-                    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-                        // Input header names are lowercase: never there.
-                        return Ok(Term::Undefined);
-                    }
                     return Err(no(span, format!("the `{name}` header")));
                 }
                 Attr::Header((*name).to_string())

@@ -164,6 +164,11 @@ fn constructs_outside_the_subset_stay_on_wasm_and_name_their_line() {
             7,
         ),
         (
+            "allow if input.attributes.request.http.headers[\":path\"] == \"/\"",
+            "pseudo-header",
+            7,
+        ),
+        (
             "allow := {\"allowed\": true}",
             "decision value other than `true`",
             7,
@@ -243,6 +248,10 @@ fn supported_forms_compile_to_the_expected_conditions() {
             "allow if input.attributes.source.principal == \"O=Warden\"",
             Cond::False,
         ),
+        (
+            "allow if input.attributes.request.http.headers[\"x y\"]",
+            Cond::False,
+        ),
         ("allow if data.missing.key == \"a\"", Cond::False),
     ];
     for (body, want) in cases {
@@ -279,4 +288,24 @@ fn dry_run_moves_the_rules_to_shadow_rules() {
     assert!(enforce.rules.is_some() && enforce.shadow_rules.is_none());
     assert_eq!(dry.rules, None);
     assert_eq!(dry.shadow_rules, enforce.rules);
+}
+
+#[test]
+fn a_parent_package_that_may_define_the_decision_keeps_wasm() {
+    let mut p = plugin("allow if input.attributes.request.http.method == \"GET\"");
+    p.modules.push(PolicyModule {
+        name: "policies/parent.rego".into(),
+        source: "package envoy\n\nimport rego.v1\n\nx := 1\n".into(),
+    });
+    let err = compile_plugin(&p).expect_err("parent package");
+    assert!(err.what.contains("package `envoy`"), "{err}");
+}
+
+#[test]
+fn a_replacement_character_in_a_constant_keeps_wasm() {
+    let err = compile_plugin(&plugin(
+        "allow if input.attributes.request.http.headers[\"x-a\"] == \"a\u{FFFD}\"",
+    ))
+    .expect_err("U+FFFD");
+    assert!(err.what.contains("U+FFFD"), "{err}");
 }
