@@ -309,3 +309,45 @@ fn a_replacement_character_in_a_constant_keeps_wasm() {
     .expect_err("U+FFFD");
     assert!(err.what.contains("U+FFFD"), "{err}");
 }
+
+/// A copy of the sample mesh with `extra` appended to warden.yaml's `policy:` block.
+fn sample_with_policy_line(extra: &str) -> Result<Config, String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mesh");
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["", "policies", "workloads"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        for entry in std::fs::read_dir(src.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, dir.path().join(sub).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let main = dir.path().join("warden.yaml");
+    let text = std::fs::read_to_string(&main).unwrap();
+    let text = text.replace(
+        "  deny_status: 403\n",
+        &format!("  deny_status: 403\n  {extra}\n"),
+    );
+    std::fs::write(&main, text).unwrap();
+    crate::config::load(dir.path()).map_err(|d| d.to_string())
+}
+
+#[test]
+fn native_rbac_is_read_from_warden_yaml_and_unknown_values_are_refused() {
+    let off = sample_with_policy_line("native_rbac: off").unwrap();
+    assert!(!off.policy.native_rbac);
+    let auto = sample_with_policy_line("native_rbac: auto").unwrap();
+    assert!(auto.policy.native_rbac);
+    let err = sample_with_policy_line("native_rbac: sometimes").unwrap_err();
+    assert!(err.contains("unknown native_rbac `sometimes`"), "{err}");
+}
+
+#[test]
+fn dry_run_keeps_the_wasm_filter_and_says_why() {
+    let mut config = sample();
+    config.policy.mode = crate::config::PolicyMode::DryRun;
+    let path = path_for(&config, &config.workloads[0]);
+    assert_eq!(path, AuthzPath::Wasm(WasmReason::DryRun));
+    assert!(path.describe().contains("dry_run_denied"));
+}
