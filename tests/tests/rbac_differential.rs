@@ -9,7 +9,7 @@
 //! `warden policy eval` computes (the same code, run here in-process).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use rand::{Rng, SeedableRng};
@@ -149,6 +149,22 @@ fn stat_sum(mesh: &Mesh, workload: &str, pattern: &str) -> Result<u64> {
     Ok(stats.values().filter_map(|v| v.parse::<u64>().ok()).sum())
 }
 
+/// `warden policy eval` (exit 0 allow, 1 deny).
+fn cli_allows(mesh: &Mesh, callee: &str, caller: &str, method: &str, path: &str) -> Result<bool> {
+    let status = std::process::Command::new(warden_e2e::locate::warden()?)
+        .args(["policy", "eval", "--config"])
+        .arg(mesh.config_dir())
+        .args(["--workload", callee, "--source", &spiffe_id(caller)])
+        .args(["--method", method, "--path", path])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    match status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        other => anyhow::bail!("warden policy eval exited with {other:?}"),
+    }
+}
+
 fn canonical(path: &str) -> bool {
     !(path.contains("/.") || path.contains("//") || path.contains('%') || path.contains(';'))
 }
@@ -177,12 +193,22 @@ fn run() -> Result<()> {
             "{callee}: RBAC and Wasm differ on {differ:?}"
         );
         let compiled = compiled_for(&native, callee)?;
+        let mut cli_checked = [0, 0]; // denies, allows
         for (key, allowed) in &got {
             let mut parts = key.splitn(3, ' ');
             let (caller, method, path) = (parts.next(), parts.next(), parts.next());
             let (Some(caller), Some(method), Some(path)) = (caller, method, path) else {
                 continue;
             };
+            if canonical(path) && cli_checked[usize::from(*allowed)] < 4 {
+                // A few allows and denies through the CLI itself.
+                let cli = cli_allows(&native, callee, caller, method, path)?;
+                ensure!(
+                    cli == *allowed,
+                    "`warden policy eval` disagrees: {caller} → {callee} {method} {path}"
+                );
+                cli_checked[usize::from(*allowed)] += 1;
+            }
             if canonical(path) {
                 let expected = eval(&compiled, caller, method, path);
                 ensure!(
@@ -195,18 +221,29 @@ fn run() -> Result<()> {
             got.values().any(|a| *a),
             "{callee}: nothing allowed, the test would prove little"
         );
+        ensure!(
+            cli_checked[0] > 0 && cli_checked[1] > 0,
+            "{callee}: CLI checks {cli_checked:?}"
+        );
         total += got.len();
         // Each mesh really ran its path: RBAC counters on one, Wasm counters on the other.
         ensure!(stat_sum(&native, callee, r"rbac\.warden_authz\.(allowed|denied)$")? > 0);
         ensure!(stat_sum(&native, callee, r"wasmcustom\.warden_authz")? == 0);
         ensure!(stat_sum(&wasm, callee, r"rbac\.warden_authz")? == 0);
-        ensure!(
-            stat_sum(
+        // The filter flushes its counters once a second.
+        let wasm_counted = || {
+            let n = stat_sum(
                 &wasm,
                 callee,
-                r"wasmcustom\.warden_authz\.(allowed|denied)$"
-            )? > 0
-        );
+                r"wasmcustom\.warden_authz\.(allowed|denied)$",
+            )?;
+            Ok(n > 0)
+        };
+        warden_e2e::wait::until_true(
+            "the Wasm filter's counters",
+            Duration::from_secs(5),
+            wasm_counted,
+        )?;
     }
     eprintln!("{total} requests per mesh, {:?} in all", started.elapsed());
     Ok(())
