@@ -447,6 +447,9 @@ impl<'a> Compiler<'a> {
         if self.rules.contains_key(&name) {
             return Err(no(span, format!("a call to the package's own `{name}`")));
         }
+        if name == "regex.match" {
+            return self.regex_match(env, span, params);
+        }
         let make: fn(String) -> Test = match name.as_str() {
             "startswith" => Test::Prefix,
             "endswith" => Test::Suffix,
@@ -472,6 +475,34 @@ impl<'a> Compiler<'a> {
             (_, Term::Attr(_)) => Err(no(
                 span,
                 format!("`{name}` with a request field as its second argument"),
+            )),
+        }
+    }
+
+    /// `regex.match(<constant pattern>, <request field>)`.
+    fn regex_match(
+        &self,
+        env: &HashMap<String, Term>,
+        span: &Span,
+        params: &[Ref<Expr>],
+    ) -> Result<Cond, NotNative> {
+        let [pattern, subject] = params else {
+            return Err(no(span, "`regex.match` with other than 2 arguments"));
+        };
+        match (self.term(env, pattern)?, self.term(env, subject)?) {
+            (Term::Undefined, _) | (_, Term::Undefined) => Ok(Cond::False),
+            (Term::Const(Json::String(p)), Term::Attr(a)) if a != Attr::Principal => {
+                if !super::ops::portable_regex(&p, a == Attr::Method) {
+                    return Err(no(
+                        span,
+                        format!("the regex {p:?} (outside the subset RE2 and regorus read alike)"),
+                    ));
+                }
+                attr_test(span, a, Test::Regex(p))
+            }
+            _ => Err(no(
+                span,
+                "`regex.match` other than a constant pattern on the method, path or a header",
             )),
         }
     }

@@ -40,6 +40,11 @@ fn string_matcher(test: &Test) -> Option<StringMatcher> {
         Test::Suffix(c) if !c.is_empty() => P::Suffix(c.clone()),
         Test::Contains(c) if !c.is_empty() => P::Contains(c.clone()),
         Test::Prefix(_) | Test::Suffix(_) | Test::Contains(_) => return None,
+        // Envoy matches the whole value; `regex.match` finds the pattern anywhere.
+        Test::Regex(p) => P::SafeRegex(RegexMatcher {
+            regex: super::ops::searching(p),
+            ..Default::default()
+        }),
     };
     Some(StringMatcher {
         match_pattern: Some(pattern),

@@ -40,12 +40,16 @@ pub enum Test {
     Suffix(String),
     /// Contains the constant (`contains`).
     Contains(String),
+    /// `regex.match(pattern, value)`: the pattern (a subset RE2 and Rust's `regex` read
+    /// alike, see `ops::portable_regex`) matches somewhere in the value.
+    Regex(String),
 }
 
 impl Test {
-    /// Whether `value` passes.
+    /// Whether `value` passes (a regex only when it compiles).
     pub fn matches(&self, value: &str) -> bool {
         match self {
+            Self::Regex(p) => regex::Regex::new(p).is_ok_and(|r| r.is_match(value)),
             Self::Present => true,
             Self::Exact(c) => value == c,
             Self::Prefix(c) => value.starts_with(c.as_str()),

@@ -27,7 +27,9 @@ pub(super) fn attr_test(span: &Span, attr: Attr, test: Test) -> Result<Cond, Not
     const SCHEME: &str = "spiffe://";
     let constant = match &test {
         Test::Present => "",
-        Test::Exact(c) | Test::Prefix(c) | Test::Suffix(c) | Test::Contains(c) => c,
+        Test::Exact(c) | Test::Prefix(c) | Test::Suffix(c) | Test::Contains(c) | Test::Regex(c) => {
+            c
+        }
     };
     if constant.contains('\u{FFFD}') {
         // The filter shows invalid UTF-8 as U+FFFD; Envoy compares the raw bytes.
@@ -43,7 +45,7 @@ pub(super) fn attr_test(span: &Span, attr: Attr, test: Test) -> Result<Cond, Not
         Test::Prefix(c) if c.starts_with(SCHEME) => Cond::Match(attr, Test::Prefix(c)),
         Test::Prefix(c) if SCHEME.starts_with(c.as_str()) => Cond::Match(attr, Test::Present),
         Test::Prefix(_) => Cond::False,
-        Test::Suffix(_) | Test::Contains(_) => {
+        Test::Suffix(_) | Test::Contains(_) | Test::Regex(_) => {
             return Err(no(span, "`endswith`/`contains` on the source principal (Envoy would also match the certificate subject)"))
         }
     })
@@ -123,4 +125,88 @@ pub(super) fn membership(span: &Span, value: &Term, coll: &Term) -> Result<Cond,
         alternatives.push(compare(span, value, &Term::Const(item.clone()), true)?);
     }
     Ok(Cond::any(alternatives))
+}
+
+/// A pattern Envoy (RE2, whole-value match) reads as `regex.match` (Rust's `regex`,
+/// search) does: `p` somewhere in the value.
+pub(super) fn searching(p: &str) -> String {
+    format!("(?s:.*)(?:{p})(?s:.*)")
+}
+
+/// Whether RE2 and Rust's `regex` read `p` alike and both accept it: ASCII letters,
+/// digits and `/_-~:=,@!&%'` as literals; `.`; `^`/`$`; `|`; plain groups `( )`;
+/// bracket classes; `*`, `+`, `?` (and their lazy forms) after an atom; `\` before
+/// punctuation. No flags, counted repetition, `\w`-style classes or Unicode classes
+/// (their meanings differ between the two engines). Anything else keeps Wasm.
+///
+/// Unless `any_char` (a subject that is always ASCII, the method), no `.` and no negated
+/// class either: the filter shows bytes that are not UTF-8 as U+FFFD, one per invalid
+/// sequence, while RE2 reads them one per byte, so only ASCII literals and classes are
+/// sure to match alike.
+pub(super) fn portable_regex(p: &str, any_char: bool) -> bool {
+    const LITERAL: &[u8] = b"/_-~:=,@!&%'";
+    const PUNCT: &[u8] = b".^$|()[]*+?/-\\";
+    let bytes = p.as_bytes();
+    let mut i = 0;
+    let mut in_class = false;
+    // Whether the previous token can take a quantifier.
+    let mut atom = false;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\\' => {
+                if !bytes.get(i + 1).is_some_and(|n| PUNCT.contains(n)) {
+                    return false;
+                }
+                i += 2;
+                atom = true;
+                continue;
+            }
+            _ if in_class => {
+                if b == b']' {
+                    in_class = false;
+                    atom = true;
+                } else if !(b.is_ascii_alphanumeric() || LITERAL.contains(&b) || b == b'.') {
+                    return false;
+                }
+            }
+            b'[' => {
+                in_class = true;
+                // `[]` and `[^]` would read differently: a class must not open with `]`.
+                let negated = bytes.get(i + 1) == Some(&b'^');
+                if negated && !any_char {
+                    return false;
+                }
+                let first = if negated { i + 2 } else { i + 1 };
+                if matches!(bytes.get(first), Some(b']') | None) {
+                    return false;
+                }
+                atom = false;
+                i = first;
+                continue;
+            }
+            b'*' | b'+' | b'?' => {
+                if !atom {
+                    return false;
+                }
+                // One lazy `?` may follow; nothing else may.
+                if bytes.get(i + 1) == Some(&b'?') {
+                    i += 1;
+                }
+                atom = false;
+            }
+            b'(' => {
+                if bytes.get(i + 1) == Some(&b'?') {
+                    return false;
+                }
+                atom = false;
+            }
+            b'.' if !any_char => return false,
+            b')' | b'.' => atom = true,
+            b'^' | b'$' | b'|' => atom = false,
+            _ if b.is_ascii_alphanumeric() || LITERAL.contains(&b) => atom = true,
+            _ => return false,
+        }
+        i += 1;
+    }
+    !in_class && regex::Regex::new(&searching(p)).is_ok()
 }

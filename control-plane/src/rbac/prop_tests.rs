@@ -94,6 +94,15 @@ fn atom() -> impl Strategy<Value = String> {
             "env := input.attributes.request.http.headers[\"x-env\"]\n\tenv != \"dev\"".to_string()
         ),
         Just("startswith(path, 5)".to_string()),
+        Just("regex.match(\"^/api/[a-z]+$\", path)".to_string()),
+        Just("regex.match(\"^/(api|query)(/|$)\", path)".to_string()),
+        Just("regex.match(\"[A-F]\", path)".to_string()),
+        Just("regex.match(\"^(GET|HEAD)$\", method)".to_string()),
+        Just("regex.match(\"^G.T$\", method)".to_string()),
+        Just("regex.match(\"[^P]\", method)".to_string()),
+        Just(
+            "regex.match(\"^prod\", input.attributes.request.http.headers[\"x-env\"])".to_string()
+        ),
         Just("source == frontend".to_string()),
     ]
 }

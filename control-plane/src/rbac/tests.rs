@@ -144,8 +144,8 @@ fn sample_mesh_rbac_decides_as_the_filter_on_a_request_grid() {
 fn constructs_outside_the_subset_stay_on_wasm_and_name_their_line() {
     let cases = [
         (
-            "allow if regex.match(\"^/a\", input.attributes.request.http.path)",
-            "a call to `regex.match`",
+            "allow if regex.match(\"^/a\\\\d\", input.attributes.request.http.path)",
+            "outside the subset",
             7,
         ),
         (
@@ -350,4 +350,31 @@ fn dry_run_keeps_the_wasm_filter_and_says_why() {
     let path = path_for(&config, &config.workloads[0]);
     assert_eq!(path, AuthzPath::Wasm(WasmReason::DryRun));
     assert!(path.describe().contains("dry_run_denied"));
+}
+
+#[test]
+fn only_regexes_both_engines_read_alike_are_compiled() {
+    use super::ops::portable_regex;
+    for p in [
+        "^/api/[a-z0-9]+$",
+        "^/(api|query)(/|$)",
+        "a",
+        "^x*?y+z?$",
+        "\\.json$",
+        "[-a-z_]",
+    ] {
+        assert!(portable_regex(p, false), "{p}");
+    }
+    for p in ["^G.T$", "[^P]"] {
+        assert!(portable_regex(p, true), "{p}");
+        assert!(
+            !portable_regex(p, false),
+            "{p}: any-char on a path or header"
+        );
+    }
+    for p in [
+        "\\d", "\\w+", "(?i)get", "a{2}", "a**", "*a", "(a", "[a", "[]a]", "é", "\\p{L}", "a|*",
+    ] {
+        assert!(!portable_regex(p, true), "{p}");
+    }
 }
