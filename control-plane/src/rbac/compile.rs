@@ -18,7 +18,7 @@ use regorus::unstable::{
 use serde_json::Value as Json;
 
 use super::ir::{Attr, Cond, Test};
-use super::ops::{attr_test, bool_cond, compare, defined, is_true, membership};
+use super::ops::{compare, defined, is_true, membership};
 use super::{Loc, NotNative};
 
 /// Most alternatives one rule body may expand to through `some x in ...`.
@@ -82,7 +82,7 @@ pub(super) fn name_of(expr: &Expr) -> Option<String> {
 }
 
 /// A dotted/bracketed reference with constant keys: `a.b["c"]` → [a, b, c].
-fn ref_path(expr: &Expr) -> Option<Vec<String>> {
+pub(super) fn ref_path(expr: &Expr) -> Option<Vec<String>> {
     match expr {
         Expr::Var { .. } => Some(vec![name_of(expr)?]),
         Expr::RefDot { refr, field, .. } => {
@@ -432,77 +432,6 @@ impl<'a> Compiler<'a> {
             other => Err(no(
                 other.span(),
                 "an expression form the RBAC compiler does not read",
-            )),
-        }
-    }
-
-    fn call(
-        &self,
-        env: &HashMap<String, Term>,
-        span: &Span,
-        fcn: &Expr,
-        params: &[Ref<Expr>],
-    ) -> Result<Cond, NotNative> {
-        let name = ref_path(fcn).map(|p| p.join(".")).unwrap_or_default();
-        if self.rules.contains_key(&name) {
-            return Err(no(span, format!("a call to the package's own `{name}`")));
-        }
-        if name == "regex.match" {
-            return self.regex_match(env, span, params);
-        }
-        let make: fn(String) -> Test = match name.as_str() {
-            "startswith" => Test::Prefix,
-            "endswith" => Test::Suffix,
-            "contains" => Test::Contains,
-            _ => return Err(no(span, format!("a call to `{name}`"))),
-        };
-        let [subject, needle] = params else {
-            return Err(no(
-                span,
-                format!("`{name}` with {} arguments", params.len()),
-            ));
-        };
-        let (s, n) = (self.term(env, subject)?, self.term(env, needle)?);
-        match (s, n) {
-            (Term::Undefined, _) | (_, Term::Undefined) => Ok(Cond::False),
-            // A type error is undefined (OPA-Envoy's non-strict builtin errors).
-            (Term::Const(Json::String(a)), Term::Const(Json::String(b))) => {
-                Ok(bool_cond(make(b).matches(&a)))
-            }
-            (Term::Const(_), Term::Const(_)) => Ok(Cond::False),
-            (Term::Attr(a), Term::Const(Json::String(b))) => attr_test(span, a, make(b)),
-            (Term::Attr(_), Term::Const(_)) => Ok(Cond::False),
-            (_, Term::Attr(_)) => Err(no(
-                span,
-                format!("`{name}` with a request field as its second argument"),
-            )),
-        }
-    }
-
-    /// `regex.match(<constant pattern>, <request field>)`.
-    fn regex_match(
-        &self,
-        env: &HashMap<String, Term>,
-        span: &Span,
-        params: &[Ref<Expr>],
-    ) -> Result<Cond, NotNative> {
-        let [pattern, subject] = params else {
-            return Err(no(span, "`regex.match` with other than 2 arguments"));
-        };
-        match (self.term(env, pattern)?, self.term(env, subject)?) {
-            (Term::Undefined, _) | (_, Term::Undefined) => Ok(Cond::False),
-            (Term::Const(Json::String(p)), Term::Attr(a)) if a != Attr::Principal => {
-                if !super::ops::portable_regex(&p, a == Attr::Method) {
-                    return Err(no(
-                        span,
-                        format!("the regex {p:?} (outside the subset RE2 and regorus read alike)"),
-                    ));
-                }
-                attr_test(span, a, Test::Regex(p))
-            }
-            _ => Err(no(
-                span,
-                "`regex.match` other than a constant pattern on the method, path or a header",
             )),
         }
     }

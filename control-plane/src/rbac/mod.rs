@@ -12,6 +12,7 @@
 //! normalized and slashes merged before any filter, and `x-forwarded-client-cert` /
 //! `x-spiffe-id` never compared (the filter hides them from the policy).
 
+mod calls;
 mod compile;
 pub mod emit;
 #[cfg(test)]
