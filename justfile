@@ -23,6 +23,9 @@ build:
 # The whole test suite: lint, unit + property + end-to-end tests (real Envoy), policy tests.
 test: build lint
     cargo test --workspace
+    # The authorization scenarios again with every workload forced onto the Wasm filter
+    # (the run above puts the sample policies on Envoy's RBAC filter where they compile).
+    WARDEN_NATIVE_RBAC=off cargo test -p warden-e2e --test authz
     ./target/debug/warden validate examples/mesh
     ./target/debug/warden policy test examples/mesh
     WARDEN_BIN=target/debug/warden python filter/tests/opa_differential.py

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side cost of authorization in a server Envoy (1 worker, mTLS).
 
-Variants: no authz | native RBAC (principal rule) | empty Wasm filter | Warden filter
+Variants: no authz | native RBAC (principal rule) | Warden (native RBAC: the sample policy
+compiled to RBAC by the control plane) | empty Wasm filter | Warden filter
 (core and extended module) | with BENCH_BASELINE=DIR, the Warden core module of an earlier
 checkout DIR (its target/wasm32-wasip1/wasm/warden_filter.wasm and target/debug/warden must
 be built), so a change is measured before/after in one run.
@@ -132,6 +133,15 @@ def warden_config(warden=None, root=ROOT):
     config = json.loads(out)
     assert config["destination_principal"] == BACKEND, config["destination_principal"]
     return json.dumps(config)
+
+
+def warden_rbac_filter(warden=None):
+    """The RBAC filter config the control plane compiles the sample policy to for the
+    backend (`warden policy config --rbac`): what a native-path sidecar gets over ECDS."""
+    warden = warden or os.environ.get("WARDEN_BIN", os.path.join(ROOT, "target", "release", "warden"))
+    out = subprocess.run([warden, "policy", "config", "--config", os.path.join(ROOT, "examples", "mesh"),
+                          "--workload", "backend", "--rbac"], check=True, capture_output=True, text=True).stdout
+    return {"name": "envoy.filters.http.rbac", "typed_config": json.loads(out)}
 
 
 def hcm(stat, filters, route):
@@ -298,6 +308,7 @@ def main():
         variants = [
             ("no authz", []),
             ("RBAC (principal)", [rbac_filter()]),
+            ("Warden (native RBAC)", [warden_rbac_filter()]),
             ("empty Wasm", [wasm_filter(empty_wasm, "")]),
             ("Warden", [wasm_filter(warden_wasm, warden_config())]),
         ]

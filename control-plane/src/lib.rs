@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod identity;
 pub mod plane;
 pub mod policy;
+pub mod rbac;
 mod units;
 pub mod workload_api;
 pub mod xds;

@@ -55,6 +55,15 @@ fn validate_reports_a_sidecar_whose_response_exceeds_the_ads_message_limit() {
         .collect();
     let data = format!("{{\"ids\": [{}]}}", ids.join(","));
     fs::write(dir.path().join("policies/data.json"), &data).unwrap();
+    // On the Wasm filter, whose configuration carries the data (the sample policy on
+    // Envoy's RBAC filter does not read it, so nothing would be over the limit).
+    let main = dir.path().join("warden.yaml");
+    let yaml = fs::read_to_string(&main).unwrap();
+    let yaml = yaml.replace(
+        "  deny_status: 403\n",
+        "  deny_status: 403\n  native_rbac: off\n",
+    );
+    fs::write(&main, yaml).unwrap();
     let out = warden(&["validate", s(dir.path())]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -40,6 +40,10 @@ pub(crate) struct ConfigArgs {
     /// The workload whose sidecar filter configuration to print.
     #[arg(long, value_name = "NAME")]
     workload: String,
+    /// Print the Envoy RBAC filter config (proto-JSON) the policy compiles to for this
+    /// workload instead; exit 1 when it stays on the Wasm filter.
+    #[arg(long)]
+    rbac: bool,
 }
 
 /// Arguments of `warden policy test`.
@@ -89,10 +93,26 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Config(args) => {
             let cfg = super::common::load_config(&args.config)?;
             let workload = find_workload(&cfg, &args.workload, &args.config)?;
-            println!(
-                "{}",
-                warden::policy::plugin_config(&cfg, workload).to_json()
+            // On stderr, so stdout stays the JSON the sidecar would get.
+            let path = warden::rbac::path_for(&cfg, workload);
+            eprintln!(
+                "workload `{}`: authorization on {}",
+                workload.name,
+                path.describe()
             );
+            if !args.rbac {
+                println!(
+                    "{}",
+                    warden::policy::plugin_config(&cfg, workload).to_json()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let warden::rbac::AuthzPath::Native(rules) = path else {
+                return Ok(ExitCode::from(1));
+            };
+            let dry_run = cfg.policy.mode == warden::config::PolicyMode::DryRun;
+            let config = warden::rbac::emit::http_rbac(&rules, dry_run);
+            println!("{:#}", warden::rbac::json::http_rbac(&config));
             Ok(ExitCode::SUCCESS)
         }
     }

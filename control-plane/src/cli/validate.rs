@@ -49,6 +49,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 cfg.policies.modules.len(),
                 cfg.policies.tests.len()
             );
+            for w in &cfg.workloads {
+                let path = warden::rbac::path_for(&cfg, w);
+                println!(
+                    "  workload `{}`: authorization on {}",
+                    w.name,
+                    path.describe()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(diags) => {

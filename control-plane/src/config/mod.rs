@@ -124,6 +124,9 @@ pub struct PolicySettings {
     pub expose_reason: bool,
     /// What the inbound listener does with `%2F` / `%5C` in a path (default: reject).
     pub escaped_slashes: EscapedSlashes,
+    /// `policy.native_rbac`: `auto` (default, true) compiles each workload's policy to
+    /// Envoy's RBAC filter where it can (`crate::rbac`); `off` (false) keeps Wasm.
+    pub native_rbac: bool,
 }
 
 /// `policy.escaped_slashes`: the inbound HTTP connection manager's

@@ -204,6 +204,7 @@ mod tests {
             deny_status: 403,
             expose_reason: false,
             escaped_slashes: Default::default(),
+            native_rbac: true,
         }
     }
 

@@ -84,6 +84,7 @@ pub(crate) struct RawPolicy {
     pub(crate) deny_status: Option<u16>,
     pub(crate) expose_reason: Option<bool>,
     pub(crate) escaped_slashes: Option<String>,
+    pub(crate) native_rbac: Option<String>,
 }
 
 /// `workloads/<name>.yaml`.

@@ -351,7 +351,21 @@ fn policy_settings(raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> PolicySetti
             Some("use 403 (or another 4xx/5xx)".into()),
         );
     }
-    let escaped_slashes = match p.escaped_slashes.as_deref() {
+    let escaped_slashes = escaped_slashes(p.escaped_slashes.as_deref(), ctx);
+    let native_rbac = native_rbac(p.native_rbac.as_deref(), ctx);
+    PolicySettings {
+        entrypoint,
+        mode,
+        deny_status,
+        expose_reason: p.expose_reason.unwrap_or(false),
+        escaped_slashes,
+        native_rbac,
+    }
+}
+
+/// `policy.escaped_slashes`: what the inbound HTTP connection manager does with `%2F`/`%5C`.
+fn escaped_slashes(value: Option<&str>, ctx: &mut Ctx<'_, RawWarden>) -> EscapedSlashes {
+    match value {
         None | Some("reject") => EscapedSlashes::Reject,
         Some("unescape_and_redirect") => EscapedSlashes::UnescapeAndRedirect,
         Some("unescape_and_forward") => EscapedSlashes::UnescapeAndForward,
@@ -366,12 +380,25 @@ fn policy_settings(raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> PolicySetti
             );
             EscapedSlashes::Reject
         }
-    };
-    PolicySettings {
-        entrypoint,
-        mode,
-        deny_status,
-        expose_reason: p.expose_reason.unwrap_or(false),
-        escaped_slashes,
+    }
+}
+
+/// `policy.native_rbac`: whether policies that compile to Envoy RBAC run natively.
+fn native_rbac(value: Option<&str>, ctx: &mut Ctx<'_, RawWarden>) -> bool {
+    // Unset in warden.yaml: the WARDEN_NATIVE_RBAC environment variable (`off` forces
+    // the Wasm filter everywhere; the e2e suite runs its authorization tests both ways).
+    let from_env = std::env::var("WARDEN_NATIVE_RBAC").ok();
+    match value.or(from_env.as_deref()) {
+        None | Some("auto") => true,
+        Some("off") => false,
+        Some(other) => {
+            let hint = Some("use `auto` (default: RBAC where the policy compiles) or `off`".into());
+            ctx.error(
+                "policy.native_rbac",
+                format!("unknown native_rbac `{other}`"),
+                hint,
+            );
+            true
+        }
     }
 }

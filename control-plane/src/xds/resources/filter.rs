@@ -82,8 +82,23 @@ pub fn filter_configuration(cfg: &Config, workload: &Workload) -> String {
     crate::policy::plugin_config(cfg, workload).to_json()
 }
 
-/// The `warden-authz` ECDS resource for one node.
+/// The `warden-authz` ECDS resource for one node: Envoy's RBAC filter when the policy
+/// compiles to it for this workload (`crate::rbac`), else the Wasm filter. Both types are
+/// allowed on the listener, so switching between them is one ECDS push (no drain).
 pub(super) fn extension_config(inputs: &NodeInputs<'_>) -> TypedExtensionConfig {
+    match crate::rbac::path_for(inputs.config, inputs.workload) {
+        crate::rbac::AuthzPath::Native(rules) => {
+            let dry_run = inputs.config.policy.mode == crate::config::PolicyMode::DryRun;
+            TypedExtensionConfig {
+                name: AUTHZ_FILTER_NAME.to_string(),
+                typed_config: Some(any(&crate::rbac::emit::http_rbac(&rules, dry_run))),
+            }
+        }
+        crate::rbac::AuthzPath::Wasm(_) => wasm_extension_config(inputs),
+    }
+}
+
+fn wasm_extension_config(inputs: &NodeInputs<'_>) -> TypedExtensionConfig {
     let configuration = StringValue {
         value: filter_configuration(inputs.config, inputs.workload),
     };

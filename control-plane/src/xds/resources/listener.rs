@@ -21,11 +21,13 @@ use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v
 use xds_api::pb::google::protobuf::BoolValue;
 
 use super::common::{address, ads, any, sds, tls_socket};
-use crate::config::{EscapedSlashes, Workload};
+use crate::config::{EscapedSlashes, PolicySettings, Workload};
+use crate::rbac::proto::HttpRbac;
 use crate::xds::ext::{CommonTlsContext, DownstreamTlsContext, ValidationContextType, Wasm};
 
 fn route_to(cluster: &str) -> RouteConfiguration {
     RouteConfiguration {
+        request_headers_to_add: Vec::new(),
         name: format!("to-{cluster}"),
         virtual_hosts: vec![VirtualHost {
             name: cluster.to_string(),
@@ -91,32 +93,42 @@ fn escaped_slashes_action(setting: EscapedSlashes) -> PathWithEscapedSlashesActi
 /// (`normalize_path`; `/api/%2e%2e/admin` → `/admin`), slashes merged (`merge_slashes`;
 /// `/api//..//admin` → `/admin`), `%2F`/`%5C` per `policy.escaped_slashes` (default:
 /// 400). Stricter than Istio's default (`BASE`: `normalize_path` only).
+///
+/// The `warden-authz` filter comes over ECDS and may be the Wasm filter or Envoy's RBAC
+/// filter (`crate::rbac`); for the latter the listener maps RBAC denies to the deny
+/// status with a decision id, logs each RBAC decision and sets `x-spiffe-id` (see
+/// `native`). Switching a workload between the two is one ECDS push.
 pub(super) fn inbound(
     w: &Workload,
     own_svid: &str,
     bundle: &str,
-    escaped_slashes: EscapedSlashes,
+    settings: &PolicySettings,
 ) -> Listener {
     let authz = HttpFilter {
         name: super::AUTHZ_FILTER_NAME.to_string(),
         config_type: Some(http_filter::ConfigType::ConfigDiscovery(
             ExtensionConfigSource {
                 config_source: Some(ads()),
-                type_urls: vec![<Wasm as prost::Name>::type_url()],
+                type_urls: vec![
+                    <Wasm as prost::Name>::type_url(),
+                    <HttpRbac as prost::Name>::type_url(),
+                ],
                 ..Default::default()
             },
         )),
         ..Default::default()
     };
+    let mut routes = route_to(super::names::LOCAL_APP_CLUSTER);
+    routes.request_headers_to_add = vec![super::native::trusted_identity()];
     let hcm = HttpConnectionManager {
         stat_prefix: "inbound".to_string(),
-        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
-            route_to(super::names::LOCAL_APP_CLUSTER),
-        )),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(routes)),
         http_filters: vec![authz, router()],
+        local_reply_config: Some(super::native::local_reply(settings)),
+        access_log: vec![super::native::decision_log()],
         normalize_path: Some(BoolValue { value: true }),
         merge_slashes: true,
-        path_with_escaped_slashes_action: escaped_slashes_action(escaped_slashes) as i32,
+        path_with_escaped_slashes_action: escaped_slashes_action(settings.escaped_slashes) as i32,
         forward_client_cert_details: ForwardClientCertDetails::SanitizeSet as i32,
         set_current_client_cert_details: Some(SetCurrentClientCertDetails {
             uri: true,

@@ -11,6 +11,7 @@ mod cluster;
 mod common;
 mod filter;
 mod listener;
+mod native;
 mod secret;
 
 use std::path::Path;
@@ -102,8 +103,7 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
     let app = cluster::local_app(w);
     b.add(ResourceType::Cluster, names::LOCAL_APP_CLUSTER, &app)
         .map_err(wrap)?;
-    let escaped_slashes = inputs.config.policy.escaped_slashes;
-    let inbound = listener::inbound(w, &own_svid, &bundle_name, escaped_slashes);
+    let inbound = listener::inbound(w, &own_svid, &bundle_name, &inputs.config.policy);
     b.add(ResourceType::Listener, names::INBOUND_LISTENER, &inbound)
         .map_err(wrap)?;
     let from = (ResourceType::Listener, names::INBOUND_LISTENER);

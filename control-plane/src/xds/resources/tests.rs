@@ -237,7 +237,8 @@ fn the_upstream_cluster_accepts_only_the_upstream_spiffe_id() {
 
 #[test]
 fn the_filter_config_points_at_the_module_and_carries_the_policy() {
-    let m = mesh();
+    let mut m = mesh();
+    m.config.policy.native_rbac = false;
     let snap = snapshot_for(&m, "database");
     let ecds: TypedExtensionConfig =
         decode(&snap, ResourceType::ExtensionConfig, AUTHZ_FILTER_NAME);
@@ -284,4 +285,75 @@ fn the_same_inputs_give_the_same_versions_so_replicas_agree() {
     let b = snapshot_for(&m, "backend");
     // Different SVIDs (fresh keys): only SDS differs.
     assert_eq!(a.changed_types(&b), vec![ResourceType::Secret]);
+}
+
+#[test]
+fn a_policy_that_compiles_to_rbac_is_served_as_the_rbac_filter_with_its_rules() {
+    let m = mesh();
+    let snap = snapshot_for(&m, "database");
+    let ecds: TypedExtensionConfig =
+        decode(&snap, ResourceType::ExtensionConfig, AUTHZ_FILTER_NAME);
+    let any = ecds.typed_config.as_ref().unwrap();
+    assert_eq!(
+        any.type_url,
+        "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+    );
+    let rbac: crate::rbac::proto::HttpRbac = unpack(any);
+    let rules = rbac.rules.expect("enforced rules");
+    let names: Vec<&str> = rules.policies.keys().map(String::as_str).collect();
+    assert_eq!(names, ["policies/authz.rego:34", "policies/authz.rego:42"]);
+    assert_eq!(rbac.rules_stat_prefix, "warden_authz");
+
+    // The listener accepts both filter types, maps RBAC denies and logs them.
+    let listener: Listener = decode(&snap, ResourceType::Listener, names::INBOUND_LISTENER);
+    let hcm = inbound_hcm(&listener);
+    let http_filter::ConfigType::ConfigDiscovery(source) =
+        hcm.http_filters[0].config_type.as_ref().unwrap()
+    else {
+        panic!("the authz filter is not from ECDS");
+    };
+    assert_eq!(source.type_urls.len(), 2);
+    let mapper = &hcm.local_reply_config.as_ref().unwrap().mappers[0];
+    // deny_status is 403 already: only the decision id is added.
+    assert_eq!(mapper.status_code, None);
+    let added = mapper.headers_to_add[0].header.as_ref().unwrap();
+    assert_eq!(added.key, "x-warden-decision-id");
+    assert_eq!(hcm.access_log.len(), 1);
+}
+
+#[test]
+fn another_deny_status_is_mapped_onto_rbac_denies() {
+    let mut m = mesh();
+    m.config.policy.deny_status = 401;
+    let snap = snapshot_for(&m, "backend");
+    let listener: Listener = decode(&snap, ResourceType::Listener, names::INBOUND_LISTENER);
+    let hcm = inbound_hcm(&listener);
+    let mapper = &hcm.local_reply_config.as_ref().unwrap().mappers[0];
+    assert_eq!(mapper.status_code.as_ref().map(|c| c.value), Some(401));
+}
+
+#[test]
+fn switching_native_rbac_off_changes_only_the_filter_config() {
+    let m = mesh();
+    let mut off = mesh();
+    off.config.policy.native_rbac = false;
+    let (a, b) = (snapshot_for(&m, "backend"), snapshot_for(&off, "backend"));
+    let version = |s: &Snapshot, t| s.get(t).unwrap().version.clone();
+    assert_eq!(
+        version(&a, ResourceType::Listener),
+        version(&b, ResourceType::Listener)
+    );
+    assert_ne!(
+        version(&a, ResourceType::ExtensionConfig),
+        version(&b, ResourceType::ExtensionConfig)
+    );
+}
+
+fn inbound_hcm(listener: &Listener) -> HttpConnectionManager {
+    let Some(filter::ConfigType::TypedConfig(hcm_any)) =
+        &listener.filter_chains[0].filters[0].config_type
+    else {
+        panic!("no HCM")
+    };
+    unpack(hcm_any)
 }
