@@ -125,7 +125,11 @@ fn compiled_for(mesh: &Mesh, callee: &str) -> Result<warden_filter::CompiledPoli
 /// What `warden policy eval` says (same library code, in-process).
 fn eval(compiled: &warden_filter::CompiledPolicy, caller: &str, method: &str, path: &str) -> bool {
     let request = warden_filter::RequestAttributes {
-        peer: warden_filter::Peer::Verified(spiffe_id(caller)),
+        peer: warden_filter::Peer::Verified(
+            spiffe_id(caller)
+                .parse()
+                .expect("mesh workloads have SPIFFE IDs"),
+        ),
         method: method.into(),
         path: path.into(),
         host: "h".into(),

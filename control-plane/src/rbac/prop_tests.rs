@@ -172,7 +172,7 @@ fn filter_allows(policy: &CompiledPolicy, r: &Req) -> bool {
     ];
     headers.extend(r.env.iter().map(|v| ("x-env".to_string(), v.to_string())));
     let request = attributes(
-        Peer::Verified(r.principal.to_string()),
+        Peer::Verified(r.principal.parse().expect("test principals are SPIFFE IDs")),
         r.method,
         &r.path,
         headers,

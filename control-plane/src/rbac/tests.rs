@@ -107,7 +107,7 @@ fn sample_mesh_rbac_decides_as_the_filter_on_a_request_grid() {
                         (":path".to_string(), path.to_string()),
                     ];
                     let request = warden_filter::RequestAttributes {
-                        peer: Peer::Verified(caller.clone()),
+                        peer: Peer::Verified(caller.parse().expect("callers are SPIFFE IDs")),
                         method: method.into(),
                         path: path.into(),
                         host: "h".into(),
