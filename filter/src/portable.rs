@@ -5,7 +5,7 @@
 
 use crate::config::PolicyModule;
 use crate::policy::{engine_with, PolicyError};
-use crate::testing::{package_of, test_rule_names, TestResult, TestStatus};
+use crate::testing::{run_tests_with, TestResult};
 
 /// regorus's interpreter with `modules` and `data` loaded (non-strict builtin errors, as
 /// the filter evaluates). Fails when a module does not parse or the data is rejected.
@@ -22,29 +22,7 @@ pub fn run_tests_untimed(
     tests: &[PolicyModule],
     data: &serde_json::Value,
 ) -> Result<Vec<TestResult>, PolicyError> {
-    let all: Vec<PolicyModule> = modules.iter().chain(tests).cloned().collect();
-    let mut engine = engine_with(&all, data)?;
-    let mut results = Vec::new();
-    for test in tests {
-        let Some(package) = package_of(&test.source) else {
-            continue;
-        };
-        for name in test_rule_names(&test.source) {
-            let rule = format!("data.{package}.{name}");
-            let status = match engine.eval_rule(rule.clone()) {
-                Ok(regorus::Value::Bool(false)) | Ok(regorus::Value::Undefined) => TestStatus::Fail,
-                Ok(_) => TestStatus::Pass,
-                Err(e) => TestStatus::Error(format!("{e:#}")),
-            };
-            results.push(TestResult {
-                module: test.name.clone(),
-                rule,
-                status,
-                duration: std::time::Duration::ZERO,
-            });
-        }
-    }
-    Ok(results)
+    run_tests_with(modules, tests, data, false)
 }
 
 #[cfg(test)]
