@@ -73,9 +73,10 @@ fn a_good_reload_applies_records_and_installs_the_attestor() {
     edit(
         &m,
         "warden.yaml",
-        "expose_reason: true",
-        "expose_reason: false",
+        "deny_status: 403",
+        "deny_status: 451",
     );
+    // Every workload's answer to a deny changes, on the Wasm and the native RBAC path alike.
     let applied = m.reloader.reload_blocking().unwrap();
     assert_eq!(applied.changed.len(), 3, "{applied:?}");
     assert_eq!(m.installed.load(Ordering::SeqCst), 1);
