@@ -3,7 +3,9 @@
 //! filter's own core, so what validates is what the filter will accept. Each problem is
 //! reported at `file:line:col`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use regorus::unstable::{Expr, Rule, RuleHead};
 
 use warden_filter::{
     body_references, call_sites, parse_modules, with_program, CompiledPolicy, PluginConfig,
@@ -116,6 +118,93 @@ fn compile(sources: &mut PolicySources, settings: &PolicySettings) -> Option<Dia
         }
     }
     None
+}
+
+/// Rule paths the data document also defines (a value at the path, or a non-object on
+/// the way to it): OPA and regorus fail every evaluation with a conflict there, while
+/// the native RBAC compiler (which reads rules) would not. Reported at `data_file`.
+pub(crate) fn data_rule_conflicts(sources: &PolicySources, data_file: &Path) -> Vec<Diagnostic> {
+    let mut engine = regorus::Engine::new();
+    for file in &sources.modules {
+        if engine
+            .add_policy(file.name.clone(), file.source.clone())
+            .is_err()
+        {
+            return Vec::new(); // reported by `check`
+        }
+    }
+    let mut paths = std::collections::BTreeSet::new();
+    for module in engine.get_modules() {
+        let Some(package) = ref_path(&module.package.refr) else {
+            continue;
+        };
+        let package = package
+            .strip_prefix(&["data".to_string()])
+            .unwrap_or(&package);
+        for rule in &module.policy {
+            let head = match rule.as_ref() {
+                Rule::Spec {
+                    head:
+                        RuleHead::Compr { refr, .. }
+                        | RuleHead::Set { refr, .. }
+                        | RuleHead::Func { refr, .. },
+                    ..
+                } => refr,
+                Rule::Default { refr, .. } => refr,
+            };
+            let mut path = package.to_vec();
+            path.extend(ref_path(head).unwrap_or_default());
+            paths.insert(path);
+        }
+    }
+    paths
+        .into_iter()
+        .filter(|path| data_defines(&sources.data, path))
+        .map(|path| {
+            Diagnostic::file(
+                data_file,
+                format!("data also defines rule path {}", path.join(".")),
+            )
+            .hint("rename the data key or the rule: a path is either data or rules, never both")
+        })
+        .collect()
+}
+
+/// Whether `data` has a value at `path`, or a non-object at a proper prefix of it.
+fn data_defines(data: &serde_json::Value, path: &[String]) -> bool {
+    let mut at = data;
+    for key in path {
+        match at {
+            serde_json::Value::Object(map) => match map.get(key) {
+                Some(next) => at = next,
+                None => return false,
+            },
+            _ => return true,
+        }
+    }
+    true
+}
+
+/// A rule head or package reference with constant parts (`a.b["c"]`), up to the first
+/// computed part.
+fn ref_path(expr: &Expr) -> Option<Vec<String>> {
+    let text = |v: &regorus::Value| v.as_string().ok().map(|s| s.to_string());
+    match expr {
+        Expr::Var { value, .. } => Some(vec![text(value)?]),
+        Expr::RefDot { refr, field, .. } => {
+            let mut p = ref_path(refr)?;
+            p.push(text(&field.1)?);
+            Some(p)
+        }
+        Expr::RefBrack { refr, index, .. } => {
+            let mut p = ref_path(refr)?;
+            if let Expr::String { value, .. } | Expr::RawString { value, .. } = index.as_ref() {
+                p.push(text(value)?);
+            }
+            Some(p)
+        }
+        _ => None,
+    }
 }
 
 /// regorus's RVM compiler refuses `walk` without a location: point at every call.
@@ -430,5 +519,28 @@ mod tests {
             .as_deref()
             .unwrap_or("")
             .contains("policy.entrypoint"));
+    }
+
+    #[test]
+    fn data_defining_a_rule_path_is_an_error_at_the_data_file() {
+        let mut s = sources(
+            vec![rego(
+                "policies/authz.rego",
+                "package envoy.authz\nimport rego.v1\ndefault allow := false\nallow if input.attributes.request.http.method == \"PUT\"\n",
+            )],
+            vec![],
+        );
+        s.data = serde_json::json!({"envoy": {"authz": {"allow": true}}});
+        let file = Path::new("/cfg/policies/data.json");
+        let diags = data_rule_conflicts(&s, file);
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(diags[0].file, file);
+        assert!(diags[0]
+            .message
+            .contains("data also defines rule path envoy.authz.allow"));
+        s.data = serde_json::json!({"envoy": {"authz": {"other": 1}}, "x": 2});
+        assert!(data_rule_conflicts(&s, file).is_empty());
+        s.data = serde_json::json!({"envoy": 5});
+        assert_eq!(data_rule_conflicts(&s, file).len(), 1);
     }
 }

@@ -74,6 +74,13 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
         );
     }
     diags.extend(policy_check::check(&mut policies, &policy));
+    let pdir = dir.join(super::POLICIES_DIR);
+    let data_file = ["data.json", "data.yaml"]
+        .map(|f| pdir.join(f))
+        .into_iter()
+        .find(|f| f.exists())
+        .unwrap_or_else(|| pdir.join("data.json"));
+    diags.extend(policy_check::data_rule_conflicts(&policies, &data_file));
 
     let (warnings, errors): (Vec<_>, Vec<_>) = diags.into_iter().partition(|d| d.is_warning());
     match (trust_domain, errors.is_empty()) {

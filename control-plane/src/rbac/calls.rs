@@ -42,6 +42,7 @@ impl Compiler<'_> {
         let (s, n) = (self.term(env, subject)?, self.term(env, needle)?);
         match (s, n) {
             (Term::Undefined, _) | (_, Term::Undefined) => Ok(Cond::False),
+            (Term::Set(_), _) | (_, Term::Set(_)) => Err(no(span, format!("`{name}` on a set"))),
             // A type error is undefined (OPA-Envoy's non-strict builtin errors).
             (Term::Const(Json::String(a)), Term::Const(Json::String(b))) => {
                 Ok(bool_cond(make(b).matches(&a)))
@@ -69,6 +70,13 @@ impl Compiler<'_> {
         match (self.term(env, pattern)?, self.term(env, subject)?) {
             (Term::Undefined, _) | (_, Term::Undefined) => Ok(Cond::False),
             (Term::Const(Json::String(p)), Term::Attr(a)) if a != Attr::Principal => {
+                if !super::ops::small_regex(&p) {
+                    let shown: String = p.chars().take(40).collect();
+                    return Err(no(
+                        span,
+                        format!("the regex {shown:?}... ({} bytes, {} `|`): too large to be sure Envoy's RE2 accepts it", p.len(), p.matches('|').count()),
+                    ));
+                }
                 if !super::ops::portable_regex(&p, a == Attr::Method) {
                     return Err(no(
                         span,

@@ -43,6 +43,8 @@ pub(super) struct Compiler<'a> {
     pub(super) data: &'a Json,
     pub(super) destination: &'a str,
     pub(super) entry: String,
+    /// Helper rules being resolved (`a := b` / `b := a` is a cycle, not a stack overflow).
+    pub(super) resolving: std::cell::RefCell<Vec<String>>,
 }
 
 /// The text of a `Var`, or of a string index.
@@ -110,6 +112,7 @@ pub(super) fn compile(
         data,
         destination,
         entry,
+        resolving: std::cell::RefCell::new(Vec::new()),
     };
     for module in modules {
         let Some(mut path) = ref_path(&module.package.refr) else {
@@ -164,10 +167,49 @@ pub(super) fn compile(
             c.rules.entry(key).or_default().push(rule);
         }
     }
+    c.data_overlap()?;
     c.entry_rules()
 }
 
 impl<'a> Compiler<'a> {
+    /// Data that defines a rule path of the decision's package (or a non-object on the
+    /// way to it) makes Rego fail with a conflict, where RBAC would decide: refused.
+    fn data_overlap(&self) -> Result<(), NotNative> {
+        let mut at = self.data;
+        for (i, key) in self.package.iter().enumerate() {
+            match at {
+                Json::Object(map) => match map.get(key) {
+                    Some(next) => at = next,
+                    None => return Ok(()),
+                },
+                _ if i == 0 => return Ok(()),
+                _ => break,
+            }
+        }
+        let clash = match at {
+            Json::Object(map) => {
+                let mut names: Vec<&String> = self.rules.keys().collect();
+                names.sort();
+                names
+                    .into_iter()
+                    .find(|n| map.contains_key(n.as_str()))
+                    .cloned()
+            }
+            _ => Some(String::new()),
+        };
+        match clash {
+            None => Ok(()),
+            Some(name) => {
+                let mut path = self.package.clone();
+                path.extend((!name.is_empty()).then_some(name));
+                Err(NotNative {
+                    what: format!("data also defines rule path {}", path.join(".")),
+                    at: None,
+                })
+            }
+        }
+    }
+
     fn entry_rules(&self) -> Result<Vec<CompiledRule>, NotNative> {
         let Some(rules) = self.rules.get(&self.entry) else {
             // No rule at all: always undefined, always denied.
@@ -315,6 +357,9 @@ impl<'a> Compiler<'a> {
             Term::Const(Json::Object(map)) => {
                 map.into_iter().map(|(k, v)| (Json::String(k), v)).collect()
             }
+            // A set has no keys: in Rego `some k, v in s` binds k to the element too.
+            Term::Set(_) if kname.is_some() => return Err(no(span, "`some k, v in` over a set")),
+            Term::Set(items) => items.into_iter().map(|v| (Json::Null, v)).collect(),
             Term::Const(_) | Term::Undefined => Vec::new(),
             Term::Attr(_) => return Err(no(span, "`some ... in` over a request field")),
         };
@@ -344,6 +389,12 @@ impl<'a> Compiler<'a> {
             Expr::AssignExpr {
                 span, op, lhs, rhs, ..
             } => {
+                // `input = "x"` would bind a local named `input` (allow-all); Rego unifies
+                // with the document instead.
+                let root = name_of(lhs).filter(|_| matches!(lhs.as_ref(), Expr::Var { .. }));
+                if let Some(n) = root.filter(|n| n == "input" || n == "data") {
+                    return Err(no(span, format!("`=` or `:=` whose target is `{n}`")));
+                }
                 let target = name_of(lhs).filter(|n| {
                     matches!(lhs.as_ref(), Expr::Var { .. })
                         && !env.contains_key(n)
@@ -399,7 +450,7 @@ impl<'a> Compiler<'a> {
             Expr::Var { .. } | Expr::RefDot { .. } | Expr::RefBrack { .. } => {
                 Ok(match self.term(env, expr)? {
                     Term::Undefined | Term::Const(Json::Bool(false)) => Cond::False,
-                    Term::Const(_) => Cond::True,
+                    Term::Const(_) | Term::Set(_) => Cond::True,
                     Term::Attr(a) => Cond::Match(a, Test::Present),
                 })
             }
@@ -431,6 +482,7 @@ impl<'a> Compiler<'a> {
                 if matches!(expr, Expr::Set { .. }) {
                     out.sort_by_key(|v| v.to_string());
                     out.dedup();
+                    return Ok(Term::Set(out));
                 }
                 Ok(Term::Const(Json::Array(out)))
             }

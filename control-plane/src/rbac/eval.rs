@@ -1,8 +1,9 @@
 //! A small evaluator of the RBAC config we emit, following Envoy's documented matching
 //! (`envoy.config.rbac.v3`): ALLOW action, a policy matches when one permission and one
 //! principal match; `authenticated.principal_name` is tried on the URI SAN and then on
-//! the certificate subject (Warden SVIDs: `O=Warden`, no DNS SAN); a header matcher sees
-//! all values of a header joined with `,`; `safe_regex` matches the whole value. Tests
+//! the certificate subject (Warden SVIDs: `O=Warden`, no DNS SAN); a header matcher tries
+//! each value of a repeated header on its own (the compiler emits presence tests only,
+//! which do not depend on this); `safe_regex` matches the whole value. Tests
 //! only: it checks the emitted config, not the compiler's intermediate form.
 
 use regex::Regex;
@@ -25,14 +26,12 @@ pub(super) struct Seen {
 }
 
 impl Seen {
-    fn header(&self, name: &str) -> Option<String> {
-        let values: Vec<&str> = self
-            .headers
+    fn values(&self, name: &str) -> Vec<&str> {
+        self.headers
             .iter()
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-            .collect();
-        (!values.is_empty()).then(|| values.join(","))
+            .collect()
     }
 }
 
@@ -63,10 +62,10 @@ fn string_matches(m: &StringMatcher, value: &str) -> bool {
 
 fn header_matches(h: &HeaderMatcher, seen: &Seen) -> bool {
     assert!(!h.invert_match && !h.treat_missing_header_as_empty);
-    let value = seen.header(&h.name);
+    let values = seen.values(&h.name);
     match h.header_match_specifier.as_ref().expect("a specifier") {
-        HeaderMatchSpecifier::PresentMatch(p) => value.is_some() == *p,
-        HeaderMatchSpecifier::StringMatch(m) => value.is_some_and(|v| string_matches(m, &v)),
+        HeaderMatchSpecifier::PresentMatch(p) => values.is_empty() != *p,
+        HeaderMatchSpecifier::StringMatch(m) => values.iter().any(|v| string_matches(m, v)),
         other => panic!("not emitted: {other:?}"),
     }
 }

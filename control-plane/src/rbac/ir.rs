@@ -172,9 +172,12 @@ mod tests {
 /// A value a Rego term stands for.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Term {
-    /// A constant (strings, numbers, booleans, null, arrays and objects of them; a set
-    /// literal becomes an array, used only for membership).
+    /// A constant (strings, numbers, booleans, null, arrays and objects of them).
     Const(Json),
+    /// A set literal of constants (sorted, deduplicated). Kept apart from arrays: a set
+    /// has no indexes, so only membership (`x in s`, `some x in s`) and truthiness are
+    /// read; `s[0]` or `some k, v in s` keep Wasm.
+    Set(Vec<Json>),
     /// A request attribute (a string when present).
     Attr(Attr),
     /// Undefined (a missing data key or a constant input field that is absent).

@@ -26,6 +26,8 @@ mod refs;
 #[cfg(test)]
 mod prop_tests;
 #[cfg(test)]
+mod review_tests;
+#[cfg(test)]
 mod tests;
 
 use warden_filter::PluginConfig;

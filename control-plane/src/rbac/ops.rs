@@ -34,6 +34,9 @@ pub(super) fn attr_test(span: &Span, attr: Attr, test: Test) -> Result<Cond, Not
         // The filter shows invalid UTF-8 as U+FFFD; Envoy compares the raw bytes.
         return Err(no(span, "a constant containing U+FFFD"));
     }
+    if let (Attr::Header(name), false) = (&attr, test == Test::Present) {
+        return Err(header_value(span, name));
+    }
     if attr != Attr::Principal {
         return Ok(Cond::Match(attr, test));
     }
@@ -50,11 +53,21 @@ pub(super) fn attr_test(span: &Span, attr: Attr, test: Test) -> Result<Cond, Not
     })
 }
 
+/// A test on a header's value: Envoy's RBAC header matcher tries each value of a
+/// repeated header on its own, while the policy sees them joined with `,`, so only
+/// presence and absence decide alike.
+pub(super) fn header_value(span: &Span, name: &str) -> NotNative {
+    no(
+        span,
+        format!("a test on the value of header {name:?} (a repeated header matches per value in RBAC, joined in Rego)"),
+    )
+}
+
 /// Defined-ness of a bound term (`x := input...` fails when the field is absent).
 pub(super) fn defined(term: &Term) -> Cond {
     match term {
         Term::Undefined => Cond::False,
-        Term::Const(_) => Cond::True,
+        Term::Const(_) | Term::Set(_) => Cond::True,
         Term::Attr(a) => Cond::Match(a.clone(), Test::Present),
     }
 }
@@ -65,6 +78,7 @@ pub(super) fn index(span: &Span, term: Term, keys: &[Json]) -> Result<Term, NotN
         current = match current {
             Term::Undefined => Term::Undefined,
             Term::Attr(_) => return Err(no(span, "a lookup inside a request field")),
+            Term::Set(_) => return Err(no(span, "a lookup in a set (`s[x]`)")),
             Term::Const(Json::Object(map)) => match key {
                 Json::String(k) => map.get(k).cloned().map_or(Term::Undefined, Term::Const),
                 _ => Term::Undefined,
@@ -86,6 +100,10 @@ pub(super) fn index(span: &Span, term: Term, keys: &[Json]) -> Result<Term, NotN
 pub(super) fn compare(span: &Span, l: &Term, r: &Term, equal: bool) -> Result<Cond, NotNative> {
     match (l, r) {
         (Term::Undefined, _) | (_, Term::Undefined) => Ok(Cond::False),
+        (Term::Set(_), _) | (_, Term::Set(_)) => Err(no(span, "a comparison with a set")),
+        (Term::Attr(Attr::Header(name)), _) | (_, Term::Attr(Attr::Header(name))) => {
+            Err(header_value(span, name))
+        }
         (Term::Const(a), Term::Const(b)) => {
             let comparable = |v: &Json| matches!(v, Json::String(_) | Json::Bool(_) | Json::Null);
             if !(comparable(a) && comparable(b)) {
@@ -114,7 +132,7 @@ pub(super) fn compare(span: &Span, l: &Term, r: &Term, equal: bool) -> Result<Co
 pub(super) fn membership(span: &Span, value: &Term, coll: &Term) -> Result<Cond, NotNative> {
     let items: Vec<Json> = match coll {
         Term::Undefined => return Ok(Cond::False),
-        Term::Const(Json::Array(items)) => items.clone(),
+        Term::Const(Json::Array(items)) | Term::Set(items) => items.clone(),
         Term::Const(Json::Object(map)) => map.values().cloned().collect(),
         Term::Const(_) => return Ok(Cond::False),
         Term::Attr(_) => return Err(no(span, "`in` over a request field")),
@@ -124,6 +142,24 @@ pub(super) fn membership(span: &Span, value: &Term, coll: &Term) -> Result<Cond,
         alternatives.push(compare(span, value, &Term::Const(item.clone()), true)?);
     }
     Ok(Cond::any(alternatives))
+}
+
+/// Longest pattern compiled to RBAC, in bytes.
+const MAX_REGEX_LEN: usize = 64;
+/// Most `|` alternatives in one pattern.
+const MAX_REGEX_ALTERNATIVES: usize = 16;
+
+/// Whether the pattern stays well under Envoy's RE2 program-size limit (runtime
+/// `re2.max_program_size.error_level`, 100 by default; over it Envoy refuses the whole
+/// filter config, so the listener would not load). In the subset `portable_regex`
+/// admits, each byte costs at most about one RE2 instruction (a literal, a quantifier's
+/// or `|`'s split, a group's captures, an ASCII class range), `.` and `[^` up to ~8
+/// (UTF-8 any-char), and the `(?s:.*)` wrappers of `searching` ~20. So 64 bytes, with
+/// `.`/`[^` counted as 8, plus the wrappers stays below 100; the alternative cap keeps
+/// data-built alternations (400 of them gave "RE2 program size 103 > max 100") out.
+pub(super) fn small_regex(p: &str) -> bool {
+    let wide = p.matches('.').count() + p.matches("[^").count();
+    p.len() + 7 * wide <= MAX_REGEX_LEN && p.matches('|').count() < MAX_REGEX_ALTERNATIVES
 }
 
 /// A pattern Envoy (RE2, whole-value match) reads as `regex.match` (Rust's `regex`,
@@ -145,6 +181,11 @@ pub(super) fn searching(p: &str) -> String {
 pub(super) fn portable_regex(p: &str, any_char: bool) -> bool {
     const LITERAL: &[u8] = b"/_-~:=,@!&%'";
     const PUNCT: &[u8] = b".^$|()[]*+?/-\\";
+    // Rust's `regex` reads `&&`, `--` and `~~` in a class as set operations (intersection,
+    // difference, symmetric difference); RE2 reads literals and a range. Refused anywhere.
+    if ["&&", "--", "~~"].iter().any(|op| p.contains(op)) {
+        return false;
+    }
     let bytes = p.as_bytes();
     let mut i = 0;
     let mut in_class = false;

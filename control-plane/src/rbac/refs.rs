@@ -178,8 +178,13 @@ impl Compiler<'_> {
         if !plain {
             return Err(no(rspan, format!("`{name}` has a body")));
         }
-        // Constants and input aliases only: nothing that reads another rule.
-        let term = self.term(&HashMap::new(), &assign.value)?;
-        Ok(term)
+        // Constants and input aliases (of other helpers, at most once each on the way).
+        if self.resolving.borrow().iter().any(|n| n == name) {
+            return Err(no(rspan, format!("recursive rule `{name}`")));
+        }
+        self.resolving.borrow_mut().push(name.to_string());
+        let term = self.term(&HashMap::new(), &assign.value);
+        self.resolving.borrow_mut().pop();
+        term
     }
 }
