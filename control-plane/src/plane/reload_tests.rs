@@ -70,12 +70,7 @@ fn last_error(m: &Mesh) -> Option<String> {
 #[test]
 fn a_good_reload_applies_records_and_installs_the_attestor() {
     let m = mesh();
-    edit(
-        &m,
-        "warden.yaml",
-        "deny_status: 403",
-        "deny_status: 451",
-    );
+    edit(&m, "warden.yaml", "deny_status: 403", "deny_status: 451");
     // Every workload's answer to a deny changes, on the Wasm and the native RBAC path alike.
     let applied = m.reloader.reload_blocking().unwrap();
     assert_eq!(applied.changed.len(), 3, "{applied:?}");
