@@ -8,6 +8,7 @@ pub mod attest;
 pub mod config;
 #[doc(hidden)]
 pub mod fsutil;
+pub mod http_client;
 pub mod identity;
 pub mod plane;
 pub mod policy;

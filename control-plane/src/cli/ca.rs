@@ -166,11 +166,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest answer read (a CA status is a few KiB).
 const MAX_BODY: usize = 4 << 20;
 
-/// One request to the admin endpoint: status code and body.
-///
-/// The client is hyper's HTTP/1.1 connection (`hyper::client::conn::http1`): hyper is
-/// already built for tonic and axum, so this adds no crate, where `ureq` would add its own
-/// HTTP stack for one request. Chunked and length-delimited bodies are hyper's to decode.
+/// One request to the admin endpoint: status code and body (`warden::http_client`).
 fn http(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
     exchange(addr, method, path, CONNECT_TIMEOUT, ANSWER_TIMEOUT)
 }
@@ -179,42 +175,20 @@ fn exchange(
     addr: SocketAddr,
     method: &str,
     path: &str,
-    connect_timeout: Duration,
-    answer_timeout: Duration,
+    connect: Duration,
+    answer: Duration,
 ) -> anyhow::Result<(u16, String)> {
-    use http_body_util::{BodyExt, Empty, Limited};
-    use hyper::body::Bytes;
-
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(hyper::header::HOST, addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .context("building the request")?;
+    let limits = warden::http_client::Limits {
+        connect,
+        answer,
+        max_body: MAX_BODY,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
-        let stream = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| anyhow::anyhow!("no connection within {connect_timeout:?}"))??;
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let answer = async move {
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
-            tokio::spawn(connection);
-            let response = sender.send_request(request).await?;
-            let code = response.status().as_u16();
-            let body = Limited::new(response.into_body(), MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
-                .to_bytes();
-            Ok::<_, anyhow::Error>((code, String::from_utf8_lossy(&body).into_owned()))
-        };
-        tokio::time::timeout(answer_timeout, answer)
-            .await
-            .map_err(|_| anyhow::anyhow!("no answer within {answer_timeout:?}"))?
-    })
+    let (code, body) =
+        runtime.block_on(warden::http_client::request(addr, method, path, limits))?;
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
 }
 
 #[cfg(test)]

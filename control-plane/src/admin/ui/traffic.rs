@@ -13,14 +13,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
+use crate::http_client::{self, HttpError, Limits};
 
 /// How long one sidecar may take to answer.
 const TIMEOUT: Duration = Duration::from_millis(1500);
 /// The most bytes read from one sidecar's stats.
-const MAX_BYTES: u64 = 4 << 20;
+const MAX_BYTES: usize = 4 << 20;
 /// Only the stats the dashboard shows (RE2, URL-encoded): filter counters and upstream
 /// response codes.
 const STATS_PATH: &str = "/stats?format=json&filter=warden_authz%7Cupstream_rq_";
@@ -207,67 +207,30 @@ pub fn decisions(stats: &BTreeMap<String, u64>) -> Decisions {
 }
 
 async fn fetch(addr: SocketAddr) -> Result<String, TrafficError> {
-    let unreachable = |detail: String| TrafficError::Unreachable {
-        addr: addr.to_string(),
-        detail,
+    let limits = Limits {
+        connect: TIMEOUT,
+        answer: TIMEOUT,
+        max_body: MAX_BYTES,
     };
-    let read = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!(
-            "GET {STATS_PATH} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await?;
-        let mut bytes = Vec::new();
-        stream.take(MAX_BYTES).read_to_end(&mut bytes).await?;
-        Ok::<_, std::io::Error>(bytes)
-    };
-    let bytes = tokio::time::timeout(TIMEOUT, read)
+    let (code, body) = http_client::request(addr, "GET", STATS_PATH, limits)
         .await
-        .map_err(|_| unreachable(format!("no answer within {TIMEOUT:?}")))?
-        .map_err(|e| unreachable(e.to_string()))?;
-    http_body(&bytes).map_err(|detail| TrafficError::BadAnswer {
-        addr: addr.to_string(),
-        detail,
-    })
-}
-
-/// The body of an HTTP/1.1 `200` response (plain or chunked), as text.
-pub fn http_body(response: &[u8]) -> Result<String, String> {
-    let text = String::from_utf8_lossy(response);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| "no complete HTTP response".to_string())?;
-    let status = head.lines().next().unwrap_or_default();
-    if status.split_whitespace().nth(1) != Some("200") {
-        return Err(format!("status line {status:?}"));
+        .map_err(|e| match e {
+            HttpError::Body(_) | HttpError::Protocol(_) => TrafficError::BadAnswer {
+                addr: addr.to_string(),
+                detail: e.to_string(),
+            },
+            _ => TrafficError::Unreachable {
+                addr: addr.to_string(),
+                detail: e.to_string(),
+            },
+        })?;
+    if code != 200 {
+        return Err(TrafficError::BadAnswer {
+            addr: addr.to_string(),
+            detail: format!("status {code}"),
+        });
     }
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if !chunked {
-        return Ok(body.to_string());
-    }
-    let mut out = String::new();
-    let mut rest = body;
-    loop {
-        let (size, after) = rest
-            .split_once("\r\n")
-            .ok_or_else(|| "truncated chunk size".to_string())?;
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| format!("bad chunk size {size:?}"))?;
-        if size == 0 {
-            return Ok(out);
-        }
-        let chunk = after
-            .get(..size)
-            .ok_or_else(|| "truncated chunk".to_string())?;
-        out.push_str(chunk);
-        rest = after
-            .get(size..)
-            .and_then(|r| r.strip_prefix("\r\n"))
-            .ok_or_else(|| "chunk without its CRLF".to_string())?;
-    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 #[cfg(test)]
@@ -317,20 +280,6 @@ mod tests {
         assert_eq!(s.get("a.b"), Some(&4));
         assert!(parse_stats("<html>").is_err());
         assert!(parse_stats("{}").is_err());
-    }
-
-    #[test]
-    fn plain_and_chunked_bodies_are_read_and_broken_ones_refused() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi";
-        assert_eq!(http_body(plain).as_deref(), Ok("hi"));
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=1\r\nde\r\n0\r\n\r\n";
-        assert_eq!(http_body(chunked).as_deref(), Ok("abcde"));
-        assert!(http_body(b"HTTP/1.1 503 Unavailable\r\n\r\n").is_err());
-        assert!(http_body(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
-        assert!(
-            http_body(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nabc").is_err()
-        );
-        assert!(http_body(b"garbage").is_err());
     }
 
     #[tokio::test]
