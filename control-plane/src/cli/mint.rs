@@ -27,7 +27,7 @@ pub(crate) struct Args {
     out: PathBuf,
     /// Lifetime, e.g. 10m or 1h, 10s to 3650d (default: the config's svid_ttl; never past
     /// the CA's end).
-    #[arg(long, value_name = "TTL", value_parser = duration::parse_ttl_arg)]
+    #[arg(long, value_name = "TTL", value_parser = duration::parse_ttl)]
     ttl: Option<Duration>,
 }
 

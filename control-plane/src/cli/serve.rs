@@ -59,11 +59,11 @@ pub(crate) struct Args {
     xds_max_stream_age: Duration,
 }
 
-fn duration_or_zero(s: &str) -> Result<Duration, String> {
+fn duration_or_zero(s: &str) -> Result<Duration, warden::config::duration::DurationError> {
     if s == "0" || s == "0s" {
         return Ok(Duration::ZERO);
     }
-    warden::config::duration::parse_arg(s)
+    warden::config::duration::parse(s)
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {

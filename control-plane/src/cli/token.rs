@@ -22,7 +22,7 @@ pub(crate) enum Command {
         #[arg(long, value_name = "NAME")]
         workload: String,
         /// Lifetime, e.g. 1h or 30d.
-        #[arg(long, default_value = "24h", value_parser = duration::parse_ttl_arg)]
+        #[arg(long, default_value = "24h", value_parser = duration::parse_ttl)]
         ttl: Duration,
         /// Write the token to this file (mode 0600, no trailing newline: Envoy sends the
         /// file's bytes verbatim, and a newline makes the xDS call fail) instead of

@@ -48,8 +48,10 @@ pub(crate) fn check(
         name_constraints(up.chain(), up.cert_path(), &params.trust_domain);
     defects.extend(nc_defects);
     if defects.is_empty() {
-        if let Err(reason) = test_svid(up, params, clock, uri_constrained) {
-            defects.push(UpstreamDefect::TestSvid { reason });
+        if let Err(e) = test_svid(up, params, clock, uri_constrained) {
+            defects.push(UpstreamDefect::TestSvid {
+                reason: e.to_string(),
+            });
         }
     }
     if defects.is_empty() {
@@ -249,6 +251,34 @@ fn check_one(
     }
 }
 
+/// Why the throw-away SVID could not be made or did not verify.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("{0}")]
+    Ca(#[from] CaError),
+    #[error("{0}")]
+    Id(#[from] super::IdError),
+    #[error("{0}")]
+    Pem(#[from] super::pem::PemError),
+    #[error("empty SVID chain")]
+    EmptyChain,
+    #[error("the root is not a usable trust anchor ({0:?})")]
+    Anchor(webpki::Error),
+    #[error("{0:?}")]
+    Leaf(webpki::Error),
+    #[error("clock before 1970")]
+    Clock,
+    #[error("webpki, {what}: {err:?}")]
+    Usage {
+        what: &'static str,
+        err: webpki::Error,
+    },
+    #[error("{host}: {detail}")]
+    Name { host: String, detail: String },
+    #[error("webpki, for the name {host}: {err:?}")]
+    Subject { host: String, err: webpki::Error },
+}
+
 /// Sign a throw-away intermediate and SVID in memory and verify the SVID with webpki
 /// against the chain's root, as a TLS peer would.
 fn test_svid(
@@ -256,40 +286,34 @@ fn test_svid(
     params: &CaParams,
     clock: &dyn Clock,
     uri_constrained: bool,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let probe = CaParams {
         key_type: KeyType::EcP256,
         ..params.clone()
     };
-    let slot = create(&probe, Some(up), clock).map_err(|e| e.to_string())?;
-    let ca = Ca::from_slot(&probe, &slot, Some(up), clock).map_err(|e| e.to_string())?;
-    let id = params
-        .trust_domain
-        .parse_workload(&format!(
-            "{}/warden/upstream-check",
-            params.trust_domain.to_spiffe_id_string()
-        ))
-        .map_err(|e| e.to_string())?;
+    let slot = create(&probe, Some(up), clock)?;
+    let ca = Ca::from_slot(&probe, &slot, Some(up), clock)?;
+    let id = params.trust_domain.parse_workload(&format!(
+        "{}/warden/upstream-check",
+        params.trust_domain.to_spiffe_id_string()
+    ))?;
     // Like the control plane's own serving SVID: the URI SAN plus the DNS name sidecars
     // check (`xds::server::tls`), so DNS name constraints on the upstream are tried too.
     let host = format!("warden-control-plane.{}", params.trust_domain);
-    let svid = ca
-        .mint_with_dns_names(
-            &SvidParams {
-                id,
-                ttl: Duration::from_secs(60),
-            },
-            std::slice::from_ref(&host),
-            clock,
-        )
-        .map_err(|e| e.to_string())?;
-    let chain = super::ca::pem_certs(&svid.cert_chain_pem).map_err(|e| e.to_string())?;
-    let (leaf, intermediates) = chain.split_first().ok_or("empty SVID chain")?;
+    let svid = ca.mint_with_dns_names(
+        &SvidParams {
+            id,
+            ttl: Duration::from_secs(60),
+        },
+        std::slice::from_ref(&host),
+        clock,
+    )?;
+    let chain = super::ca::pem_certs(&svid.cert_chain_pem)?;
+    let (leaf, intermediates) = chain.split_first().ok_or(ProbeError::EmptyChain)?;
     let anchor_der = CertificateDer::from(up.root_der.as_slice());
-    let anchor = webpki::anchor_from_trusted_cert(&anchor_der)
-        .map_err(|e| format!("the root is not a usable trust anchor ({e:?})"))?;
+    let anchor = webpki::anchor_from_trusted_cert(&anchor_der).map_err(ProbeError::Anchor)?;
     let leaf_der = CertificateDer::from(leaf.as_slice());
-    let leaf = webpki::EndEntityCert::try_from(&leaf_der).map_err(|e| format!("{e:?}"))?;
+    let leaf = webpki::EndEntityCert::try_from(&leaf_der).map_err(ProbeError::Leaf)?;
     let intermediates: Vec<CertificateDer<'_>> = intermediates
         .iter()
         .map(|d| CertificateDer::from(d.as_slice()))
@@ -297,7 +321,7 @@ fn test_svid(
     let now = clock
         .now()
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_err(|_| "clock before 1970")?;
+        .map_err(|_| ProbeError::Clock)?;
     // SVIDs serve both ends of mTLS: check each usage, then the host name.
     for (usage, what) in [
         (webpki::KeyUsage::client_auth(), "as a TLS client"),
@@ -319,12 +343,15 @@ fn test_svid(
             webpki::Error::NameConstraintViolation if uri_constrained => Ok(()),
             e => Err(e),
         })
-        .map_err(|e| format!("webpki, {what}: {e:?}"))?;
+        .map_err(|err| ProbeError::Usage { what, err })?;
     }
-    let name = rustls_pki_types::ServerName::try_from(host.as_str())
-        .map_err(|e| format!("{host}: {e}"))?;
+    let name =
+        rustls_pki_types::ServerName::try_from(host.as_str()).map_err(|e| ProbeError::Name {
+            host: host.clone(),
+            detail: e.to_string(),
+        })?;
     leaf.verify_is_valid_for_subject_name(&name)
-        .map_err(|e| format!("webpki, for the name {host}: {e:?}"))
+        .map_err(|err| ProbeError::Subject { host, err })
 }
 
 /// `certificate 2 of ca.pem (CN=Example Root)`.
