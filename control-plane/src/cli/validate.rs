@@ -49,12 +49,19 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 cfg.policies.modules.len(),
                 cfg.policies.tests.len()
             );
+            let mut native = 0;
             for w in &cfg.workloads {
                 let path = warden::rbac::path_for(&cfg, w);
+                native += usize::from(matches!(path, warden::rbac::AuthzPath::Native(_)));
                 println!(
                     "  workload `{}`: authorization on {}",
                     w.name,
                     path.describe()
+                );
+            }
+            if native > 0 && cfg.policy.expose_reason {
+                println!(
+                    "  note: policy.expose_reason does not reach callers of the {native} workload(s) on native RBAC (Envoy's RBAC filter knows only that no rule allowed); set `policy.native_rbac: off` to keep reasons"
                 );
             }
             Ok(ExitCode::SUCCESS)
