@@ -53,6 +53,14 @@ pub(super) fn explain(r: &Response) -> String {
             r.header("x-warden-decision-id").unwrap_or("-")
         );
     }
+    // Envoy's RBAC filter (the native path) knows only that no rule allowed: show the
+    // decision id; `warden policy eval` (printed at the end) gives the Rego reason.
+    if body == "RBAC: access denied" {
+        return format!(
+            "native RBAC: no rule allows (decision {})",
+            r.header("x-warden-decision-id").unwrap_or("-")
+        );
+    }
     body.chars().take(110).collect()
 }
 
