@@ -28,7 +28,7 @@ impl EchoApp {
     /// Listens on `addr` and answers as app `name`.
     pub fn start(name: &str, addr: SocketAddr) -> Result<Self> {
         let listener =
-            TcpListener::bind(addr).with_context(|| format!("echo app {name} binding {addr}"))?;
+            bind_soon(addr).with_context(|| format!("echo app {name} binding {addr}"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicU64::new(0));
         let thread = {
@@ -121,4 +121,22 @@ fn serve_connection(stream: TcpStream, name: &str, served: &AtomicU64) -> Result
         }
     }
     Ok(())
+}
+
+/// Binds `addr`, trying again for up to 2 s while it is in use: a port `ports::free_port`
+/// found free can be held for a moment by a process of the previous test that is still
+/// exiting (seen once in CI, right after the fault tests).
+fn bind_soon(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match TcpListener::bind(addr) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
 }
