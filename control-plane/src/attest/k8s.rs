@@ -2,6 +2,12 @@
 //! the cluster's service-account issuer keys (a JWKS), with issuer, audience, expiry and
 //! not-before checked against an injected clock (with a small leeway for skew).
 //!
+//! Tokens a kubelet projects into a pod are bound to that pod: the `kubernetes.io.pod`
+//! claim names it (name and uid), and [`bind_to_instance`] requires the sidecar's instance
+//! name (Envoy `node.id`, the pod name from the downward API) to be that pod, so a token
+//! copied out of one pod cannot open another pod's stream. Tokens bound to no pod (e.g.
+//! `kubectl create token` without `--bound-object-kind Pod`) are refused.
+//!
 //! Only asymmetric algorithms are accepted, and only when the key found for the token
 //! (by `kid`) is of the matching family: `alg: none` and HMAC "alg confusion" tokens
 //! (signed with the public key as an HMAC secret) are refused before any verification.
@@ -46,13 +52,41 @@ pub enum K8sError {
     NotYetValid,
     #[error("token names no Kubernetes namespace and service account")]
     NoServiceAccount,
+    #[error("token is bound to no pod (a projected token carries `kubernetes.io.pod`)")]
+    NotPodBound,
+    #[error("token is bound to pod `{pod}` but the sidecar claims instance `{instance}`")]
+    PodMismatch { pod: String, instance: String },
 }
 
-/// The service account a valid token proves.
+/// The service account a valid token proves, and the objects the token is bound to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceAccount {
     pub namespace: String,
     pub name: String,
+    /// The pod the token was projected into (`kubernetes.io.pod`).
+    pub pod: Option<BoundObject>,
+    /// The node that pod runs on (`kubernetes.io.node`, Kubernetes 1.30+).
+    pub node: Option<BoundObject>,
+}
+
+/// A Kubernetes object a token is bound to: its name and uid.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BoundObject {
+    pub name: String,
+    #[serde(default)]
+    pub uid: String,
+}
+
+/// Require a pod-bound token whose pod is `instance` (the sidecar's `node.id`).
+pub fn bind_to_instance(sa: &ServiceAccount, instance: &str) -> Result<(), K8sError> {
+    let pod = sa.pod.as_ref().ok_or(K8sError::NotPodBound)?;
+    if pod.name != instance {
+        return Err(K8sError::PodMismatch {
+            pod: pod.name.clone(),
+            instance: instance.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Verifies projected service-account tokens of one cluster.
@@ -85,12 +119,9 @@ enum Audience {
 #[derive(Debug, Deserialize)]
 struct KubeClaim {
     namespace: Option<String>,
-    serviceaccount: Option<NamedRef>,
-}
-
-#[derive(Debug, Deserialize)]
-struct NamedRef {
-    name: String,
+    serviceaccount: Option<BoundObject>,
+    pod: Option<BoundObject>,
+    node: Option<BoundObject>,
 }
 
 impl K8sVerifier {
@@ -175,6 +206,8 @@ fn service_account(c: &Claims) -> Result<ServiceAccount, K8sError> {
             return Ok(ServiceAccount {
                 namespace: ns.clone(),
                 name: sa.name.clone(),
+                pod: k.pod.clone().filter(|p| !p.name.is_empty()),
+                node: k.node.clone(),
             });
         }
     }
@@ -187,6 +220,8 @@ fn service_account(c: &Claims) -> Result<ServiceAccount, K8sError> {
             Ok(ServiceAccount {
                 namespace: ns.to_owned(),
                 name: name.to_owned(),
+                pod: None,
+                node: None,
             })
         }
         _ => Err(K8sError::NoServiceAccount),

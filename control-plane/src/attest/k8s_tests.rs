@@ -75,7 +75,9 @@ fn valid_token_proves_its_service_account() {
         sa,
         ServiceAccount {
             namespace: "demo".into(),
-            name: "backend".into()
+            name: "backend".into(),
+            pod: None,
+            node: None,
         }
     );
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 pub use join_token::{digest as token_digest, generate as generate_token, NewToken, TokenError};
-pub use k8s::{JwksError, K8sError, K8sVerifier, ServiceAccount};
+pub use k8s::{bind_to_instance, BoundObject, JwksError, K8sError, K8sVerifier, ServiceAccount};
 
 use crate::config::{AttestMethod, Config, JoinTokenRecord};
 
@@ -71,6 +71,8 @@ impl AttestError {
             AttestError::K8s(
                 K8sError::Malformed | K8sError::MissingClaim(_) | K8sError::NoServiceAccount,
             ) => "jwt_malformed",
+            AttestError::K8s(K8sError::NotPodBound) => "jwt_not_pod_bound",
+            AttestError::K8s(K8sError::PodMismatch { .. }) => "pod_mismatch",
             AttestError::K8sNotConfigured => "k8s_not_configured",
             AttestError::NoWorkload(_) => "no_workload",
             AttestError::NodeMismatch { .. } => "node_mismatch",
@@ -79,7 +81,7 @@ impl AttestError {
     }
 
     /// Every [`AttestError::reason`] label (so metrics can render zeros).
-    pub const REASONS: [&'static str; 14] = [
+    pub const REASONS: [&'static str; 16] = [
         "no_credential",
         "token_malformed",
         "token_unknown",
@@ -90,6 +92,8 @@ impl AttestError {
         "jwt_wrong_issuer",
         "jwt_bad_signature",
         "jwt_malformed",
+        "jwt_not_pod_bound",
+        "pod_mismatch",
         "k8s_not_configured",
         "no_workload",
         "node_mismatch",
@@ -158,10 +162,10 @@ impl Attestor {
             .map(str::trim)
             .filter(|c| !c.is_empty())
             .ok_or(AttestError::NoCredential)?;
-        let (workload, method) = if credential.starts_with("wdn.") {
+        let (workload, method, sa) = if credential.starts_with("wdn.") {
             let record: &JoinTokenRecord =
                 join_token::verify(credential, &self.config.tokens, now)?;
-            (record.workload.clone(), "join_token")
+            (record.workload.clone(), "join_token", None)
         } else {
             let verifier = self.k8s.as_ref().ok_or(AttestError::K8sNotConfigured)?;
             let sa = verifier.verify(credential, now)?;
@@ -177,7 +181,7 @@ impl Attestor {
                 .iter()
                 .find(|w| w.spiffe_id.as_str() == id)
                 .ok_or(AttestError::NoWorkload(id))?;
-            (w.name.clone(), "k8s_psat")
+            (w.name.clone(), "k8s_psat", Some(sa))
         };
         let w = self.config.workload(&workload);
         let allowed = match method {
@@ -195,9 +199,17 @@ impl Attestor {
                 claimed: node_id.to_owned(),
             });
         }
+        // A service-account token opens only the stream of the pod it was projected into
+        // (the instance name, Envoy `node.id`, is the pod name).
+        if let Some(sa) = &sa {
+            bind_to_instance(sa, node_id)?;
+        }
         Ok(Attested { workload, method })
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod k8s_pod_tests;

@@ -80,6 +80,11 @@ fn issuer() -> Issuer {
 }
 
 fn jwt(iss: &Issuer, sa: &str, audience: &str) -> String {
+    jwt_for_pod(iss, sa, audience, &format!("{sa}-sidecar"))
+}
+
+/// A projected token of service account `sa`, bound to pod `pod`.
+fn jwt_for_pod(iss: &Issuer, sa: &str, audience: &str, pod: &str) -> String {
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -87,7 +92,8 @@ fn jwt(iss: &Issuer, sa: &str, audience: &str) -> String {
     let claims = json!({
         "iss": ISSUER, "aud": [audience], "sub": format!("system:serviceaccount:demo:{sa}"),
         "exp": now + 600, "nbf": now - 10, "iat": now - 10,
-        "kubernetes.io": { "namespace": "demo", "serviceaccount": { "name": sa, "uid": "u" } }
+        "kubernetes.io": { "namespace": "demo", "serviceaccount": { "name": sa, "uid": "u" },
+            "pod": { "name": pod, "uid": "p" } }
     });
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
     header.kid = Some("k1".into());
@@ -324,6 +330,17 @@ async fn bad_credentials_get_no_secret_and_are_counted_and_audited() {
             "node_mismatch",
             tonic::Code::PermissionDenied,
         ),
+        (
+            "frontend-sidecar",
+            Some(bearer(&jwt_for_pod(
+                &iss,
+                "frontend",
+                "warden",
+                "frontend-5d4c9-k2x8q",
+            ))),
+            "pod_mismatch",
+            tonic::Code::PermissionDenied,
+        ),
     ];
     for (i, (node, auth, reason, code)) in cases.iter().enumerate() {
         let before = s.shared.metrics.attestation_failures(reason);
@@ -354,7 +371,7 @@ async fn bad_credentials_get_no_secret_and_are_counted_and_audited() {
         "{text}"
     );
     assert!(
-        text.contains("warden_xds_streams_refused_total 8"),
+        text.contains("warden_xds_streams_refused_total 9"),
         "{text}"
     );
 }
