@@ -52,11 +52,25 @@ pub async fn request(
     path: &str,
     limits: Limits,
 ) -> Result<(u16, Bytes), HttpError> {
-    let request = hyper::Request::builder()
+    request_as(addr, method, path, None, limits).await
+}
+
+/// [`request`] with `authorization: Bearer <bearer>` when given.
+pub async fn request_as(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    limits: Limits,
+) -> Result<(u16, Bytes), HttpError> {
+    let mut builder = hyper::Request::builder()
         .method(method)
         .uri(path)
-        .header(hyper::header::HOST, addr.to_string())
-        .body(Empty::<Bytes>::new())?;
+        .header(hyper::header::HOST, addr.to_string());
+    if let Some(token) = bearer {
+        builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = builder.body(Empty::<Bytes>::new())?;
     let stream = tokio::time::timeout(limits.connect, tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| HttpError::ConnectTimeout(limits.connect))??;

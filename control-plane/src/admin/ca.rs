@@ -3,8 +3,8 @@
 //!
 //! A POST answers 200 with `{"ok": true, "step", "status"}` when the step ran, 409 with
 //! `{"ok": false, "step", "refused": "<reason>", "status"}` when it is unsafe now, and
-//! 500 with `{"ok": false, "step", "error"}` when it failed. The admin endpoint has no
-//! authentication: keep it on loopback (as `warden.yaml`'s default does).
+//! 500 with `{"ok": false, "step", "error"}` when it failed. `serve` wraps these routes
+//! in [`super::auth::protect`]: off loopback the POSTs need the operator token.
 
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@
 //! `error_detail`). Read-only; no secrets are ever rendered. CA rotation (`/ca/*`, the only
 //! endpoints that change anything) lives in [`ca`].
 
+pub mod auth;
 pub mod ca;
 pub mod ui;
 

@@ -6,6 +6,11 @@
 //! (never creating anything). The steps need the running control plane: it alone knows
 //! which Envoys have ACKed the bundle. Exit codes: 0 done, 1 refused or failed, 2 usage
 //! or I/O error.
+//!
+//! The steps send the operator token (`--admin-token-file`, or `WARDEN_ADMIN_TOKEN`) when
+//! the control plane has `server.admin_token_file`. For an in-cluster control plane:
+//! `kubectl -n warden-system port-forward deploy/warden 18001:18001`, then
+//! `warden ca prepare --admin 127.0.0.1:18001 --admin-token-file token`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +36,33 @@ pub(crate) struct Target {
     /// Print the JSON answer instead of words.
     #[arg(long)]
     json: bool,
+    /// File with the operator token the control plane's `server.admin_token_file` holds
+    /// (sent as `authorization: Bearer`; needed for prepare/activate/retire then).
+    #[arg(long, value_name = "FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
+    /// The operator token itself (prefer the file: environment values leak into `ps e`).
+    #[arg(
+        long,
+        env = "WARDEN_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    admin_token: Option<String>,
+}
+
+impl Target {
+    /// The operator token to send, if any.
+    fn bearer(&self) -> anyhow::Result<Option<String>> {
+        if let Some(f) = &self.admin_token_file {
+            let t = warden::admin::auth::read_token(f)?;
+            return Ok(Some(t));
+        }
+        Ok(self
+            .admin_token
+            .as_deref()
+            .map(str::trim)
+            .map(str::to_owned))
+    }
 }
 
 /// `warden ca` subcommands.
@@ -100,7 +132,7 @@ fn print_status(status: &CaStatus, json: bool) -> anyhow::Result<()> {
 fn status(t: &Target, offline: bool) -> anyhow::Result<ExitCode> {
     if !offline {
         let addr = admin_addr(t)?;
-        match http(addr, "GET", "/ca/status") {
+        match http(addr, "GET", "/ca/status", None) {
             Ok((200, body)) => {
                 let st: CaStatus = serde_json::from_str(&body)
                     .with_context(|| format!("unexpected answer from {addr}/ca/status"))?;
@@ -127,7 +159,8 @@ fn status(t: &Target, offline: bool) -> anyhow::Result<ExitCode> {
 
 fn step(t: &Target, path: &str) -> anyhow::Result<ExitCode> {
     let addr = admin_addr(t)?;
-    let (code, body) = http(addr, "POST", path).with_context(|| {
+    let bearer = t.bearer()?;
+    let (code, body) = http(addr, "POST", path, bearer.as_deref()).with_context(|| {
         format!("cannot reach the control plane's admin endpoint at {addr}; CA steps need a running `warden serve` (it knows which Envoys have ACKed the bundle)")
     })?;
     let v: Value = serde_json::from_str(&body)
@@ -145,6 +178,13 @@ fn step(t: &Target, path: &str) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        401 | 503 => {
+            eprintln!(
+                "not authorized: {} (the control plane's server.admin_token_file; pass --admin-token-file)",
+                v["error"].as_str().unwrap_or(&body)
+            );
+            Ok(ExitCode::from(1))
         }
         409 => {
             eprintln!(
@@ -167,14 +207,23 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_BODY: usize = 4 << 20;
 
 /// One request to the admin endpoint: status code and body (`warden::http_client`).
-fn http(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    exchange(addr, method, path, CONNECT_TIMEOUT, ANSWER_TIMEOUT)
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    exchange(
+        addr,
+        (method, path, bearer),
+        CONNECT_TIMEOUT,
+        ANSWER_TIMEOUT,
+    )
 }
 
 fn exchange(
     addr: SocketAddr,
-    method: &str,
-    path: &str,
+    (method, path, bearer): (&str, &str, Option<&str>),
     connect: Duration,
     answer: Duration,
 ) -> anyhow::Result<(u16, String)> {
@@ -186,8 +235,9 @@ fn exchange(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (code, body) =
-        runtime.block_on(warden::http_client::request(addr, method, path, limits))?;
+    let (code, body) = runtime.block_on(warden::http_client::request_as(
+        addr, method, path, bearer, limits,
+    ))?;
     Ok((code, String::from_utf8_lossy(&body).into_owned()))
 }
 
@@ -225,7 +275,7 @@ mod tests {
             Duration::ZERO,
         );
         assert_eq!(
-            http(addr, "POST", "/ca/activate").unwrap(),
+            http(addr, "POST", "/ca/activate", None).unwrap(),
             (409, "abcde".to_string())
         );
     }
@@ -236,8 +286,7 @@ mod tests {
         let start = std::time::Instant::now();
         let err = exchange(
             silent,
-            "GET",
-            "/ca/status",
+            ("GET", "/ca/status", None),
             CONNECT_TIMEOUT,
             Duration::from_millis(300),
         )
@@ -245,12 +294,12 @@ mod tests {
         assert!(err.to_string().contains("no answer"), "{err:#}");
         assert!(start.elapsed() < Duration::from_secs(3));
         let garbage = serve_once(Some("SSH-2.0-OpenSSH\r\n\r\n"), Duration::ZERO);
-        assert!(http(garbage, "GET", "/ca/status").is_err());
+        assert!(http(garbage, "GET", "/ca/status", None).is_err());
         let closed = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
-        assert!(http(closed, "GET", "/ca/status").is_err());
+        assert!(http(closed, "GET", "/ca/status", None).is_err());
     }
 
     #[test]
@@ -264,7 +313,7 @@ mod tests {
             .into_boxed_str(),
         );
         let addr = serve_once(Some(huge), Duration::ZERO);
-        let err = http(addr, "GET", "/ca/status").unwrap_err();
+        let err = http(addr, "GET", "/ca/status", None).unwrap_err();
         assert!(err.to_string().contains("reading the answer"), "{err:#}");
     }
 }

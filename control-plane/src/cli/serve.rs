@@ -113,7 +113,10 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         admin: tokio::spawn(admin::serve_router(
             bind(admin_addr, "admin_listen").await?,
             admin::router(admin_state)
-                .merge(admin::ca::router(cp.clone()))
+                .merge(admin::auth::protect(
+                    admin::ca::router(cp.clone()),
+                    admin::auth::OperatorAuth::new(cp.config().server.admin_token_file.clone()),
+                ))
                 .merge(admin::ui::router(cp.clone())),
         )),
         workload_api: spawn_workload_api(cp.clone()),

@@ -5,6 +5,7 @@
 //! [`Config`] or every problem as a [`Diagnostic`] at `file:line:col` with a hint. It does
 //! no network I/O and never writes; the CA state directory is only named here.
 
+mod admin_auth;
 mod attestation;
 mod ctx;
 mod data_value;
@@ -110,6 +111,9 @@ pub struct ServerSettings {
     pub xds_listen: SocketAddr,
     /// Admin HTTP endpoint: health, metrics, config dump (default 127.0.0.1:18001).
     pub admin_listen: SocketAddr,
+    /// Bearer token file for the mutating admin routes (`POST /ca/*`); required when
+    /// `admin_listen` is not loopback.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// How the filter enforces policy (`policy:` in warden.yaml).

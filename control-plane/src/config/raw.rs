@@ -74,6 +74,8 @@ pub(crate) struct RawUpstreamCa {
 pub(crate) struct RawServer {
     pub(crate) xds_listen: Option<String>,
     pub(crate) admin_listen: Option<String>,
+    /// File holding the bearer token for the mutating admin routes (`POST /ca/*`).
+    pub(crate) admin_token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -35,7 +35,7 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
     if let (Some(td), true) = (&trust_domain, upstream_files_ok) {
         check_upstream_ca(td, &ca, &mut ctx);
     }
-    let server = server_settings(raw, &mut ctx);
+    let server = server_settings(dir, raw, &mut ctx);
     let policy = policy_settings(raw, &mut ctx);
     let attestation = attestation_settings(dir, raw, &mut ctx);
 
@@ -295,7 +295,7 @@ fn check_upstream_files(up: &UpstreamCa, ctx: &mut Ctx<'_, RawWarden>) -> bool {
     ok
 }
 
-fn server_settings(raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> ServerSettings {
+fn server_settings(dir: &Path, raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> ServerSettings {
     let mut addr = |path: &str, text: Option<&str>, default: &str| {
         text.and_then(|t| ctx.addr(path, t)).unwrap_or_else(|| {
             default
@@ -303,17 +303,21 @@ fn server_settings(raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> ServerSetti
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
         })
     };
+    let xds_listen = addr(
+        "server.xds_listen",
+        raw.server.xds_listen.as_deref(),
+        "127.0.0.1:18000",
+    );
+    let admin_listen = addr(
+        "server.admin_listen",
+        raw.server.admin_listen.as_deref(),
+        "127.0.0.1:18001",
+    );
+    let admin_token_file = super::admin_auth::admin_token_file(dir, raw, admin_listen, ctx);
     ServerSettings {
-        xds_listen: addr(
-            "server.xds_listen",
-            raw.server.xds_listen.as_deref(),
-            "127.0.0.1:18000",
-        ),
-        admin_listen: addr(
-            "server.admin_listen",
-            raw.server.admin_listen.as_deref(),
-            "127.0.0.1:18001",
-        ),
+        xds_listen,
+        admin_listen,
+        admin_token_file,
     }
 }
 
