@@ -10,6 +10,7 @@ pub mod config;
 pub mod fsutil;
 pub mod http_client;
 pub mod identity;
+pub mod inject;
 pub mod plane;
 pub mod policy;
 pub mod rbac;

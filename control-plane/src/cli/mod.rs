@@ -9,6 +9,7 @@ mod bootstrap;
 mod bundle;
 mod ca;
 mod common;
+mod inject;
 mod mint;
 mod policy;
 mod serve;
@@ -41,6 +42,8 @@ enum Command {
     Serve(serve::Args),
     /// Print a stock-Envoy bootstrap (YAML) for one workload's sidecar.
     Bootstrap(bootstrap::Args),
+    /// Add the Warden sidecar to Kubernetes manifests (multi-document YAML) on stdout.
+    Inject(inject::Args),
     /// Test and evaluate Rego policies with the same engine the Envoy filter runs.
     #[command(subcommand)]
     Policy(policy::Command),
@@ -63,6 +66,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Bundle(args) => bundle::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Bootstrap(args) => bootstrap::run(args),
+        Command::Inject(args) => inject::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Token(cmd) => token::run(cmd),
