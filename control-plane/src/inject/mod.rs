@@ -36,6 +36,9 @@ pub const WORKLOAD_ANNOTATION: &str = "warden.dev/workload";
 pub const INJECT_ANNOTATION: &str = "warden.dev/inject";
 /// Set on injected pod templates (the workload's name).
 pub const INJECTED_ANNOTATION: &str = "warden.dev/injected";
+/// Set (`"true"`) on injected pod templates; the install's NetworkPolicy admits only
+/// such pods to xDS.
+pub const MESHED_LABEL: &str = "warden.dev/meshed";
 /// Largest input accepted (bytes).
 pub const MAX_INPUT: usize = 8 << 20;
 

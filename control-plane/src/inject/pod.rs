@@ -4,7 +4,9 @@
 use serde_json::json;
 use serde_yaml::{Mapping, Value};
 
-use super::{bootstrap, mapping_at, InjectError, Options, PodRef, INJECTED_ANNOTATION};
+use super::{
+    bootstrap, mapping_at, InjectError, Options, PodRef, INJECTED_ANNOTATION, MESHED_LABEL,
+};
 use crate::config::{Config, Workload};
 
 /// Everything Warden adds is named with this prefix (and only that is removed again).
@@ -41,6 +43,14 @@ pub(super) fn inject(
     }
     if let Some(ann) = ann.as_mapping_mut() {
         ann.insert(INJECTED_ANNOTATION.into(), w.name.clone().into());
+    }
+    // The install's NetworkPolicy lets only pods with this label reach xDS.
+    let labels = meta.entry("labels".into()).or_insert(Value::Null);
+    if labels.is_null() {
+        *labels = Value::Mapping(Mapping::new());
+    }
+    if let Some(labels) = labels.as_mapping_mut() {
+        labels.insert(MESHED_LABEL.into(), "true".into());
     }
     let spec = mapping_at(template, "spec", pod.object)?;
     let mut inits = take_seq(spec, "initContainers", pod)?;
