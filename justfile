@@ -27,6 +27,8 @@ test: build lint
     # (the run above puts the sample policies on Envoy's RBAC filter where they compile).
     WARDEN_NATIVE_RBAC=off cargo test -p warden-e2e --test authz
     ./target/debug/warden validate examples/mesh
+    # Kubernetes manifests and `warden inject` output, strict, offline (about 5 s).
+    scripts/k8s-validate.sh target/debug/warden
     ./target/debug/warden policy test examples/mesh
     WARDEN_BIN=target/debug/warden python filter/tests/opa_differential.py
     python filter/tests/opa_generated.py --policies 3000 --seconds 120
@@ -66,3 +68,9 @@ bench: build
     cargo build --release -p warden
     scripts/bench.sh
     python filter/tests/opa_generated.py --policies 20000 --seconds 1200 --seed 2323
+
+# Offline Kubernetes checks: install manifests, kustomize renderings and `warden inject`
+# output for examples/kubernetes, strictly against Kubernetes 1.30 and 1.37 schemas.
+k8s-validate:
+    cargo build -p warden
+    scripts/k8s-validate.sh target/debug/warden
