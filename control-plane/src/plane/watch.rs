@@ -142,7 +142,11 @@ pub fn fingerprint(dir: &Path) -> Fingerprint {
             if e.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
-            let Ok(meta) = e.metadata() else { continue };
+            // Follow symlinks: a ConfigMap volume's visible entries are symlinks through
+            // `..data`, whose own mtime never changes when the kubelet swaps `..data`.
+            let Ok(meta) = std::fs::metadata(e.path()) else {
+                continue;
+            };
             if meta.is_dir() {
                 if depth < MAX_DEPTH {
                     stack.push((e.path(), depth + 1));

@@ -113,3 +113,43 @@ async fn a_burst_of_writes_is_one_change_and_a_replaced_directory_is_noticed() {
         .await
         .expect("an edit after the swap");
 }
+
+/// The layout the kubelet's atomic writer gives a ConfigMap or projected volume: the
+/// files in a hidden timestamped directory, `..data` pointing at it, and visible
+/// symlinks through `..data`. An update writes a new directory and swaps `..data`.
+fn kubelet_write(root: &Path, generation: u32, backend: &str) {
+    let data = root.join(format!("..2026_11_30_14_00_0{generation}.1234"));
+    std::fs::create_dir_all(data.join("workloads")).unwrap();
+    std::fs::write(data.join("warden.yaml"), "trust_domain: example.org\n").unwrap();
+    std::fs::write(data.join("workloads/backend.yaml"), backend).unwrap();
+    let tmp = root.join("..data_tmp");
+    std::os::unix::fs::symlink(data.file_name().unwrap(), &tmp).unwrap();
+    std::fs::rename(&tmp, root.join("..data")).unwrap();
+    for name in ["warden.yaml", "workloads"] {
+        let link = root.join(name);
+        if link.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), &link).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_kubernetes_configmap_update_swapping_the_data_symlink_is_noticed() {
+    let dir = tempfile::tempdir().unwrap();
+    kubelet_write(dir.path(), 1, "name: backend\n");
+    let before = fingerprint(dir.path());
+    assert!(
+        before
+            .iter()
+            .any(|(p, ..)| p.ends_with("workloads/backend.yaml")),
+        "files behind the symlinked directory count: {before:?}"
+    );
+    let mut w = ConfigWatch::polling_only(dir.path(), Duration::from_millis(50));
+    // The same size on purpose: only the swapped target's mtime tells them apart.
+    std::thread::sleep(Duration::from_millis(20));
+    kubelet_write(dir.path(), 2, "name: backenX\n");
+    assert_ne!(fingerprint(dir.path()), before);
+    tokio::time::timeout(PATIENCE, w.changed())
+        .await
+        .expect("the swap is a change");
+}
