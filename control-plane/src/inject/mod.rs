@@ -24,6 +24,7 @@
 //! other kinds are refused. `warden.dev/inject: "false"` leaves a workload untouched.
 
 mod bootstrap;
+mod emit;
 mod pod;
 
 use serde_yaml::{Mapping, Value};
@@ -130,21 +131,16 @@ pub fn inject(input: &str, cfg: &Config, opts: &Options) -> Result<String, Injec
     let mut out = Vec::new();
     for (i, de) in serde_yaml::Deserializer::from_str(input).enumerate() {
         let doc = i + 1;
-        let value =
-            <Value as serde::Deserialize>::deserialize(de).map_err(|e| InjectError::Yaml {
-                doc,
-                reason: e.to_string(),
-            })?;
+        let yaml_error = |reason: String| InjectError::Yaml { doc, reason };
+        let mut value = <Value as serde::Deserialize>::deserialize(de)
+            .map_err(|e| yaml_error(e.to_string()))?;
         if value.is_null() {
             continue;
         }
+        // `<<: *anchor` merge keys, as Kubernetes' YAML 1.1 parser applies them.
+        value.apply_merge().map_err(|e| yaml_error(e.to_string()))?;
         let value = inject_object(value, doc, cfg, opts)?;
-        out.push(
-            serde_yaml::to_string(&value).map_err(|e| InjectError::Yaml {
-                doc,
-                reason: e.to_string(),
-            })?,
-        );
+        out.push(emit::document(&value).map_err(|e| yaml_error(e.to_string()))?);
     }
     Ok(out.join("---\n"))
 }

@@ -341,3 +341,29 @@ fn the_injected_bootstrap_validates_in_envoy_with_the_pods_values() {
         String::from_utf8_lossy(&status.stderr)
     );
 }
+
+#[test]
+fn strings_that_yaml_1_1_reads_as_booleans_or_numbers_stay_quoted_strings() {
+    let (_dir, cfg) = k8s_config();
+    let input = deployment("Deployment", "backend", None).replace(
+        "      labels: { app: x }\n",
+        "      labels: { app: x, canary: \"on\", tier: \"NO\" }\n",
+    )
+        + "          env: [{ name: AT, value: \"12:30\" }, { name: DEBUG, value: \"yes\" }]\n";
+    let out = run(&input, &cfg).unwrap();
+    for quoted in [
+        "canary: \"on\"",
+        "tier: \"NO\"",
+        "value: \"12:30\"",
+        "value: \"yes\"",
+    ] {
+        assert!(out.contains(quoted), "`{quoted}` not in\n{out}");
+    }
+    let merged = "apiVersion: v1\nkind: Pod\nmetadata: { name: p, namespace: demo }\nx: &base { serviceAccountName: backend, containers: [{ name: app, image: busybox }] }\nspec:\n  <<: *base\n";
+    let out = run(merged, &cfg).unwrap();
+    assert!(
+        out.contains("warden.dev/injected: backend"),
+        "merge keys applied: {out}"
+    );
+    assert!(!out.contains("<<"), "{out}");
+}
