@@ -17,10 +17,10 @@ const RESERVED: [&str; 26] = [
 /// Why a value cannot be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("YAML tags (`!{0}`) are not supported in Kubernetes manifests")]
-pub struct TagError(String);
+pub(super) struct TagError(String);
 
 /// One document, ending with a newline.
-pub fn document(v: &Value) -> Result<String, TagError> {
+pub(super) fn document(v: &Value) -> Result<String, TagError> {
     let mut out = String::new();
     match v {
         Value::Mapping(m) if !m.is_empty() => mapping(m, 0, &mut out)?,
