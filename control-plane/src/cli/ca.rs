@@ -269,6 +269,50 @@ mod tests {
     }
 
     #[test]
+    fn steps_send_the_operator_token_from_the_file_and_status_sends_none() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = std::thread::spawn(move || {
+            let mut heads = Vec::new();
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let body = r#"{"ok":true,"step":"prepare"}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                s.write_all(answer.as_bytes()).unwrap();
+                heads.push(String::from_utf8_lossy(&head).to_lowercase());
+            }
+            heads
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "operator-token-0123456789\n").unwrap();
+        let target = Target {
+            config: dir.path().to_path_buf(),
+            admin: Some(addr),
+            json: false,
+            admin_token_file: Some(file),
+            admin_token: None,
+        };
+        assert_eq!(step(&target, "/ca/prepare").unwrap(), ExitCode::SUCCESS);
+        http(addr, "GET", "/ca/status", None).unwrap();
+        let heads = heads.join().unwrap();
+        assert!(
+            heads[0].contains("authorization: bearer operator-token-0123456789\r\n"),
+            "{}",
+            heads[0]
+        );
+        assert!(!heads[1].contains("authorization"), "{}", heads[1]);
+    }
+
+    #[test]
     fn chunked_bodies_are_joined() {
         let addr = serve_once(
             Some("HTTP/1.1 409 Conflict\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"),
