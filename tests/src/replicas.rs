@@ -40,6 +40,9 @@ pub struct ReplicaSet {
     apps: BTreeMap<String, EchoApp>,
     replicas: Vec<Warden>,
     xds: Vec<SocketAddr>,
+    /// Each replica's environment (its listen addresses and state dir), for restarts.
+    replica_env: Vec<Vec<(String, String)>>,
+    restarts: usize,
     members: BTreeMap<String, Member>,
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
@@ -76,6 +79,8 @@ impl ReplicaSet {
             apps: BTreeMap::new(),
             replicas: Vec::new(),
             xds: Vec::new(),
+            replica_env: Vec::new(),
+            restarts: 0,
             members,
             env,
             dir,
@@ -100,6 +105,7 @@ impl ReplicaSet {
             )?;
             set.replicas.push(w);
             set.xds.push(xds);
+            set.replica_env.push(env);
         }
         for w in &mut set.replicas {
             w.wait_ready(warden::READY_TIMEOUT)?;
@@ -183,6 +189,23 @@ impl ReplicaSet {
         &mut self.replicas[i]
     }
 
+    /// Starts replica `i` again (same addresses and state dir; log
+    /// `warden-<i>-restart-<n>.log`) after it was killed, and waits for `/readyz`.
+    pub fn restart(&mut self, i: usize) -> Result<()> {
+        self.restarts += 1;
+        let admin = self.replicas[i].admin();
+        let mut w = Warden::serve_as(
+            &format!("warden-{i}-restart-{}", self.restarts),
+            &self.config_dir(),
+            admin,
+            &self.dir.path().join("logs"),
+            &self.replica_env[i],
+        )?;
+        w.wait_ready(warden::READY_TIMEOUT)?;
+        drop(std::mem::replace(&mut self.replicas[i], w));
+        Ok(())
+    }
+
     /// Replica `i`'s ADS address.
     pub fn xds(&self, i: usize) -> SocketAddr {
         self.xds[i]
@@ -225,6 +248,21 @@ impl ReplicaSet {
     /// The environment of every `warden` call.
     pub fn env(&self) -> &[(String, String)] {
         &self.env
+    }
+}
+
+impl Drop for ReplicaSet {
+    /// With `WARDEN_E2E_KEEP=1` the directory (config, logs, bootstraps) is kept.
+    fn drop(&mut self) {
+        if std::env::var_os("WARDEN_E2E_KEEP").is_some() {
+            if let Ok(placeholder) = tempfile::tempdir() {
+                let kept = std::mem::replace(&mut self.dir, placeholder);
+                eprintln!(
+                    "WARDEN_E2E_KEEP: replica set directory kept at {}",
+                    kept.keep().display()
+                );
+            }
+        }
     }
 }
 

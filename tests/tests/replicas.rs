@@ -147,11 +147,33 @@ fn kill_the_holding_replica() -> Result<()> {
     }
     // mTLS with the new SVID: backend (replica 1's SVID too) still accepts frontend.
     load.wait_for_more(100, Duration::from_secs(20))?;
+
+    // No replica at all: the sidecars keep serving with their last config; a restarted
+    // replica (same state dir, same intermediate) takes both back.
+    set.replica_mut(1).kill()?;
+    let ok_at_outage = load.report().ok;
+    load.wait_for_more(150, Duration::from_secs(20))?;
+    let served_without_cp = load.report().ok - ok_at_outage;
+    let restarted = Instant::now();
+    set.restart(0)?;
+    let back = wait::until(
+        "both sidecars on the restarted replica 0",
+        Duration::from_secs(40),
+        || {
+            let w = set.replica(0);
+            let both = acked_streams(w, FRONTEND)?.is_some()
+                && acked_streams(w, "backend-sidecar")?.is_some();
+            Ok(both.then(|| restarted.elapsed()))
+        },
+    )?;
+    load.wait_for_more(50, Duration::from_secs(20))?;
     let report = load.stop();
     eprintln!(
-        "REPLICAS: frontend reattached to replica 1 (ACKed) {} ms after SIGKILL of replica 0; {} requests served meanwhile; load: {report}",
+        "REPLICAS: frontend reattached to replica 1 (ACKed) {} ms after SIGKILL of replica 0; {} requests served meanwhile; \
+         {served_without_cp} requests served with no replica up; both sidecars back on restarted replica 0 {} ms after its start; load: {report}",
         reattached.as_millis(),
-        served_meanwhile
+        served_meanwhile,
+        back.as_millis()
     );
     ensure!(report.failed == 0, "requests failed: {report}");
     ensure!(
@@ -162,6 +184,52 @@ fn kill_the_holding_replica() -> Result<()> {
         reattached < Duration::from_secs(5),
         "reattach took {reattached:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_frozen_replica_is_left_once_keepalive_notices_it() -> Result<()> {
+    report_failure(frozen_replica())
+}
+
+/// SIGSTOP: the replica's sockets stay open and its kernel still ACKs TCP, but nothing
+/// answers (as when its host hangs or the network drops packets). HTTP/2 keepalive on
+/// the ADS channel must notice it; the sidecar moves to the other replica.
+fn frozen_replica() -> Result<()> {
+    let mut set = ReplicaSet::start(2, WORKLOADS, "1h")?;
+    set.start_sidecar("backend", &[1, 0])?;
+    set.start_sidecar("frontend", &[0, 1])?;
+    let outbound = set.member("frontend")?.upstreams["backend"];
+    wait::until_true(
+        "route frontend → backend",
+        Duration::from_secs(60),
+        || Ok(http::get(outbound, "/warmup").is_ok_and(|r| r.status == 200)),
+    )?;
+    ensure!(
+        acked_streams(set.replica(0), FRONTEND)?.is_some(),
+        "frontend on replica 0"
+    );
+    let mut load = LoadSpec::new(vec![outbound]);
+    load.deadline = Duration::from_secs(60);
+    load.max_requests = 6_000;
+    let load = Load::start(&load)?;
+    load.wait_for_more(50, Duration::from_secs(20))?;
+    let frozen = Instant::now();
+    set.replica_mut(0).process().signal("STOP")?;
+    let moved = wait::until(
+        "frontend's ACK on replica 1",
+        Duration::from_secs(40),
+        || Ok(acked_streams(set.replica(1), FRONTEND)?.map(|_| frozen.elapsed())),
+    )?;
+    load.wait_for_more(50, Duration::from_secs(20))?;
+    let report = load.stop();
+    set.replica_mut(0).kill()?;
+    eprintln!(
+        "REPLICAS: frontend moved to replica 1 {} ms after SIGSTOP of replica 0; load: {report}",
+        moved.as_millis()
+    );
+    ensure!(report.failed == 0, "requests failed: {report}");
+    ensure!(moved < Duration::from_secs(25), "moving took {moved:?}");
     Ok(())
 }
 
