@@ -59,10 +59,13 @@ fn a_dns_name_is_resolved_by_the_sidecar() {
     assert_eq!(s.cluster_type(), "STRICT_DNS");
 }
 
+/// An input and the check its error must pass.
+type Case = (&'static str, fn(&XdsServersError) -> bool);
+
 #[test]
 fn bad_replica_sets_are_refused_with_the_reason() {
     use XdsServersError as E;
-    let cases: &[(&str, fn(&E) -> bool)] = &[
+    let cases: &[Case] = &[
         ("", |e| matches!(e, E::Empty(_))),
         ("127.0.0.1:1,", |e| matches!(e, E::Empty(_))),
         ("127.0.0.1", |e| matches!(e, E::NotHostPort(_))),
