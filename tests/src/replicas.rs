@@ -18,6 +18,19 @@ use crate::mesh::{spiffe_id, DEFAULT_POLICY, TRUST_DOMAIN};
 use crate::ports::free_addr;
 use crate::warden::{self, Warden};
 
+/// How the sidecars talk to the replicas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Channel {
+    /// TLS + join token, state of the world (the default bootstrap).
+    #[default]
+    AttestedSotw,
+    /// TLS + join token, incremental xDS (`--delta`).
+    AttestedDelta,
+    /// `--insecure-plaintext` bootstraps and `serve --insecure-plaintext-xds` (the
+    /// `envoy_grpc` channel with its static cluster).
+    Plaintext,
+}
+
 /// One workload: its addresses and the replica order its bootstrap lists.
 #[derive(Debug, Clone)]
 pub struct Member {
@@ -43,6 +56,7 @@ pub struct ReplicaSet {
     /// Each replica's environment (its listen addresses and state dir), for restarts.
     replica_env: Vec<Vec<(String, String)>>,
     restarts: usize,
+    channel: Channel,
     members: BTreeMap<String, Member>,
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
@@ -52,6 +66,16 @@ impl ReplicaSet {
     /// Writes the config (workloads `(name, upstreams)`, `svid_ttl`), an upstream root, a
     /// join token per workload, and starts `replicas` servers (no sidecars yet).
     pub fn start(replicas: usize, workloads: &[(&str, &[&str])], svid_ttl: &str) -> Result<Self> {
+        Self::start_with(replicas, workloads, svid_ttl, Channel::default())
+    }
+
+    /// Like [`ReplicaSet::start`] with the sidecars' channel chosen.
+    pub fn start_with(
+        replicas: usize,
+        workloads: &[(&str, &[&str])],
+        svid_ttl: &str,
+        channel: Channel,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("warden-replicas-")
             .tempdir()?;
@@ -81,6 +105,7 @@ impl ReplicaSet {
             xds: Vec::new(),
             replica_env: Vec::new(),
             restarts: 0,
+            channel,
             members,
             env,
             dir,
@@ -96,6 +121,9 @@ impl ReplicaSet {
             env.push(("WARDEN_ADMIN_LISTEN".into(), admin.to_string()));
             let state = set.dir.path().join(format!("state-{i}"));
             env.push(("WARDEN_STATE_DIR".into(), state.display().to_string()));
+            if channel == Channel::Plaintext {
+                env.push(("WARDEN_INSECURE_PLAINTEXT_XDS".into(), "true".into()));
+            }
             let w = Warden::serve_as(
                 &format!("warden-{i}"),
                 &set.config_dir(),
@@ -134,27 +162,31 @@ impl ReplicaSet {
         Ok(())
     }
 
-    /// `warden bootstrap --xds-server <servers>` for `name` (the root file as `--ca-file`).
+    /// `warden bootstrap --xds-server <servers>` for `name` (attested: the root file as
+    /// `--ca-file`).
     pub fn bootstrap(&self, name: &str, servers: &str) -> Result<String> {
         let config = self.config_dir();
         let token = self.token_file(name);
         let root = self.root_pem_path();
-        warden::cli(
-            &[
-                "bootstrap",
-                "--config",
-                utf8(&config)?,
-                "--workload",
-                name,
-                "--token-file",
-                utf8(&token)?,
-                "--ca-file",
-                utf8(&root)?,
-                "--xds-server",
-                servers,
-            ],
-            &self.env,
-        )
+        let mut args = vec![
+            "bootstrap",
+            "--config",
+            utf8(&config)?,
+            "--workload",
+            name,
+            "--xds-server",
+            servers,
+        ];
+        match self.channel {
+            Channel::Plaintext => args.push("--insecure-plaintext"),
+            attested => {
+                args.extend(["--token-file", utf8(&token)?, "--ca-file", utf8(&root)?]);
+                if attested == Channel::AttestedDelta {
+                    args.push("--delta");
+                }
+            }
+        }
+        warden::cli(&args, &self.env)
     }
 
     /// `warden token create --workload name --out <path>`.

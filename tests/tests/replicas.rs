@@ -15,7 +15,7 @@ use warden_e2e::load::{Load, LoadSpec};
 use warden_e2e::mesh::spiffe_id;
 use warden_e2e::raw_ads::{Behaviour, RawAds, RawAdsSpec};
 use warden_e2e::replicas::{
-    acked_streams, openssl, pem_certs, serial_of, svid_chain_pem, write_config, ReplicaSet,
+    acked_streams, openssl, pem_certs, serial_of, svid_chain_pem, write_config, Channel, ReplicaSet,
 };
 use warden_e2e::warden::{self, Warden};
 use warden_e2e::{http, process::report_failure, wait};
@@ -56,11 +56,21 @@ fn frontend_chain(set: &ReplicaSet) -> Result<(String, String, String, String)> 
 
 #[test]
 fn killing_the_replica_that_holds_a_sidecar_drops_no_request() -> Result<()> {
-    report_failure(kill_the_holding_replica())
+    report_failure(kill_the_holding_replica(Channel::AttestedSotw))
 }
 
-fn kill_the_holding_replica() -> Result<()> {
-    let mut set = ReplicaSet::start(2, WORKLOADS, "1h")?;
+#[test]
+fn killing_the_replica_that_holds_a_delta_sidecar_drops_no_request() -> Result<()> {
+    report_failure(kill_the_holding_replica(Channel::AttestedDelta))
+}
+
+#[test]
+fn killing_the_replica_that_holds_a_plaintext_sidecar_drops_no_request() -> Result<()> {
+    report_failure(kill_the_holding_replica(Channel::Plaintext))
+}
+
+fn kill_the_holding_replica(channel: Channel) -> Result<()> {
+    let mut set = ReplicaSet::start_with(2, WORKLOADS, "1h", channel)?;
     // Spread: frontend lists replica 0 first, backend replica 1 first.
     set.start_sidecar("backend", &[1, 0])?;
     set.start_sidecar("frontend", &[0, 1])?;
@@ -169,7 +179,7 @@ fn kill_the_holding_replica() -> Result<()> {
     load.wait_for_more(50, Duration::from_secs(20))?;
     let report = load.stop();
     eprintln!(
-        "REPLICAS: frontend reattached to replica 1 (ACKed) {} ms after SIGKILL of replica 0; {} requests served meanwhile; \
+        "REPLICAS ({channel:?}): frontend reattached to replica 1 (ACKed) {} ms after SIGKILL of replica 0; {} requests served meanwhile; \
          {served_without_cp} requests served with no replica up; both sidecars back on restarted replica 0 {} ms after its start; load: {report}",
         reattached.as_millis(),
         served_meanwhile,

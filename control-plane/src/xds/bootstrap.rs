@@ -95,7 +95,7 @@ pub fn render_for(
         ("ads_api_type", api.to_string()),
         ("xds_target_uri", servers.grpc_target_uri()),
         ("xds_cluster_type", servers.cluster_type().to_string()),
-        ("xds_endpoints", servers.lb_endpoints_yaml(14)),
+        ("xds_endpoints", servers.endpoints_yaml(10)),
         (
             "ads_message_limit",
             crate::xds::limits::ADS_MESSAGE_LIMIT.to_string(),

@@ -8,7 +8,7 @@
 //!   `pick_first` policy connects to the first address that answers, so the list order
 //!   spreads sidecars over replicas;
 //! - the plaintext `envoy_grpc` channel gets a `STATIC` cluster with one endpoint per
-//!   address, or a `STRICT_DNS` cluster for a name.
+//!   address, each at its own priority (list order), or a `STRICT_DNS` cluster for a name.
 //!
 //! Pure: no I/O, no DNS lookups.
 
@@ -138,20 +138,24 @@ impl XdsServers {
         }
     }
 
-    /// The `lb_endpoints` items (flow-style YAML, one per line, indented by `indent`).
-    pub fn lb_endpoints_yaml(&self, indent: usize) -> String {
+    /// The `load_assignment.endpoints` items (flow-style YAML, one line each, indented by
+    /// `indent`): one locality per address with priority = its place in the list, so
+    /// Envoy uses the first replica while it is healthy and fails over in order (as
+    /// `pick_first` does on the gRPC channel); a DNS name is one locality.
+    pub fn endpoints_yaml(&self, indent: usize) -> String {
         let pad = " ".repeat(indent);
-        let item = |host: &str, port: u16| {
+        let item = |priority: usize, host: &str, port: u16| {
             let host = serde_json::Value::from(host);
-            format!("{pad}- endpoint: {{ address: {{ socket_address: {{ address: {host}, port_value: {port} }} }} }}")
+            format!("{pad}- {{ priority: {priority}, lb_endpoints: [ {{ endpoint: {{ address: {{ socket_address: {{ address: {host}, port_value: {port} }} }} }} }} ] }}")
         };
         match self {
             Self::Addresses(a) => a
                 .iter()
-                .map(|s| item(&s.ip().to_string(), s.port()))
+                .enumerate()
+                .map(|(i, s)| item(i, &s.ip().to_string(), s.port()))
                 .collect::<Vec<_>>()
                 .join("\n"),
-            Self::Dns { host, port } => item(host, *port),
+            Self::Dns { host, port } => item(0, host, *port),
         }
     }
 

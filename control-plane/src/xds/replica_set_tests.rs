@@ -10,15 +10,15 @@ fn a_list_of_addresses_keeps_its_order_in_the_grpc_target() {
     assert_eq!(s.len(), 2);
     assert_eq!(s.grpc_target_uri(), "ipv4:127.0.0.1:18000,127.0.0.2:18001");
     assert_eq!(s.cluster_type(), "STATIC");
-    let eps = s.lb_endpoints_yaml(2);
+    let eps = s.endpoints_yaml(2);
     let yaml: serde_yaml::Value = serde_yaml::from_str(&eps).unwrap();
+    let second = &yaml[1]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"];
+    assert_eq!(second["address"], "127.0.0.2");
+    assert_eq!(second["port_value"], 18001);
+    assert_eq!(yaml[0]["priority"], 0);
     assert_eq!(
-        yaml[1]["endpoint"]["address"]["socket_address"]["address"],
-        "127.0.0.2"
-    );
-    assert_eq!(
-        yaml[1]["endpoint"]["address"]["socket_address"]["port_value"],
-        18001
+        yaml[1]["priority"], 1,
+        "the list order is the failover order"
     );
 }
 
@@ -35,9 +35,9 @@ fn ipv6_addresses_get_the_ipv6_scheme_and_brackets() {
     assert_eq!(s.grpc_target_uri(), "ipv6:[::1]:18000,[::2]:18000");
     let one = parse("[::1]:18000").unwrap();
     assert_eq!(one.grpc_target_uri(), "ipv6:[::1]:18000");
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&one.lb_endpoints_yaml(0)).unwrap();
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&one.endpoints_yaml(0)).unwrap();
     assert_eq!(
-        yaml[0]["endpoint"]["address"]["socket_address"]["address"],
+        yaml[0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["address"],
         "::1"
     );
 }
@@ -146,7 +146,7 @@ fn envoy_accepts_replica_set_bootstraps_in_validate_mode() {
             } else {
                 let cluster = &yaml["static_resources"]["clusters"][0];
                 assert_eq!(cluster["type"], servers.cluster_type());
-                let eps = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"];
+                let eps = &cluster["load_assignment"]["endpoints"];
                 assert_eq!(eps.as_sequence().unwrap().len(), servers.len());
             }
             let file = dir.path().join("bootstrap.yaml");
