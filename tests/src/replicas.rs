@@ -238,6 +238,23 @@ impl ReplicaSet {
         Ok(())
     }
 
+    /// Starts one more `warden serve` on replica `i`'s state dir (fresh listen
+    /// addresses), as a misconfigured extra replica would; does not wait.
+    pub fn serve_on_state_of(&self, i: usize, name: &str) -> Result<Warden> {
+        let (xds, admin) = (free_addr()?, free_addr()?);
+        let mut env = self.replica_env[i].clone();
+        env.retain(|(k, _)| k != "WARDEN_XDS_LISTEN" && k != "WARDEN_ADMIN_LISTEN");
+        env.push(("WARDEN_XDS_LISTEN".into(), xds.to_string()));
+        env.push(("WARDEN_ADMIN_LISTEN".into(), admin.to_string()));
+        Warden::serve_as(
+            name,
+            &self.config_dir(),
+            admin,
+            &self.dir.path().join("logs"),
+            &env,
+        )
+    }
+
     /// Replica `i`'s ADS address.
     pub fn xds(&self, i: usize) -> SocketAddr {
         self.xds[i]

@@ -250,6 +250,17 @@ fn a_token_revoked_in_the_repo_is_refused_by_every_replica_after_reload() -> Res
 
 fn revoked_everywhere() -> Result<()> {
     let set = ReplicaSet::start(2, WORKLOADS, "1h")?;
+    // A third server on replica 0's state dir (a misconfigured replica) refuses to start.
+    let mut extra = set.serve_on_state_of(0, "warden-same-state-dir")?;
+    wait::until_true("the extra server to exit", Duration::from_secs(20), || {
+        Ok(extra.process().ensure_running().is_err())
+    })?;
+    let log = extra.process().log();
+    ensure!(log.contains("is in use by another `warden serve`"), "{log}");
+    ensure!(
+        set.replica(0).admin_get("/readyz").is_ok(),
+        "replica 0 unaffected"
+    );
     let roots_pem = std::fs::read_to_string(set.root_pem_path())?;
     let client = |i: usize, token: &str| RawAdsSpec {
         xds: set.xds(i),

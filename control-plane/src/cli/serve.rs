@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use warden::admin::{self, AdminState};
 use warden::config::replica::ReplicaOverrides;
 use warden::config::{self, Config};
+use warden::identity::state_lock::lock_state_dir;
 use warden::identity::{Clock, SystemClock};
 use warden::plane::reload::{check_module, AttestorSlot, ConfigInfo, Reloader};
 use warden::plane::watch::ConfigWatch;
@@ -127,6 +128,14 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(w) = overrides.self_signed_warning(&cfg) {
         tracing::warn!("{w}");
     }
+    // Held until serve returns: one `warden serve` per CA state directory.
+    let _state_lock = match lock_state_dir(&cfg.ca.state_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let modules = filter_modules(&args)?;
     let (xds_addr, admin_addr) = (cfg.server.xds_listen, cfg.server.admin_listen);
     let (cp, shared, slot) = start_core(&args, cfg, modules)?;
