@@ -271,7 +271,9 @@ fn revoked_everywhere() -> Result<()> {
         secrets: vec![spiffe_id("frontend")],
         behaviour: Behaviour::NeverAck,
     };
-    // A spare token works on both replicas (they read the same tokens.yaml) ...
+    // A spare token works on both replicas (they read the same tokens.yaml); the client
+    // trusts the upstream root only, so each replica's serving certificate (signed by its
+    // own intermediate) is verified to chain to the shared root here too ...
     let spare = set.dir().join("tokens/spare");
     set.create_token("frontend", &spare)?;
     for i in 0..2 {
