@@ -19,6 +19,7 @@ pub mod mesh;
 pub mod ports;
 pub mod process;
 pub mod raw_ads;
+pub mod replicas;
 pub mod tls;
 pub mod wait;
 pub mod warden;

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 use super::common::load_authority_bundle;
 use warden::config;
-use warden::xds::bootstrap::{render, AdsFlavor, Channel, RootCerts, DEFAULT_TOKEN_FILE};
+use warden::xds::bootstrap::{render_for, AdsFlavor, Channel, RootCerts, DEFAULT_TOKEN_FILE};
+use warden::xds::replica_set::XdsServers;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -38,6 +39,11 @@ pub(crate) struct Args {
     /// `warden serve --insecure-plaintext-xds`).
     #[arg(long, conflicts_with_all = ["token_file", "ca_file"])]
     insecure_plaintext: bool,
+    /// The control-plane replica set: `host:port[,host:port...]` (IP addresses, tried in
+    /// order) or one DNS name `name:port` (each address a replica). Default:
+    /// `server.xds_listen`. Several replicas need a shared `ca.upstream`.
+    #[arg(long, value_name = "HOST:PORT,...", value_parser = XdsServers::parse)]
+    xds_server: Option<XdsServers>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -77,6 +83,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             token_file: cwd.join(&args.token_file),
         }
     };
-    print!("{}", render(&cfg, workload, flavor, &channel));
+    let servers = match args.xds_server {
+        Some(s) => s,
+        None => XdsServers::single(cfg.server.xds_listen),
+    };
+    if let Err(e) = servers.check_trust(cfg.ca.upstream.is_some()) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(1));
+    }
+    print!("{}", render_for(&cfg, workload, flavor, &channel, &servers));
     Ok(ExitCode::SUCCESS)
 }

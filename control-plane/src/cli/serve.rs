@@ -18,7 +18,9 @@ use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 
 use warden::admin::{self, AdminState};
+use warden::config::replica::ReplicaOverrides;
 use warden::config::{self, Config};
+use warden::identity::state_lock::lock_state_dir;
 use warden::identity::{Clock, SystemClock};
 use warden::plane::reload::{check_module, AttestorSlot, ConfigInfo, Reloader};
 use warden::plane::watch::ConfigWatch;
@@ -57,6 +59,33 @@ pub(crate) struct Args {
     /// present their current credential again; `0s` disables the limit.
     #[arg(long, default_value = "1h", value_parser = duration_or_zero)]
     xds_max_stream_age: Duration,
+    /// This replica's ADS address (replaces `server.xds_listen`): for several replicas
+    /// reading the same config repo.
+    #[arg(long, env = "WARDEN_XDS_LISTEN", value_name = "ADDR")]
+    xds_listen: Option<SocketAddr>,
+    /// This replica's admin address (replaces `server.admin_listen`).
+    #[arg(long, env = "WARDEN_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+    /// This replica's CA state directory (replaces `ca.state_dir`; relative to the working
+    /// directory). Every replica needs its own, and all of them a shared `ca.upstream`.
+    #[arg(long, env = "WARDEN_STATE_DIR", value_name = "PATH")]
+    state_dir: Option<PathBuf>,
+}
+
+impl Args {
+    /// This replica's own settings (see `config::replica`).
+    fn overrides(&self) -> anyhow::Result<ReplicaOverrides> {
+        let state_dir = match &self.state_dir {
+            Some(d) if d.is_absolute() => Some(d.clone()),
+            Some(d) => Some(std::env::current_dir()?.join(d)),
+            None => None,
+        };
+        Ok(ReplicaOverrides {
+            xds_listen: self.xds_listen,
+            admin_listen: self.admin_listen,
+            state_dir,
+        })
+    }
 }
 
 fn duration_or_zero(s: &str) -> Result<Duration, warden::config::duration::DurationError> {
@@ -85,8 +114,9 @@ struct Running {
 }
 
 async fn serve(args: Args) -> anyhow::Result<ExitCode> {
+    let overrides = args.overrides()?;
     let cfg = match config::load(&args.config) {
-        Ok(c) => c,
+        Ok(c) => overrides.apply(c),
         Err(diags) => {
             eprintln!("{diags}");
             return Ok(ExitCode::from(1));
@@ -95,11 +125,23 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
+    if let Some(w) = overrides.self_signed_warning(&cfg) {
+        tracing::warn!("{w}");
+    }
+    // Held until serve returns: one `warden serve` per CA state directory.
+    let _state_lock = match lock_state_dir(&cfg.ca.state_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let modules = filter_modules(&args)?;
     let (xds_addr, admin_addr) = (cfg.server.xds_listen, cfg.server.admin_listen);
     let (cp, shared, slot) = start_core(&args, cfg, modules)?;
     let info = Arc::new(Mutex::new(ConfigInfo::of(&cp.config())));
-    let reloader = Reloader::new(cp.clone(), args.config.clone(), info.clone(), slot);
+    let reloader = Reloader::new(cp.clone(), args.config.clone(), info.clone(), slot)
+        .with_overrides(overrides);
     let ready = Arc::new(AtomicBool::new(false));
     let admin_state = AdminState {
         xds: cp.xds().clone(),
@@ -291,9 +333,12 @@ async fn run_loop(
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (server.{what} in warden.yaml)"))
+    TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr} (server.{what} in warden.yaml, or --{} for this replica)",
+            what.replace('_', "-")
+        )
+    })
 }
 
 fn module_path(arg: Option<&Path>, default: &str) -> anyhow::Result<PathBuf> {

@@ -14,6 +14,7 @@ pub mod duration;
 mod files;
 mod policy_check;
 mod raw;
+pub mod replica;
 mod spans;
 pub mod tokens_file;
 mod validate;

@@ -19,6 +19,7 @@ pub mod rotation;
 mod selector;
 mod spiffe_id;
 mod state;
+pub mod state_lock;
 mod svid;
 mod unix_time;
 mod upstream_check;

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::{Applied, ControlError, ControlPlane};
 use crate::attest::Attestor;
+use crate::config::replica::ReplicaOverrides;
 use crate::config::{self, Config, Diagnostics};
 
 /// Facts about the running config, shown in the config dump.
@@ -108,6 +109,7 @@ pub struct Reloader {
     dir: PathBuf,
     info: Arc<Mutex<ConfigInfo>>,
     attestor: Option<AttestorSlot>,
+    overrides: ReplicaOverrides,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -133,7 +135,15 @@ impl Reloader {
             dir,
             info,
             attestor,
+            overrides: ReplicaOverrides::default(),
         }
+    }
+
+    /// Applies this replica's own settings to every config it loads (see
+    /// [`ReplicaOverrides`]).
+    pub fn with_overrides(mut self, overrides: ReplicaOverrides) -> Self {
+        self.overrides = overrides;
+        self
     }
 
     /// The config facts the admin endpoint shows.
@@ -172,6 +182,7 @@ impl Reloader {
 
     fn transaction(&self, started: Instant) -> Result<(Applied, ConfigInfo, u128), ReloadError> {
         let cfg = config::load(&self.dir).map_err(ReloadError::Invalid)?;
+        let cfg = self.overrides.apply(cfg);
         let load_ms = started.elapsed().as_millis();
         for w in &cfg.warnings {
             tracing::warn!("{w}");

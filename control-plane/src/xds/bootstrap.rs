@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::config::{Config, Workload};
+use crate::xds::replica_set::XdsServers;
 use crate::xds::server::tls::control_plane_dns_name;
 
 const TEMPLATE: &str = include_str!("../../../envoy/bootstrap.yaml");
@@ -53,12 +54,24 @@ pub enum Channel {
     InsecurePlaintext,
 }
 
-/// The bootstrap YAML for `workload`'s sidecar.
+/// The bootstrap YAML for `workload`'s sidecar, connecting to `server.xds_listen`.
 pub fn render(
     config: &Config,
     workload: &Workload,
     flavor: AdsFlavor,
     channel: &Channel,
+) -> String {
+    let servers = XdsServers::single(config.server.xds_listen);
+    render_for(config, workload, flavor, channel, &servers)
+}
+
+/// Like [`render`], connecting to the replica set `servers` (see `replica_set.rs`).
+pub fn render_for(
+    config: &Config,
+    workload: &Workload,
+    flavor: AdsFlavor,
+    channel: &Channel,
+    servers: &XdsServers,
 ) -> String {
     let ip = |a: SocketAddr| a.ip().to_string();
     let port = |a: SocketAddr| a.port().to_string();
@@ -80,8 +93,9 @@ pub fn render(
         ("admin_address", ip(workload.sidecar_admin)),
         ("admin_port", port(workload.sidecar_admin)),
         ("ads_api_type", api.to_string()),
-        ("xds_address", ip(config.server.xds_listen)),
-        ("xds_port", port(config.server.xds_listen)),
+        ("xds_target_uri", servers.grpc_target_uri()),
+        ("xds_cluster_type", servers.cluster_type().to_string()),
+        ("xds_endpoints", servers.endpoints_yaml(10)),
         (
             "ads_message_limit",
             crate::xds::limits::ADS_MESSAGE_LIMIT.to_string(),
