@@ -107,6 +107,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         config: info,
     };
     let (ads, cert_renewal) = start_ads(&args, xds_addr, &cp, shared).await?;
+    let federation = super::federation::start(&cp).await?;
     let mut running = Running {
         ads: tokio::spawn(ads),
         cert_renewal,
@@ -114,7 +115,8 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
             bind(admin_addr, "admin_listen").await?,
             admin::router(admin_state)
                 .merge(admin::ca::router(cp.clone()))
-                .merge(admin::ui::router(cp.clone())),
+                .merge(admin::ui::router(cp.clone()))
+                .merge(warden::federation::admin_router(federation)),
         )),
         workload_api: spawn_workload_api(cp.clone()),
     };
