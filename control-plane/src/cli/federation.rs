@@ -55,7 +55,12 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let (code, body) = runtime
-        .block_on(warden::http_client::request(addr, "GET", "/federation", limits))
+        .block_on(warden::http_client::request(
+            addr,
+            "GET",
+            "/federation",
+            limits,
+        ))
         .with_context(|| format!("asking the control plane at {addr}"))?;
     if code != 200 {
         bail!("{addr}/federation answered {code}");
@@ -74,14 +79,20 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     for s in &status {
         println!("{} ({}, {})", s.trust_domain, s.profile, s.url);
         match s.sequence {
-            Some(seq) => println!("  bundle: sequence {seq}, {} X.509 authorities", s.authorities),
+            Some(seq) => println!(
+                "  bundle: sequence {seq}, {} X.509 authorities",
+                s.authorities
+            ),
             None => println!("  bundle: none yet (no bundle_file and no successful fetch)"),
         }
         match s.last_refresh {
             Some(t) => println!("  last refresh: {}", ago(now, from_unix_secs(t))),
             None => println!("  last refresh: never"),
         }
-        println!("  next refresh: {}", ago(now, from_unix_secs(s.next_refresh)));
+        println!(
+            "  next refresh: {}",
+            ago(now, from_unix_secs(s.next_refresh))
+        );
         if let Some(e) = &s.last_error {
             failing = true;
             println!(
@@ -121,7 +132,12 @@ pub(crate) async fn start(cp: &Arc<ControlPlane>) -> anyhow::Result<Arc<Federati
     };
     let listener = tokio::net::TcpListener::bind(ep.listen)
         .await
-        .with_context(|| format!("cannot listen on {} (bundle_endpoint.listen in federation.yaml)", ep.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (bundle_endpoint.listen in federation.yaml)",
+                ep.listen
+            )
+        })?;
     let cert = match (&ep.profile, &ep.web_cert) {
         (EndpointProfile::HttpsWeb, Some((c, k))) => Arc::new(tls::ServerCert::new(
             endpoint::web_certified_key(c, k).map_err(anyhow::Error::msg)?,
@@ -171,8 +187,12 @@ fn spiffe_cert(cp: &Arc<ControlPlane>) -> anyhow::Result<Arc<tls::ServerCert>> {
                     failing = None;
                 }
                 Err(e) => {
-                    tracing::warn!("renewing the bundle endpoint SVID: {e}; the current one keeps serving");
-                    failing = Some(warden::identity::renewal::Failing::after_failure(failing, now));
+                    tracing::warn!(
+                        "renewing the bundle endpoint SVID: {e}; the current one keeps serving"
+                    );
+                    failing = Some(warden::identity::renewal::Failing::after_failure(
+                        failing, now,
+                    ));
                 }
             }
         }

@@ -179,7 +179,8 @@ impl FederationSettings {
             diags: &mut diags,
         };
         let raw = &file.value;
-        let refresh_floor = ctx.ttl(
+        let refresh_floor = interval(
+            &mut ctx,
             "refresh_floor",
             raw.refresh_floor.as_deref(),
             DEFAULT_REFRESH_FLOOR,
@@ -216,13 +217,46 @@ impl FederationSettings {
     }
 }
 
+/// A refresh interval: 1 s to 1 day (`ca.ttl`-style lifetimes start at 10 s, too long
+/// for a refresh hint in tests and demos).
+fn interval(
+    ctx: &mut Ctx<'_, RawSettings>,
+    path: &str,
+    text: Option<&str>,
+    default: Duration,
+) -> Duration {
+    let Some(text) = text else {
+        return default;
+    };
+    match super::duration::parse(text) {
+        Ok(d) if (MIN_REFRESH_FLOOR..=Duration::from_secs(86_400)).contains(&d) => d,
+        Ok(_) => {
+            ctx.error(
+                path,
+                format!("`{text}` is outside 1s ..= 1d"),
+                Some("refresh intervals are 1s to 1d; SPIRE's default hint is 5m".into()),
+            );
+            default
+        }
+        Err(e) => {
+            ctx.error(
+                path,
+                format!("invalid duration: {e}"),
+                Some("examples: 5s, 30s, 5m".into()),
+            );
+            default
+        }
+    }
+}
+
 fn endpoint(
     raw: &RawEndpoint,
     cfg: &Config,
     ctx: &mut Ctx<'_, RawSettings>,
 ) -> Option<BundleEndpoint> {
     let listen = ctx.addr("bundle_endpoint.listen", &raw.listen);
-    let refresh_hint = ctx.ttl(
+    let refresh_hint = interval(
+        ctx,
         "bundle_endpoint.refresh_hint",
         raw.refresh_hint.as_deref(),
         DEFAULT_REFRESH_HINT,
@@ -301,13 +335,17 @@ fn relationship(
             ctx.error(
                 &at("url"),
                 format!("`{}` is not an https:// URL with a host", raw.url),
-                Some("e.g. https://bundle.cluster-b.example:8443/ (bundle endpoints are HTTPS only)".into()),
+                Some(
+                    "e.g. https://bundle.cluster-b.example:8443/ (bundle endpoints are HTTPS only)"
+                        .into(),
+                ),
             );
             None
         }
     };
     let auth = match raw.profile.as_str() {
-        "https_spiffe" => endpoint_id(i, raw, td.as_ref(), ctx).map(|endpoint_id| PeerAuth::Spiffe { endpoint_id }),
+        "https_spiffe" => endpoint_id(i, raw, td.as_ref(), ctx)
+            .map(|endpoint_id| PeerAuth::Spiffe { endpoint_id }),
         "https_web" => {
             if raw.endpoint_spiffe_id.is_some() {
                 ctx.error(
@@ -374,7 +412,10 @@ fn endpoint_id(
             ctx.error(
                 &path,
                 format!("`{id}` is not in trust domain `{}`", raw.trust_domain),
-                Some("an https_spiffe endpoint serves an SVID of the trust domain it federates".into()),
+                Some(
+                    "an https_spiffe endpoint serves an SVID of the trust domain it federates"
+                        .into(),
+                ),
             );
             None
         }
@@ -402,7 +443,11 @@ pub(super) fn foreign_upstream(
             let spiffe_id = match id.parse::<SpiffeId>() {
                 Ok(id) if !id.path().is_empty() => Some(id),
                 Ok(_) => {
-                    ctx.error(&at("spiffe_id"), "the upstream's SPIFFE ID needs a path", Some("e.g. spiffe://cluster-b.example/ns/shop/sa/backend".into()));
+                    ctx.error(
+                        &at("spiffe_id"),
+                        "the upstream's SPIFFE ID needs a path",
+                        Some("e.g. spiffe://cluster-b.example/ns/shop/sa/backend".into()),
+                    );
                     None
                 }
                 Err(e) => {

@@ -159,7 +159,9 @@ fn x509_authority(key: &Value) -> Result<(Vec<u8>, std::time::SystemTime), Strin
     if !rest.is_empty() {
         return Err("`x5c[0]` has bytes after the certificate".into());
     }
-    let not_after = crate::identity::from_unix_secs(u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0));
+    let not_after = crate::identity::from_unix_secs(
+        u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0),
+    );
     Ok((der, not_after))
 }
 

@@ -24,7 +24,9 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("no X.509 authorities to authenticate the https_spiffe endpoint with (set bundle_file)")]
+    #[error(
+        "no X.509 authorities to authenticate the https_spiffe endpoint with (set bundle_file)"
+    )]
     NoPreviousBundle,
     #[error("TLS setup: {0}")]
     Tls(String),
@@ -60,7 +62,10 @@ pub enum Trust {
 /// GETs `url` and returns the body (at most [`MAX_DOCUMENT_BYTES`]).
 pub async fn fetch(url: &url::Url, trust: &Trust) -> Result<Bytes, FetchError> {
     let host = url.host_str().ok_or(FetchError::NoHost)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
     let config = client_config(trust)?;
     let server_name = ServerName::try_from(host.clone())

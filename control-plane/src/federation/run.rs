@@ -102,7 +102,12 @@ impl Federation {
                 failures: p.state.failures,
                 consecutive_failures: p.state.consecutive_failures,
                 last_error: p.state.last_error.clone(),
-                expires: p.state.current.as_ref().and_then(|c| c.expires).map(unix_secs),
+                expires: p
+                    .state
+                    .current
+                    .as_ref()
+                    .and_then(|c| c.expires)
+                    .map(unix_secs),
             })
             .collect()
     }
@@ -270,9 +275,9 @@ fn trust(peer: &Peer) -> Result<Trust, String> {
                 .unwrap_or_default(),
             id: endpoint_id.clone(),
         }),
-        PeerAuth::Web { ca_file } => fetch::web_roots(ca_file.as_deref()).map(|r| Trust::Web {
-            roots: Arc::new(r),
-        }),
+        PeerAuth::Web { ca_file } => {
+            fetch::web_roots(ca_file.as_deref()).map(|r| Trust::Web { roots: Arc::new(r) })
+        }
     }
 }
 
@@ -291,11 +296,17 @@ fn initial_bundle(rel: &Relationship, state_dir: &std::path::Path) -> Option<For
             continue;
         };
         match document::parse(td, &bytes) {
-            Ok(b) if best.as_ref().is_none_or(|o| b.bundle.sequence > o.bundle.sequence) => {
+            Ok(b)
+                if best
+                    .as_ref()
+                    .is_none_or(|o| b.bundle.sequence > o.bundle.sequence) =>
+            {
                 best = Some(b)
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(trust_domain = %td, path = %path.display(), "ignoring bundle: {e}"),
+            Err(e) => {
+                tracing::warn!(trust_domain = %td, path = %path.display(), "ignoring bundle: {e}")
+            }
         }
     }
     best

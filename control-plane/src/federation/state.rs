@@ -121,14 +121,17 @@ impl RefreshState {
         self.failures += 1;
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         self.last_error = Some(error);
-        let backoff = floor.saturating_mul(1 << self.consecutive_failures.min(10).saturating_sub(1));
+        let backoff =
+            floor.saturating_mul(1 << self.consecutive_failures.min(10).saturating_sub(1));
         self.next_refresh = now + backoff.min(self.interval(floor));
     }
 
     /// Whether the earliest CA of the current bundle expires within a few refresh
     /// intervals (the peer must rotate, and we must see it, before then).
     pub fn expiring_soon(&self, now: SystemTime, floor: Duration) -> bool {
-        let window = self.interval(floor).saturating_mul(EXPIRY_WARNING_INTERVALS);
+        let window = self
+            .interval(floor)
+            .saturating_mul(EXPIRY_WARNING_INTERVALS);
         self.current
             .as_ref()
             .and_then(|c| c.expires)

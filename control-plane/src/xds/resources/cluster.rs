@@ -71,7 +71,12 @@ pub(super) struct Target<'a> {
 
 /// mTLS to `target.address`, as `own_svid`, accepting only `target.spiffe_id` (checked
 /// against the validation context `bundle`, which may hold federated trust domains).
-pub(super) fn upstream_to(name: &str, target: &Target<'_>, own_svid: &str, bundle: &str) -> Cluster {
+pub(super) fn upstream_to(
+    name: &str,
+    target: &Target<'_>,
+    own_svid: &str,
+    bundle: &str,
+) -> Cluster {
     let san = SubjectAltNameMatcher {
         san_type: SanType::Uri as i32,
         matcher: Some(StringMatcher {

@@ -68,15 +68,30 @@ pub(super) fn add_bundles(
 ) -> Result<String, SnapshotError> {
     let own_name = own.trust_domain.to_spiffe_id_string();
     for name in [own_name.as_str(), SecretName::ROOTCA] {
-        b.add(ResourceType::Secret, name, &bundle(name, std::slice::from_ref(own)))?;
+        b.add(
+            ResourceType::Secret,
+            name,
+            &bundle(name, std::slice::from_ref(own)),
+        )?;
     }
     let mut all = vec![own.clone()];
-    for f in federated.iter().filter(|f| f.trust_domain != own.trust_domain) {
+    for f in federated
+        .iter()
+        .filter(|f| f.trust_domain != own.trust_domain)
+    {
         let name = f.trust_domain.to_spiffe_id_string();
-        b.add(ResourceType::Secret, &name, &bundle(&name, std::slice::from_ref(f)))?;
+        b.add(
+            ResourceType::Secret,
+            &name,
+            &bundle(&name, std::slice::from_ref(f)),
+        )?;
         all.push(f.clone());
     }
-    b.add(ResourceType::Secret, SecretName::ALL, &bundle(SecretName::ALL, &all))?;
+    b.add(
+        ResourceType::Secret,
+        SecretName::ALL,
+        &bundle(SecretName::ALL, &all),
+    )?;
     Ok(if all.len() == 1 {
         own_name
     } else {
