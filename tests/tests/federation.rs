@@ -19,6 +19,8 @@ use warden_e2e::{http, wait, warden, Mesh, MeshSpec, XdsMode};
 
 const A: &str = "a.test";
 const B: &str = "b.test";
+/// A federated trust domain with a hostile CA (its bundle endpoint never answers).
+const EVIL: &str = "evil.test";
 /// `spiffe_refresh_hint` both endpoints serve.
 const REFRESH_HINT: Duration = Duration::from_secs(2);
 
@@ -32,21 +34,69 @@ fn endpoint_id(td: &str) -> String {
 
 /// `federation.yaml`: our endpoint, and a relationship to `peer` (trust domain, bundle
 /// endpoint, bundle file name) when given.
-fn federation_yaml(endpoint: SocketAddr, peer: Option<(&str, SocketAddr, &str)>) -> String {
+fn federation_yaml(endpoint: SocketAddr, peers: &[(&str, SocketAddr, &str)]) -> String {
     let mut y = format!(
         "bundle_endpoint:\n  listen: {endpoint}\n  profile: https_spiffe\n  refresh_hint: {}s\n\
          refresh_floor: 1s\n",
         REFRESH_HINT.as_secs()
     );
-    match peer {
-        None => y.push_str("trust_domains: []\n"),
-        Some((td, addr, file)) => y.push_str(&format!(
-            "trust_domains:\n  - trust_domain: {td}\n    url: https://{addr}/\n    profile: https_spiffe\n    \
+    if peers.is_empty() {
+        y.push_str("trust_domains: []\n");
+        return y;
+    }
+    y.push_str("trust_domains:\n");
+    for (td, addr, file) in peers {
+        y.push_str(&format!(
+            "  - trust_domain: {td}\n    url: https://{addr}/\n    profile: https_spiffe\n    \
              endpoint_spiffe_id: {}\n    bundle_file: {file}\n",
             endpoint_id(td)
-        )),
+        ));
     }
     y
+}
+
+/// A trust domain b.test federates with whose CA is hostile: it signs a certificate
+/// whose SPIFFE ID (first URI SAN) is its own, `spiffe://evil.test/ns/x/sa/mallory`, but
+/// which also carries `claim` as a second URI SAN and as a DNS SAN. Returns the CA's
+/// bundle (SPIFFE format) and the certificate.
+fn hostile_federated_ca(claim: &str) -> Result<(String, tls::PemIdentity)> {
+    use base64::Engine as _;
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        KeyUsagePurpose, SanType,
+    };
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let bundle = serde_json::json!({
+        "keys": [{
+            "use": "x509-svid",
+            "kty": "EC",
+            "x5c": [base64::engine::general_purpose::STANDARD.encode(ca_cert.der())],
+        }],
+        "spiffe_sequence": 1,
+    });
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(Vec::<String>::new())?;
+    leaf.subject_alt_names = vec![
+        SanType::URI(id(EVIL, "mallory").try_into()?),
+        SanType::URI(claim.try_into()?),
+        SanType::DnsName(claim.try_into()?),
+    ];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ClientAuth,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    let cert = leaf.signed_by(&key, &issuer)?;
+    let identity = tls::PemIdentity {
+        cert_chain_pem: format!("{}{}", cert.pem(), ca_cert.pem()),
+        key_pem: key.serialize_pem(),
+    };
+    Ok((bundle.to_string(), identity))
 }
 
 /// Only `a.test`'s frontend may call.
@@ -85,13 +135,13 @@ fn ca_step(mesh: &Mesh, step: &str) -> Result<(u16, String)> {
     Ok((r.status, r.text()))
 }
 
-fn start_pair() -> Result<(Mesh, Mesh, SocketAddr)> {
+fn start_pair(hostile_bundle: &str) -> Result<(Mesh, Mesh, SocketAddr)> {
     let (ep_a, ep_b) = (free_addr()?, free_addr()?);
     let mut spec_b = MeshSpec::new(XdsMode::Sotw).ttls("24h", "20s");
     spec_b.workloads.clear();
     spec_b.trust_domain = B.to_owned();
     spec_b.policy = policy_b();
-    spec_b.files = vec![("federation.yaml".into(), federation_yaml(ep_b, None))];
+    spec_b.files = vec![("federation.yaml".into(), federation_yaml(ep_b, &[]))];
     let b = Mesh::start(spec_b.workload("backend", &[]))?;
     let backend = b.workload("backend")?.inbound;
 
@@ -104,7 +154,7 @@ fn start_pair() -> Result<(Mesh, Mesh, SocketAddr)> {
         ("b.bundle.json".into(), bundle_of(&b)?),
         (
             "federation.yaml".into(),
-            federation_yaml(ep_a, Some((B, ep_b, "b.bundle.json"))),
+            federation_yaml(ep_a, &[(B, ep_b, "b.bundle.json")]),
         ),
     ];
     let spec_a = spec_a
@@ -117,9 +167,14 @@ fn start_pair() -> Result<(Mesh, Mesh, SocketAddr)> {
     // b.test learns a.test's bundle out of band and federates by a reload (no restart).
     let dir = b.config_dir();
     std::fs::write(dir.join("a.bundle.json"), bundle_of(&a)?)?;
+    std::fs::write(dir.join("evil.bundle.json"), hostile_bundle)?;
+    let nowhere = free_addr()?;
     std::fs::write(
         dir.join("federation.yaml"),
-        federation_yaml(ep_b, Some((A, ep_a, "a.bundle.json"))),
+        federation_yaml(
+            ep_b,
+            &[(A, ep_a, "a.bundle.json"), (EVIL, nowhere, "evil.bundle.json")],
+        ),
     )?;
     b.warden().reload()?;
     Ok((a, b, ep_b))
@@ -133,7 +188,8 @@ fn workloads_of_two_federated_trust_domains_call_each_other_through_rotation_and
 
 fn scenario() -> Result<()> {
     let started = Instant::now();
-    let (a, mut b, ep_b) = start_pair()?;
+    let (hostile_bundle, hostile) = hostile_federated_ca(&id(A, "frontend"))?;
+    let (a, mut b, ep_b) = start_pair(&hostile_bundle)?;
     let federated_at = Instant::now();
     wait::until_true(
         "a.test frontend → b.test backend",
@@ -173,6 +229,21 @@ fn scenario() -> Result<()> {
             outcome.refused(),
             "{claimed} from an unknown CA got through: {outcome:?}"
         );
+    }
+
+    // A federated but hostile CA signs its own ID plus an a.test ID as a second URI SAN
+    // and a DNS SAN: the handshake passes (evil.test is federated), the policy sees
+    // evil.test's ID (the first URI SAN) and denies, on native RBAC as in the filter.
+    let hostile_outcome = tls::attempt(inbound, Some(&hostile), "/hello")?;
+    match &hostile_outcome {
+        tls::TlsOutcome::Answered(r) => ensure!(
+            r.status == 403,
+            "a second SAN impersonated {}: {} {}",
+            id(A, "frontend"),
+            r.status,
+            r.text()
+        ),
+        tls::TlsOutcome::Refused(e) => anyhow::bail!("evil.test is federated, yet refused: {e}"),
     }
 
     // Independent client: py-spiffe parses the bundle, the endpoint's certificate is an

@@ -122,10 +122,7 @@ fn sample_mesh_rbac_decides_as_the_filter_on_a_request_grid() {
                         .is_allow();
                     let got = allows(
                         &rbac,
-                        &Seen {
-                            uri_san: Some(caller.clone()),
-                            headers,
-                        },
+                        &Seen::new(Some(caller.clone()), headers),
                     );
                     assert_eq!(got, want, "{} {caller} {method} {path}", workload.name);
                     allowed += usize::from(got);
