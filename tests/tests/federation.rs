@@ -173,7 +173,10 @@ fn start_pair(hostile_bundle: &str) -> Result<(Mesh, Mesh, SocketAddr)> {
         dir.join("federation.yaml"),
         federation_yaml(
             ep_b,
-            &[(A, ep_a, "a.bundle.json"), (EVIL, nowhere, "evil.bundle.json")],
+            &[
+                (A, ep_a, "a.bundle.json"),
+                (EVIL, nowhere, "evil.bundle.json"),
+            ],
         ),
     )?;
     b.warden().reload()?;

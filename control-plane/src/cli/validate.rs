@@ -16,6 +16,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = warden::config::load(&args.dir).and_then(|cfg| {
         // workload-api.yaml is optional; when present it must be valid too.
         match warden::workload_api::Settings::load(&cfg) {
+            Ok(_) => {}
+            Err(e) => return Err(e.into_diagnostics()),
+        }
+        // So is federation.yaml.
+        match warden::config::federation::FederationSettings::load(&cfg) {
             Ok(_) => Ok(cfg),
             Err(e) => Err(e.into_diagnostics()),
         }

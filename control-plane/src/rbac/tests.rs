@@ -120,10 +120,7 @@ fn sample_mesh_rbac_decides_as_the_filter_on_a_request_grid() {
                     let want = authorize(&compiled, &request, DecisionIds::new(1).next_id())
                         .decision
                         .is_allow();
-                    let got = allows(
-                        &rbac,
-                        &Seen::new(Some(caller.clone()), headers),
-                    );
+                    let got = allows(&rbac, &Seen::new(Some(caller.clone()), headers));
                     assert_eq!(got, want, "{} {caller} {method} {path}", workload.name);
                     allowed += usize::from(got);
                 }

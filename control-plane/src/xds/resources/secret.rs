@@ -98,3 +98,7 @@ pub(super) fn add_bundles(
         SecretName::ALL.to_string()
     })
 }
+
+#[cfg(test)]
+#[path = "secret_tests.rs"]
+mod tests;
