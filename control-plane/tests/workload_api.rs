@@ -297,3 +297,67 @@ fn fake_module(dir: &Path) -> PathBuf {
     std::fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
     path
 }
+
+/// A bundle of `b.test` in the SPIFFE format (a CA made here) and its authority count.
+fn foreign_bundle(dir: &Path) -> String {
+    let params = warden::identity::CaParams {
+        trust_domain: "b.test".parse().unwrap(),
+        key_type: warden::identity::KeyType::EcP256,
+        ttl: Duration::from_secs(24 * 3600),
+        state_dir: dir.join("b-ca"),
+        upstream: None,
+    };
+    let ca = warden::identity::Ca::load_or_init(&params, &warden::identity::SystemClock).unwrap();
+    ca.bundle().to_jwks_json()
+}
+
+#[tokio::test]
+async fn federated_bundles_reach_workloads_with_their_svid_and_in_the_bundle_calls() {
+    let exe = std::env::current_exe().unwrap();
+    let (dir, socket) = config_dir(
+        &backend_for_my_uid(&format!(", \"unix:path:{}\"", exe.display())),
+        0.5,
+    );
+    std::fs::write(dir.path().join("b.json"), foreign_bundle(dir.path())).unwrap();
+    // The endpoint is a closed port: the initial bundle stays the last good one.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(
+        dir.path().join("federation.yaml"),
+        format!(
+            "trust_domains:\n- trust_domain: b.test\n  url: https://{closed}/\n  profile: https_spiffe\n  \
+             endpoint_spiffe_id: spiffe://b.test/warden/control-plane\n  bundle_file: b.json\n"
+        ),
+    )
+    .unwrap();
+    let _served = start(dir.path(), &socket).await;
+    let c = client(&socket).await;
+    let b = TrustDomain::new("b.test").unwrap();
+    let mut found = false;
+    for _ in 0..100 {
+        let ctx = c.fetch_x509_context().await.unwrap();
+        if ctx.bundle_set().get(&b).is_some() {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found, "no b.test bundle in the X.509 context");
+    let bundles = c.fetch_x509_bundles().await.unwrap();
+    assert_eq!(
+        bundles
+            .get(&b)
+            .expect("b.test in FetchX509Bundles")
+            .authorities()
+            .len(),
+        1
+    );
+    assert!(bundles
+        .get(&TrustDomain::new("example.org").unwrap())
+        .is_some());
+    // b.test publishes no JWT keys: only the own JWT bundle.
+    let jwt = c.fetch_jwt_bundles().await.unwrap();
+    assert!(jwt.get(&TrustDomain::new("example.org").unwrap()).is_some());
+}

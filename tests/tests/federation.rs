@@ -135,7 +135,8 @@ fn ca_step(mesh: &Mesh, step: &str) -> Result<(u16, String)> {
     Ok((r.status, r.text()))
 }
 
-fn start_pair(hostile_bundle: &str) -> Result<(Mesh, Mesh, SocketAddr)> {
+/// Both meshes, federated; also returns a.test's and b.test's bundle endpoints.
+fn start_pair(hostile_bundle: &str) -> Result<(Mesh, Mesh, SocketAddr, SocketAddr)> {
     let (ep_a, ep_b) = (free_addr()?, free_addr()?);
     let mut spec_b = MeshSpec::new(XdsMode::Sotw).ttls("24h", "20s");
     spec_b.workloads.clear();
@@ -180,7 +181,7 @@ fn start_pair(hostile_bundle: &str) -> Result<(Mesh, Mesh, SocketAddr)> {
         ),
     )?;
     b.warden().reload()?;
-    Ok((a, b, ep_b))
+    Ok((a, b, ep_a, ep_b))
 }
 
 #[test]
@@ -192,7 +193,7 @@ fn workloads_of_two_federated_trust_domains_call_each_other_through_rotation_and
 fn scenario() -> Result<()> {
     let started = Instant::now();
     let (hostile_bundle, hostile) = hostile_federated_ca(&id(A, "frontend"))?;
-    let (a, mut b, ep_b) = start_pair(&hostile_bundle)?;
+    let (a, mut b, ep_a, ep_b) = start_pair(&hostile_bundle)?;
     let federated_at = Instant::now();
     wait::until_true(
         "a.test frontend → b.test backend",
@@ -317,6 +318,20 @@ fn scenario() -> Result<()> {
     ensure!(
         rotation.failed == 0,
         "requests failed during b.test's CA rotation: {rotation}"
+    );
+
+    // A relationship removed by a reload: evil.test's CA is no longer trusted at all.
+    std::fs::write(
+        b.config_dir().join("federation.yaml"),
+        federation_yaml(ep_b, &[(A, ep_a, "a.bundle.json")]),
+    )?;
+    b.warden().reload()?;
+    wait::until_true("b.test to drop evil.test", Duration::from_secs(20), || {
+        Ok(tls::attempt(inbound, Some(&hostile), "/hello")?.refused())
+    })?;
+    ensure!(
+        a.call("frontend", "backend", "/hello", &[])?.status == 200,
+        "a.test lost access when evil.test was removed"
     );
 
     // b.test's control plane (and bundle endpoint) down: a.test keeps the last good

@@ -271,3 +271,7 @@ pub fn web_roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertSt
     }
     Ok(store)
 }
+
+#[cfg(test)]
+#[path = "fetch_tests.rs"]
+mod tests;
