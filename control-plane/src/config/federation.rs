@@ -343,9 +343,36 @@ fn relationship(
             None
         }
     };
-    let auth = match raw.profile.as_str() {
-        "https_spiffe" => endpoint_id(i, raw, td.as_ref(), ctx)
-            .map(|endpoint_id| PeerAuth::Spiffe { endpoint_id }),
+    let auth = peer_auth(i, raw, td.as_ref(), cfg, ctx);
+    let bundle_file = bundle_file(i, raw, cfg, ctx);
+    if matches!(auth, Some(PeerAuth::Spiffe { .. })) && bundle_file.is_none() {
+        ctx.warning(
+            &at("profile"),
+            "https_spiffe without bundle_file: the endpoint cannot be authenticated until a bundle is known (e.g. one persisted in the state directory)",
+            "add bundle_file with the peer's `warden bundle --format spiffe` output".into(),
+        );
+    }
+    Some(Relationship {
+        trust_domain: td?,
+        url: url?,
+        auth: auth?,
+        bundle_file,
+    })
+}
+
+/// How the relationship's endpoint is authenticated (`profile` and its settings).
+fn peer_auth(
+    i: usize,
+    raw: &RawRelationship,
+    td: Option<&TrustDomain>,
+    cfg: &Config,
+    ctx: &mut Ctx<'_, RawSettings>,
+) -> Option<PeerAuth> {
+    let at = |k: &str| format!("trust_domains[{i}].{k}");
+    match raw.profile.as_str() {
+        "https_spiffe" => {
+            endpoint_id(i, raw, td, ctx).map(|endpoint_id| PeerAuth::Spiffe { endpoint_id })
+        }
         "https_web" => {
             if raw.endpoint_spiffe_id.is_some() {
                 ctx.error(
@@ -366,30 +393,27 @@ fn relationship(
             );
             None
         }
-    };
+    }
+}
+
+/// The initial bundle file (it must exist).
+fn bundle_file(
+    i: usize,
+    raw: &RawRelationship,
+    cfg: &Config,
+    ctx: &mut Ctx<'_, RawSettings>,
+) -> Option<PathBuf> {
     let bundle_file = raw.bundle_file.as_ref().map(|p| cfg.dir.join(p));
     if let Some(f) = &bundle_file {
         if !f.is_file() {
             ctx.error(
-                &at("bundle_file"),
+                &format!("trust_domains[{i}].bundle_file"),
                 format!("bundle file {} does not exist", f.display()),
                 Some("get it out of band with `warden bundle --format spiffe` on the peer".into()),
             );
         }
     }
-    if matches!(auth, Some(PeerAuth::Spiffe { .. })) && bundle_file.is_none() {
-        ctx.warning(
-            &at("profile"),
-            "https_spiffe without bundle_file: the endpoint cannot be authenticated until a bundle is known (e.g. one persisted in the state directory)",
-            "add bundle_file with the peer's `warden bundle --format spiffe` output".into(),
-        );
-    }
-    Some(Relationship {
-        trust_domain: td?,
-        url: url?,
-        auth: auth?,
-        bundle_file,
-    })
+    bundle_file
 }
 
 fn endpoint_id(

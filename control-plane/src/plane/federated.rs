@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::{Applied, ControlError, ControlPlane};
-use crate::federation::ForeignBundle;
+use crate::identity::ForeignBundle;
 use crate::identity::TrustBundle;
 
 impl ControlPlane {

@@ -135,7 +135,7 @@ pub struct ControlPlane {
     /// yet connected cannot be told from one that never ACKed (see `rotation.rs`).
     pub(crate) started_at: SystemTime,
     /// Bundles of federated trust domains (see `federated.rs`).
-    pub(crate) federated: Mutex<Arc<Vec<crate::federation::ForeignBundle>>>,
+    pub(crate) federated: Mutex<Arc<Vec<crate::identity::ForeignBundle>>>,
 }
 
 impl ControlPlane {

@@ -36,7 +36,7 @@ pub trait IdentitySource: Send + Sync + std::fmt::Debug + 'static {
     /// The config currently served.
     fn config(&self) -> Arc<Config>;
     /// Bundles of federated trust domains (none by default).
-    fn federated(&self) -> Arc<Vec<crate::federation::ForeignBundle>> {
+    fn federated(&self) -> Arc<Vec<crate::identity::ForeignBundle>> {
         Arc::default()
     }
 }
@@ -98,7 +98,7 @@ struct State {
     slots: BTreeMap<String, Slot>,
     bundle: TrustBundle,
     signer: Arc<Ca>,
-    federated: Arc<Vec<crate::federation::ForeignBundle>>,
+    federated: Arc<Vec<crate::identity::ForeignBundle>>,
 }
 
 /// Current identities for all entries.
@@ -324,7 +324,7 @@ impl Issuer {
     }
 
     /// The federated bundles workloads get with their own.
-    pub fn federated(&self) -> Arc<Vec<crate::federation::ForeignBundle>> {
+    pub fn federated(&self) -> Arc<Vec<crate::identity::ForeignBundle>> {
         self.read().federated.clone()
     }
 

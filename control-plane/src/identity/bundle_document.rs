@@ -166,5 +166,5 @@ fn x509_authority(key: &Value) -> Result<(Vec<u8>, std::time::SystemTime), Strin
 }
 
 #[cfg(test)]
-#[path = "document_tests.rs"]
+#[path = "bundle_document_tests.rs"]
 mod tests;
