@@ -124,10 +124,15 @@ fn bundle_of(mesh: &Mesh) -> Result<String> {
 
 /// `a.test`'s view of its relationship with `b.test` (`/federation`).
 fn relationship(a: &Mesh) -> Result<serde_json::Value> {
-    let all = a.warden().admin_get("/federation")?.json()?;
+    relationship_with(a, B)
+}
+
+/// `mesh`'s view of its relationship with `td` (`/federation`).
+fn relationship_with(mesh: &Mesh, td: &str) -> Result<serde_json::Value> {
+    let all = mesh.warden().admin_get("/federation")?.json()?;
     all.as_array()
-        .and_then(|r| r.iter().find(|r| r["trust_domain"] == B).cloned())
-        .with_context(|| format!("no {B} relationship in {all}"))
+        .and_then(|r| r.iter().find(|r| r["trust_domain"] == td).cloned())
+        .with_context(|| format!("no {td} relationship in {all}"))
 }
 
 fn ca_step(mesh: &Mesh, step: &str) -> Result<(u16, String)> {
@@ -136,7 +141,10 @@ fn ca_step(mesh: &Mesh, step: &str) -> Result<(u16, String)> {
 }
 
 /// Both meshes, federated; also returns a.test's and b.test's bundle endpoints.
-fn start_pair(hostile_bundle: &str) -> Result<(Mesh, Mesh, SocketAddr, SocketAddr)> {
+fn start_pair(
+    hostile_bundle: &str,
+    silent: SocketAddr,
+) -> Result<(Mesh, Mesh, SocketAddr, SocketAddr)> {
     let (ep_a, ep_b) = (free_addr()?, free_addr()?);
     let mut spec_b = MeshSpec::new(XdsMode::Sotw).ttls("24h", "20s");
     spec_b.workloads.clear();
@@ -169,14 +177,13 @@ fn start_pair(hostile_bundle: &str) -> Result<(Mesh, Mesh, SocketAddr, SocketAdd
     let dir = b.config_dir();
     std::fs::write(dir.join("a.bundle.json"), bundle_of(&a)?)?;
     std::fs::write(dir.join("evil.bundle.json"), hostile_bundle)?;
-    let nowhere = free_addr()?;
     std::fs::write(
         dir.join("federation.yaml"),
         federation_yaml(
             ep_b,
             &[
                 (A, ep_a, "a.bundle.json"),
-                (EVIL, nowhere, "evil.bundle.json"),
+                (EVIL, silent, "evil.bundle.json"),
             ],
         ),
     )?;
@@ -193,7 +200,10 @@ fn workloads_of_two_federated_trust_domains_call_each_other_through_rotation_and
 fn scenario() -> Result<()> {
     let started = Instant::now();
     let (hostile_bundle, hostile) = hostile_federated_ca(&id(A, "frontend"))?;
-    let (a, mut b, ep_a, ep_b) = start_pair(&hostile_bundle)?;
+    // evil.test's bundle endpoint accepts connections (the kernel's backlog) and never
+    // answers: its fetches time out, and must not hold b.test's other relationship.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let (a, mut b, ep_a, ep_b) = start_pair(&hostile_bundle, silent.local_addr()?)?;
     let federated_at = Instant::now();
     wait::until_true(
         "a.test frontend → b.test backend",
@@ -318,6 +328,26 @@ fn scenario() -> Result<()> {
     ensure!(
         rotation.failed == 0,
         "requests failed during b.test's CA rotation: {rotation}"
+    );
+
+    // While evil.test's endpoint hangs, b.test still refreshes a.test's bundle per hint.
+    let evil = relationship_with(&b, EVIL)?;
+    ensure!(
+        evil["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("within")),
+        "evil.test should be timing out: {evil}"
+    );
+    let fresh = relationship_with(&b, A)?["last_refresh"]
+        .as_u64()
+        .unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    ensure!(
+        now.saturating_sub(fresh) <= 2 * REFRESH_HINT.as_secs() + 2,
+        "b.test last refreshed a.test {}s ago while evil.test hung",
+        now.saturating_sub(fresh)
     );
 
     // A relationship removed by a reload: evil.test's CA is no longer trusted at all.

@@ -25,6 +25,19 @@ struct Peer {
     config: Relationship,
     state: RefreshState,
     warned_expiry: bool,
+    /// A fetch is running.
+    in_flight: bool,
+    /// Bumped when the relationship's config changes (a running fetch's result is then
+    /// dropped).
+    generation: u64,
+}
+
+/// A finished fetch.
+#[derive(Debug)]
+struct Fetched {
+    td: String,
+    generation: u64,
+    result: Result<hyper::body::Bytes, String>,
 }
 
 #[derive(Debug, Default)]
@@ -112,16 +125,27 @@ impl Federation {
             .collect()
     }
 
-    /// Runs until dropped: once a second, follows config reloads and fetches what is due.
+    /// Runs until dropped: once a second, follows config reloads and starts the fetches
+    /// that are due, each in its own task (a peer that never answers holds only its own
+    /// relationship); results are applied as they arrive.
     pub async fn run(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel::<Fetched>();
         loop {
-            tick.tick().await;
-            let mut changed = self.follow_config();
-            changed |= self.refresh_due().await;
-            if changed {
-                self.publish();
+            tokio::select! {
+                _ = tick.tick() => {
+                    let changed = self.follow_config();
+                    self.start_due(&done_tx);
+                    if changed {
+                        self.publish();
+                    }
+                }
+                Some(fetched) = done.recv() => {
+                    if self.complete(fetched) {
+                        self.publish();
+                    }
+                }
             }
         }
     }
@@ -157,6 +181,7 @@ impl Federation {
                         tracing::info!(trust_domain = %td, "federation relationship changed");
                         p.state.next_refresh = now;
                         p.config = rel;
+                        p.generation = rand::random();
                     }
                     p
                 }
@@ -167,6 +192,10 @@ impl Federation {
                         config: rel,
                         state: RefreshState::new(initial, now),
                         warned_expiry: false,
+                        in_flight: false,
+                        // Random, so a fetch of an earlier relationship with this
+                        // trust domain (removed, then added again) never applies.
+                        generation: rand::random(),
                     }
                 }
             };
@@ -179,70 +208,87 @@ impl Federation {
         true
     }
 
-    /// Fetches every due bundle (at once, each bounded in time). True when one changed.
-    async fn refresh_due(&self) -> bool {
+    /// Spawns a fetch for every due relationship that has none in flight.
+    fn start_due(&self, done: &tokio::sync::mpsc::UnboundedSender<Fetched>) {
         let now = self.cp.clock().now();
-        let due: Vec<(String, url::Url, Result<Trust, String>)> = {
-            let inner = self.lock();
-            inner
-                .peers
-                .iter()
-                .filter(|(_, p)| p.state.due(now))
-                .map(|(td, p)| (td.clone(), p.config.url.clone(), trust(p)))
-                .collect()
-        };
-        if due.is_empty() {
-            return false;
+        let mut inner = self.lock();
+        for (td, peer) in inner.peers.iter_mut() {
+            if peer.in_flight || !peer.state.due(now) {
+                continue;
+            }
+            peer.in_flight = true;
+            let (td, url, trust, generation) = (
+                td.clone(),
+                peer.config.url.clone(),
+                trust(peer),
+                peer.generation,
+            );
+            let done = done.clone();
+            tokio::spawn(async move {
+                let result = match trust {
+                    Ok(trust) => fetch::fetch(&url, &trust).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                let _ = done.send(Fetched {
+                    td,
+                    generation,
+                    result,
+                });
+            });
         }
-        let fetches = due.into_iter().map(|(td, url, trust)| async move {
-            let result = match trust {
-                Ok(trust) => fetch::fetch(&url, &trust).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            (td, result)
-        });
-        let results = futures::future::join_all(fetches).await;
+    }
+
+    /// Applies one fetch's result. True when the bundle in use changed.
+    fn complete(&self, fetched: Fetched) -> bool {
+        let Fetched {
+            td,
+            generation,
+            result,
+        } = fetched;
         let now = self.cp.clock().now();
         let state_dir = state_dir(&self.cp.config());
         let metrics = self.cp.xds().metrics.clone();
         let mut inner = self.lock();
         let floor = inner.floor;
+        let Some(peer) = inner.peers.get_mut(&td) else {
+            return false;
+        };
+        peer.in_flight = false;
+        if peer.generation != generation {
+            // The relationship changed while the fetch ran; its next fetch is due now.
+            return false;
+        }
+        let parsed = result.and_then(|bytes| {
+            document::parse(&peer.config.trust_domain, &bytes)
+                .map(|b| (b, bytes))
+                .map_err(|e| e.to_string())
+        });
+        let jitter = rand::random::<f64>();
         let mut changed = false;
-        for (td, result) in results {
-            let Some(peer) = inner.peers.get_mut(&td) else {
-                continue;
-            };
-            let parsed = result.and_then(|bytes| {
-                document::parse(&peer.config.trust_domain, &bytes)
-                    .map(|b| (b, bytes))
-                    .map_err(|e| e.to_string())
-            });
-            let jitter = rand::random::<f64>();
-            match parsed.map(|(b, bytes)| (peer.state.fetched(b, now, floor, jitter), bytes)) {
-                Ok((Ok(outcome), bytes)) => {
-                    let seq = peer.state.current.as_ref().map_or(0, |c| c.bundle.sequence);
-                    metrics.federation_refreshed(&td, seq);
-                    if outcome == Outcome::Updated {
-                        tracing::info!(trust_domain = %td, sequence = seq, "federated bundle updated");
-                        persist(&state_dir, &td, &bytes);
-                        peer.warned_expiry = false;
-                        changed = true;
-                    }
-                }
-                Ok((Err(refused), _)) => {
-                    metrics.federation_failed(&td);
-                    tracing::warn!(trust_domain = %td, "federated bundle refused: {refused}");
-                }
-                Err(e) => {
-                    metrics.federation_failed(&td);
-                    peer.state.failed(e.clone(), now, floor);
-                    tracing::warn!(trust_domain = %td, failures = peer.state.consecutive_failures, "fetching the federated bundle failed (last good bundle kept): {e}");
+        match parsed.map(|(b, bytes)| (peer.state.fetched(b, now, floor, jitter), bytes)) {
+            Ok((Ok(outcome), bytes)) => {
+                let seq = peer.state.current.as_ref().map_or(0, |c| c.bundle.sequence);
+                metrics.federation_refreshed(&td, seq);
+                if outcome == Outcome::Updated {
+                    tracing::info!(trust_domain = %td, sequence = seq, "federated bundle updated");
+                    persist(&state_dir, &td, &bytes);
+                    peer.warned_expiry = false;
+                    changed = true;
                 }
             }
-            if !peer.warned_expiry && peer.state.expiring_soon(now, floor) {
-                peer.warned_expiry = true;
-                tracing::warn!(trust_domain = %td, "a CA of the federated bundle expires soon and no newer bundle has been fetched");
+            Ok((Err(refused), _)) => {
+                metrics.federation_failed(&td);
+                tracing::warn!(trust_domain = %td, "federated bundle refused: {refused}");
             }
+            Err(e) => {
+                metrics.federation_failed(&td);
+                peer.state.failed(e.clone(), now, floor);
+                tracing::warn!(trust_domain = %td, failures = peer.state.consecutive_failures, "fetching the federated bundle failed (last good bundle kept): {e}");
+            }
+        }
+        if !peer.warned_expiry && peer.state.expiring_soon(now, floor) {
+            peer.warned_expiry = true;
+            tracing::warn!(trust_domain = %td, "a CA of the federated bundle expires soon and no newer bundle has been fetched");
         }
         changed
     }
