@@ -127,3 +127,66 @@ async fn a_closed_port_is_a_connect_error() {
         .unwrap_err();
     assert!(matches!(err, FetchError::Connect { .. }), "{err}");
 }
+
+/// A Web PKI CA and a server certificate for `127.0.0.1`, as PEM files in `dir`.
+fn web_pki(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    let (roots, chain, key_file) = (
+        dir.join("roots.pem"),
+        dir.join("web.crt"),
+        dir.join("web.key"),
+    );
+    std::fs::write(&roots, ca_cert.pem()).unwrap();
+    std::fs::write(&chain, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    (roots, chain, key_file)
+}
+
+#[tokio::test]
+async fn an_https_web_endpoint_is_trusted_with_the_configured_roots_and_its_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = ca("b.test", dir.path());
+    let (roots, chain, key) = web_pki(dir.path());
+    let certified = endpoint::web_certified_key(&chain, &key).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let doc = b.bundle().to_jwks_json();
+    let body = doc.clone();
+    let source: BundleSource = Arc::new(move || body.clone());
+    tokio::spawn(endpoint::serve(
+        listener,
+        Arc::new(ServerCert::new(certified)),
+        source,
+    ));
+    let web = Trust::Web {
+        roots: Arc::new(web_roots(Some(&roots)).unwrap()),
+    };
+    let url: url::Url = format!("https://{addr}/").parse().unwrap();
+    assert_eq!(fetch(&url, &web).await.unwrap(), doc.as_bytes());
+    // The same server under another name fails the host name check.
+    let other: url::Url = format!("https://localhost:{}/", addr.port())
+        .parse()
+        .unwrap();
+    assert!(matches!(
+        fetch(&other, &web).await,
+        Err(FetchError::Handshake(_))
+    ));
+    // And the built-in Web PKI roots do not know this CA.
+    let builtin = Trust::Web {
+        roots: Arc::new(web_roots(None).unwrap()),
+    };
+    assert!(matches!(
+        fetch(&url, &builtin).await,
+        Err(FetchError::Handshake(_))
+    ));
+    assert!(web_roots(Some(&dir.path().join("missing.pem"))).is_err());
+}
