@@ -308,7 +308,18 @@ fn foreign_bundle(dir: &Path) -> String {
         upstream: None,
     };
     let ca = warden::identity::Ca::load_or_init(&params, &warden::identity::SystemClock).unwrap();
-    ca.bundle().to_jwks_json()
+    // Plus one jwt-svid key (a real P-256 point), as a peer running a Workload API serves.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let point = key.public_key_raw();
+    let b64 = |b: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    let jwk = serde_json::json!({
+        "use": "jwt-svid", "kid": "b-key-1", "kty": "EC", "crv": "P-256",
+        "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+    });
+    ca.bundle().to_spiffe_json(Duration::from_secs(300), &[jwk])
 }
 
 #[tokio::test]
@@ -357,7 +368,70 @@ async fn federated_bundles_reach_workloads_with_their_svid_and_in_the_bundle_cal
     assert!(bundles
         .get(&TrustDomain::new("example.org").unwrap())
         .is_some());
-    // b.test publishes no JWT keys: only the own JWT bundle.
     let jwt = c.fetch_jwt_bundles().await.unwrap();
     assert!(jwt.get(&TrustDomain::new("example.org").unwrap()).is_some());
+    let b_jwt = jwt.get(&b).expect("b.test's JWT bundle in FetchJWTBundles");
+    assert!(b_jwt.find_jwt_authority("b-key-1").is_some());
+}
+
+#[tokio::test]
+async fn the_bundle_endpoint_serves_the_workload_apis_jwt_keys_next_to_the_cas() {
+    let exe = std::env::current_exe().unwrap();
+    let (dir, socket) = config_dir(
+        &backend_for_my_uid(&format!(", \"unix:path:{}\"", exe.display())),
+        0.5,
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(
+        dir.path().join("federation.yaml"),
+        format!("bundle_endpoint:\n  listen: {port}\n  profile: https_spiffe\n"),
+    )
+    .unwrap();
+    let _served = start(dir.path(), &socket).await;
+    let c = client(&socket).await;
+    let td = TrustDomain::new("example.org").unwrap();
+    let jwt = c.fetch_jwt_bundles().await.unwrap();
+    let mut kids: Vec<String> = jwt
+        .get(&td)
+        .unwrap()
+        .jwt_authorities()
+        .map(|a| a.key_id().to_owned())
+        .collect();
+    let x509 = c.fetch_x509_bundles().await.unwrap();
+    let roots: Vec<Vec<u8>> = x509
+        .get(&td)
+        .unwrap()
+        .authorities()
+        .iter()
+        .map(|a| a.as_ref().to_vec())
+        .collect();
+    let trust = warden::federation::fetch::Trust::Spiffe {
+        roots: roots.clone(),
+        id: "spiffe://example.org/warden/control-plane".parse().unwrap(),
+    };
+    let url: url::Url = format!("https://{port}/").parse().unwrap();
+    let mut body = None;
+    for _ in 0..50 {
+        if let Ok(b) = warden::federation::fetch::fetch(&url, &trust).await {
+            body = Some(b);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = body.expect("the bundle endpoint answered");
+    let served =
+        warden::identity::bundle_document::parse(&"example.org".parse().unwrap(), &body).unwrap();
+    assert_eq!(served.bundle.x509_authorities_der, roots);
+    let mut served_kids: Vec<String> = served
+        .jwt_keys
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    served_kids.sort();
+    assert!(!kids.is_empty());
+    assert_eq!(served_kids, kids);
 }

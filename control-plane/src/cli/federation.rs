@@ -147,11 +147,35 @@ pub(crate) async fn start(cp: &Arc<ControlPlane>) -> anyhow::Result<Arc<Federati
     let hint = ep.refresh_hint;
     let source: endpoint::BundleSource = {
         let cp = cp.clone();
-        Arc::new(move || cp.bundle().to_spiffe_json(hint))
+        let state_dir = cp.config().ca.state_dir.clone();
+        Arc::new(move || {
+            let jwt = jwt_keys(&state_dir, cp.clock().now());
+            cp.bundle().to_spiffe_json(hint, &jwt)
+        })
     };
     tracing::info!(addr = %ep.listen, profile = ?ep.profile, "SPIFFE bundle endpoint serving");
     tokio::spawn(endpoint::serve(listener, cert, source));
     Ok(federation)
+}
+
+/// The Workload API's JWT signing keys (`jwt-svid` keys of the served bundle), read from
+/// the state dir where the Workload API keeps them; none when it never ran.
+fn jwt_keys(state_dir: &std::path::Path, now: SystemTime) -> Vec<serde_json::Value> {
+    use warden::workload_api::jwt_keys::{JwtKeys, KEYS_FILE};
+    if !state_dir.join(KEYS_FILE).is_file() {
+        return Vec::new();
+    }
+    let jwks = match JwtKeys::load_or_create(state_dir, now) {
+        Ok(keys) => keys.jwks_json(),
+        Err(e) => {
+            tracing::warn!("bundle endpoint: JWT keys not served: {e}");
+            return Vec::new();
+        }
+    };
+    serde_json::from_str::<serde_json::Value>(&jwks)
+        .ok()
+        .and_then(|v| v.get("keys").and_then(|k| k.as_array()).cloned())
+        .unwrap_or_default()
 }
 
 /// The `https_spiffe` certificate: an SVID of our trust domain, re-minted at its renewal

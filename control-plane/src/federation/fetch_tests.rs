@@ -44,7 +44,7 @@ fn spiffe(ca: &Ca, id: &str) -> Trust {
 async fn an_https_spiffe_endpoint_is_trusted_with_the_previous_bundle_and_its_id() {
     let dir = tempfile::tempdir().unwrap();
     let b = ca("b.test", dir.path());
-    let doc = b.bundle().to_spiffe_json(Duration::from_secs(5));
+    let doc = b.bundle().to_spiffe_json(Duration::from_secs(5), &[]);
     let url = endpoint(&b, doc.clone()).await;
     let got = fetch(&url, &spiffe(&b, "spiffe://b.test/warden/control-plane"))
         .await

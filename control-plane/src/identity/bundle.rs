@@ -31,16 +31,21 @@ impl TrustBundle {
 
     /// The bundle in the SPIFFE bundle format (JWKS), pretty-printed.
     pub fn to_jwks_json(&self) -> String {
-        self.to_spiffe_json(std::time::Duration::from_secs(DEFAULT_REFRESH_HINT_SECS))
+        self.to_spiffe_json(
+            std::time::Duration::from_secs(DEFAULT_REFRESH_HINT_SECS),
+            &[],
+        )
     }
 
     /// The SPIFFE bundle format with `spiffe_refresh_hint` = `refresh_hint` (whole
-    /// seconds, at least 1), as the bundle endpoint serves it.
-    pub fn to_spiffe_json(&self, refresh_hint: std::time::Duration) -> String {
+    /// seconds, at least 1) and the given `jwt-svid` keys, as the bundle endpoint serves
+    /// it.
+    pub fn to_spiffe_json(&self, refresh_hint: std::time::Duration, jwt_keys: &[Value]) -> String {
         let keys: Vec<Value> = self
             .x509_authorities_der
             .iter()
             .map(|der| x509_jwk(der))
+            .chain(jwt_keys.iter().cloned())
             .collect();
         let doc = json!({
             "keys": keys,

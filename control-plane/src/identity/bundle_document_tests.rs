@@ -23,7 +23,7 @@ fn own_bundle() -> (TrustBundle, tempfile::TempDir) {
 #[test]
 fn the_bundle_warden_serves_parses_back_to_the_same_authorities_sequence_and_hint() {
     let (b, _dir) = own_bundle();
-    let text = b.to_spiffe_json(Duration::from_secs(42));
+    let text = b.to_spiffe_json(Duration::from_secs(42), &[]);
     let parsed = parse(&td("b.test"), text.as_bytes()).unwrap();
     assert_eq!(parsed.bundle, b);
     assert_eq!(parsed.refresh_hint, Some(Duration::from_secs(42)));
