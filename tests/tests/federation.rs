@@ -364,6 +364,39 @@ fn scenario() -> Result<()> {
         "a.test lost access when evil.test was removed"
     );
 
+    // An invalid federation.yaml is refused by the reload (counted), and the last good
+    // relationships keep serving.
+    let a_fed = a.config_dir().join("federation.yaml");
+    let good = std::fs::read_to_string(&a_fed)?;
+    let before = a
+        .warden()
+        .metric("warden_config_reload_failures_total", &[])?;
+    std::fs::write(
+        &a_fed,
+        "trust_domains:\n- trust_domain: b.test\n  url: nope\n",
+    )?;
+    a.warden().reload()?;
+    wait::until_true(
+        "a.test to refuse the reload",
+        Duration::from_secs(20),
+        || {
+            Ok(a.warden()
+                .metric("warden_config_reload_failures_total", &[])?
+                > before)
+        },
+    )?;
+    ensure!(relationship(&a)?["sequence"].as_u64().is_some());
+    ensure!(a.call("frontend", "backend", "/hello", &[])?.status == 200);
+    std::fs::write(&a_fed, good)?;
+    a.warden().reload()?;
+    ensure!(
+        a.warden().metric(
+            "warden_federation_bundle_expiry_timestamp_seconds",
+            &[("trust_domain", B)]
+        )? > 0.0,
+        "no expiry gauge for b.test"
+    );
+
     // b.test's control plane (and bundle endpoint) down: a.test keeps the last good
     // bundle, counts and shows the failure, calls keep working.
     let a_config = a.config_dir();

@@ -269,6 +269,9 @@ impl Federation {
             Ok((Ok(outcome), bytes)) => {
                 let seq = peer.state.current.as_ref().map_or(0, |c| c.bundle.sequence);
                 metrics.federation_refreshed(&td, seq);
+                if let Some(exp) = peer.state.current.as_ref().and_then(|c| c.expires) {
+                    metrics.federation_expires(&td, unix_secs(exp));
+                }
                 if outcome == Outcome::Updated {
                     tracing::info!(trust_domain = %td, sequence = seq, "federated bundle updated");
                     persist(&state_dir, &td, &bytes);

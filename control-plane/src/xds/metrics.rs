@@ -93,6 +93,7 @@ pub struct Metrics {
     federation_refreshes: Counters,
     federation_failures: Counters,
     federation_sequence: Gauges,
+    federation_expiry: Gauges,
     /// Held while a gauge family is replaced and while rendering, so a scrape never sees
     /// one half rebuilt.
     replacing: Mutex<()>,
@@ -269,6 +270,11 @@ impl Metrics {
                 "Sequence of the bundle in use for each federated trust domain.",
                 &Gauges::default(),
             ),
+            federation_expiry: r.gauge(
+                "warden_federation_bundle_expiry_timestamp_seconds",
+                "Unix time when the earliest CA of each federated trust domain's bundle in use expires.",
+                &Gauges::default(),
+            ),
             replacing: Mutex::new(()),
             registry,
         };
@@ -387,6 +393,12 @@ impl Metrics {
         self.federation_sequence
             .get_or_create(&label("trust_domain", td))
             .set(i64::try_from(sequence).unwrap_or(i64::MAX));
+    }
+    /// The bundle of `td` in use expires (earliest CA) at `unix` seconds.
+    pub fn federation_expires(&self, td: &str, unix: u64) {
+        self.federation_expiry
+            .get_or_create(&label("trust_domain", td))
+            .set(i64::try_from(unix).unwrap_or(i64::MAX));
     }
     /// A fetch of `td`'s bundle failed or was refused.
     pub fn federation_failed(&self, td: &str) {
