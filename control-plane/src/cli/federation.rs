@@ -139,9 +139,9 @@ pub(crate) async fn start(cp: &Arc<ControlPlane>) -> anyhow::Result<Arc<Federati
             )
         })?;
     let cert = match (&ep.profile, &ep.web_cert) {
-        (EndpointProfile::HttpsWeb, Some((c, k))) => Arc::new(tls::ServerCert::new(
-            endpoint::web_certified_key(c, k).map_err(anyhow::Error::msg)?,
-        )),
+        (EndpointProfile::HttpsWeb, Some((c, k))) => {
+            Arc::new(tls::ServerCert::new(endpoint::web_certified_key(c, k)?))
+        }
         _ => spiffe_cert(cp)?,
     };
     let hint = ep.refresh_hint;

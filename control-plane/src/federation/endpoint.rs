@@ -20,6 +20,28 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 64;
 
+/// A Web PKI certificate for `https_web` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// The file cannot be read or is not PEM.
+    #[error("{}: {source}", path.display())]
+    Pem {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The chain file holds no certificate.
+    #[error("{}: no certificate", .0.display())]
+    NoCertificate(std::path::PathBuf),
+    /// The key is not one rustls can sign with.
+    #[error("{}: {source}", path.display())]
+    Key {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+}
+
 /// Produces the bundle document to serve, now.
 pub type BundleSource = Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -102,18 +124,25 @@ fn server_config(cert: Arc<ServerCert>) -> Result<Arc<rustls::ServerConfig>, rus
 pub fn web_certified_key(
     cert_file: &std::path::Path,
     key_file: &std::path::Path,
-) -> Result<rustls::sign::CertifiedKey, String> {
+) -> Result<rustls::sign::CertifiedKey, EndpointError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pem = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| EndpointError::Pem { path, source }
+    };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+        .map_err(pem(cert_file))?;
     if chain.is_empty() {
-        return Err(format!("{}: no certificate", cert_file.display()));
+        return Err(EndpointError::NoCertificate(cert_file.to_path_buf()));
     }
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| format!("{}: {e}", key_file.display()))?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("{}: {e}", key_file.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(pem(key_file))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|source| {
+        EndpointError::Key {
+            path: key_file.to_path_buf(),
+            source,
+        }
+    })?;
     Ok(rustls::sign::CertifiedKey::new(chain, signer))
 }

@@ -48,6 +48,23 @@ pub enum FetchError {
     Status(u16),
     #[error("no complete answer within {0:?}")]
     AnswerTimeout(Duration),
+    /// The `ca_file` of an `https_web` relationship cannot be read or parsed.
+    #[error("roots file {}: {source}", path.display())]
+    RootsFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// A root in `ca_file` is not a usable trust anchor.
+    #[error("roots file {}: {source}", path.display())]
+    RootsCert {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    /// `ca_file` holds no certificate.
+    #[error("roots file {} holds no certificate", .0.display())]
+    NoRoots(std::path::PathBuf),
 }
 
 /// How the endpoint is authenticated.
@@ -253,21 +270,27 @@ fn uri_sans(der: &[u8]) -> Vec<String> {
 }
 
 /// Web PKI roots: the PEM file's, or the built-in set.
-pub fn web_roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, String> {
+pub fn web_roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, FetchError> {
+    use rustls::pki_types::pem::PemObject;
     let mut store = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let text = crate::fsutil::read_text(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let ders = crate::identity::pem::certs(&text)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            for der in ders {
-                store
-                    .add(CertificateDer::from(der))
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-            }
-        }
-        None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    let Some(path) = ca_file else {
+        store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        return Ok(store);
+    };
+    let file_err = |source| FetchError::RootsFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    for cert in CertificateDer::pem_file_iter(path).map_err(file_err)? {
+        store
+            .add(cert.map_err(file_err)?)
+            .map_err(|source| FetchError::RootsCert {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    }
+    if store.is_empty() {
+        return Err(FetchError::NoRoots(path.to_path_buf()));
     }
     Ok(store)
 }

@@ -37,7 +37,7 @@ struct Peer {
 struct Fetched {
     td: String,
     generation: u64,
-    result: Result<hyper::body::Bytes, String>,
+    result: Result<hyper::body::Bytes, fetch::FetchError>,
 }
 
 #[derive(Debug, Default)]
@@ -226,7 +226,7 @@ impl Federation {
             let done = done.clone();
             tokio::spawn(async move {
                 let result = match trust {
-                    Ok(trust) => fetch::fetch(&url, &trust).await.map_err(|e| e.to_string()),
+                    Ok(trust) => fetch::fetch(&url, &trust).await,
                     Err(e) => Err(e),
                 };
                 let _ = done.send(Fetched {
@@ -258,7 +258,7 @@ impl Federation {
             // The relationship changed while the fetch ran; its next fetch is due now.
             return false;
         }
-        let parsed = result.and_then(|bytes| {
+        let parsed = result.map_err(|e| e.to_string()).and_then(|bytes| {
             document::parse(&peer.config.trust_domain, &bytes)
                 .map(|b| (b, bytes))
                 .map_err(|e| e.to_string())
@@ -313,7 +313,7 @@ impl Federation {
 }
 
 /// How to authenticate `peer`'s endpoint now.
-fn trust(peer: &Peer) -> Result<Trust, String> {
+fn trust(peer: &Peer) -> Result<Trust, fetch::FetchError> {
     match &peer.config.auth {
         PeerAuth::Spiffe { endpoint_id } => Ok(Trust::Spiffe {
             roots: peer
