@@ -15,10 +15,13 @@ use tokio::net::TcpListener;
 
 use crate::xds::server::tls::ServerCert;
 
+/// Time for the TLS handshake (a client that connects and says nothing goes soon).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Time for a whole connection (handshake, request, answer).
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more wait in the accept queue.
-const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once; more wait in the accept queue. High, so that idle
+/// connections (each gone after [`HANDSHAKE_TIMEOUT`]) cannot starve real peers.
+const MAX_CONNECTIONS: usize = 1024;
 
 /// A Web PKI certificate for `https_web` cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +75,9 @@ pub async fn serve(listener: TcpListener, cert: Arc<ServerCert>, bundle: BundleS
         tokio::spawn(async move {
             let _permit = permit;
             let conn = async {
-                let tls = acceptor.accept(tcp).await?;
+                let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                    .await
+                    .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
                 let io = hyper_util::rt::TokioIo::new(tls);
                 let service = hyper::service::service_fn(move |req| {
                     let bundle = bundle.clone();
