@@ -380,3 +380,7 @@ pub fn admin_router(federation: Arc<Federation>) -> axum::Router {
         }),
     )
 }
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;
