@@ -40,9 +40,7 @@ impl Seen {
             xfcc,
         }
     }
-}
 
-impl Seen {
     fn values(&self, name: &str) -> Vec<&str> {
         if name == super::emit::XFCC {
             // The inbound listener replaces the client's XFCC (SANITIZE_SET, URI only).
