@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod attest;
 pub mod config;
+pub mod federation;
 #[doc(hidden)]
 pub mod fsutil;
 pub mod http_client;

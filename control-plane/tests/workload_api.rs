@@ -297,3 +297,141 @@ fn fake_module(dir: &Path) -> PathBuf {
     std::fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
     path
 }
+
+/// A bundle of `b.test` in the SPIFFE format (a CA made here) and its authority count.
+fn foreign_bundle(dir: &Path) -> String {
+    let params = warden::identity::CaParams {
+        trust_domain: "b.test".parse().unwrap(),
+        key_type: warden::identity::KeyType::EcP256,
+        ttl: Duration::from_secs(24 * 3600),
+        state_dir: dir.join("b-ca"),
+        upstream: None,
+    };
+    let ca = warden::identity::Ca::load_or_init(&params, &warden::identity::SystemClock).unwrap();
+    // Plus one jwt-svid key (a real P-256 point), as a peer running a Workload API serves.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let point = key.public_key_raw();
+    let b64 = |b: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    let jwk = serde_json::json!({
+        "use": "jwt-svid", "kid": "b-key-1", "kty": "EC", "crv": "P-256",
+        "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+    });
+    ca.bundle().to_spiffe_json(Duration::from_secs(300), &[jwk])
+}
+
+#[tokio::test]
+async fn federated_bundles_reach_workloads_with_their_svid_and_in_the_bundle_calls() {
+    let exe = std::env::current_exe().unwrap();
+    let (dir, socket) = config_dir(
+        &backend_for_my_uid(&format!(", \"unix:path:{}\"", exe.display())),
+        0.5,
+    );
+    std::fs::write(dir.path().join("b.json"), foreign_bundle(dir.path())).unwrap();
+    // The endpoint is a closed port: the initial bundle stays the last good one.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(
+        dir.path().join("federation.yaml"),
+        format!(
+            "trust_domains:\n- trust_domain: b.test\n  url: https://{closed}/\n  profile: https_spiffe\n  \
+             endpoint_spiffe_id: spiffe://b.test/warden/control-plane\n  bundle_file: b.json\n"
+        ),
+    )
+    .unwrap();
+    let _served = start(dir.path(), &socket).await;
+    let c = client(&socket).await;
+    let b = TrustDomain::new("b.test").unwrap();
+    let mut found = false;
+    for _ in 0..100 {
+        let ctx = c.fetch_x509_context().await.unwrap();
+        if ctx.bundle_set().get(&b).is_some() {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found, "no b.test bundle in the X.509 context");
+    let bundles = c.fetch_x509_bundles().await.unwrap();
+    assert_eq!(
+        bundles
+            .get(&b)
+            .expect("b.test in FetchX509Bundles")
+            .authorities()
+            .len(),
+        1
+    );
+    assert!(bundles
+        .get(&TrustDomain::new("example.org").unwrap())
+        .is_some());
+    let jwt = c.fetch_jwt_bundles().await.unwrap();
+    assert!(jwt.get(&TrustDomain::new("example.org").unwrap()).is_some());
+    let b_jwt = jwt.get(&b).expect("b.test's JWT bundle in FetchJWTBundles");
+    assert!(b_jwt.find_jwt_authority("b-key-1").is_some());
+}
+
+#[tokio::test]
+async fn the_bundle_endpoint_serves_the_workload_apis_jwt_keys_next_to_the_cas() {
+    let exe = std::env::current_exe().unwrap();
+    let (dir, socket) = config_dir(
+        &backend_for_my_uid(&format!(", \"unix:path:{}\"", exe.display())),
+        0.5,
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(
+        dir.path().join("federation.yaml"),
+        format!("bundle_endpoint:\n  listen: {port}\n  profile: https_spiffe\n"),
+    )
+    .unwrap();
+    let _served = start(dir.path(), &socket).await;
+    let c = client(&socket).await;
+    let td = TrustDomain::new("example.org").unwrap();
+    let jwt = c.fetch_jwt_bundles().await.unwrap();
+    let mut kids: Vec<String> = jwt
+        .get(&td)
+        .unwrap()
+        .jwt_authorities()
+        .map(|a| a.key_id().to_owned())
+        .collect();
+    let x509 = c.fetch_x509_bundles().await.unwrap();
+    let roots: Vec<Vec<u8>> = x509
+        .get(&td)
+        .unwrap()
+        .authorities()
+        .iter()
+        .map(|a| a.as_ref().to_vec())
+        .collect();
+    let trust = warden::federation::fetch::Trust::Spiffe {
+        roots: roots.clone(),
+        id: "spiffe://example.org/warden/control-plane".parse().unwrap(),
+    };
+    let url: url::Url = format!("https://{port}/").parse().unwrap();
+    let mut body = None;
+    for _ in 0..50 {
+        if let Ok(b) = warden::federation::fetch::fetch(&url, &trust).await {
+            body = Some(b);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = body.expect("the bundle endpoint answered");
+    let served =
+        warden::identity::bundle_document::parse(&"example.org".parse().unwrap(), &body).unwrap();
+    assert_eq!(served.bundle.x509_authorities_der, roots);
+    let mut served_kids: Vec<String> = served
+        .jwt_keys
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    served_kids.sort();
+    assert!(!kids.is_empty());
+    assert_eq!(served_kids, kids);
+}

@@ -10,8 +10,10 @@ use super::common::{load_authority_bundle, load_config};
 pub(crate) enum Format {
     /// Concatenated PEM certificates (for Envoy, openssl, curl --cacert).
     Pem,
-    /// SPIFFE bundle format: JWKS with `use: x509-svid` keys.
+    /// SPIFFE bundle format: JWKS with `use: x509-svid` keys (same as `spiffe`).
     Jwks,
+    /// SPIFFE bundle format (for out-of-band exchange: a peer's `bundle_file`).
+    Spiffe,
 }
 
 /// Arguments of `warden bundle`.
@@ -29,7 +31,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let bundle = load_authority_bundle(&cfg)?;
     match args.format {
         Format::Pem => print!("{}", bundle.to_pem()),
-        Format::Jwks => println!("{}", bundle.to_jwks_json()),
+        Format::Jwks | Format::Spiffe => println!("{}", bundle.to_jwks_json()),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ mod bundle;
 mod ca;
 mod common;
 mod inject;
+mod federation;
 mod mint;
 mod policy;
 mod serve;
@@ -54,6 +55,9 @@ enum Command {
     /// Create, list and revoke join tokens that sidecars use to prove who they are.
     #[command(subcommand)]
     Token(token::Command),
+    /// SPIFFE federation: `status` shows each relationship's foreign bundle and refresh.
+    #[command(subcommand)]
+    Federation(federation::Command),
 }
 
 /// Entry point used by `main.rs`.
@@ -70,6 +74,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Token(cmd) => token::run(cmd),
+        Command::Federation(cmd) => federation::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -149,6 +149,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         config: info,
     };
     let (ads, cert_renewal) = start_ads(&args, xds_addr, &cp, shared).await?;
+    let federation = super::federation::start(&cp).await?;
     let mut running = Running {
         ads: tokio::spawn(ads),
         cert_renewal,
@@ -159,7 +160,8 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
                     admin::ca::router(cp.clone()),
                     admin::auth::OperatorAuth::new(cp.config().server.admin_token_file.clone()),
                 ))
-                .merge(admin::ui::router(cp.clone())),
+                .merge(admin::ui::router(cp.clone()))
+                .merge(warden::federation::admin_router(federation)),
         )),
         workload_api: spawn_workload_api(cp.clone()),
     };

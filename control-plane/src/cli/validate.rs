@@ -16,6 +16,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = warden::config::load(&args.dir).and_then(|cfg| {
         // workload-api.yaml is optional; when present it must be valid too.
         match warden::workload_api::Settings::load(&cfg) {
+            Ok(_) => {}
+            Err(e) => return Err(e.into_diagnostics()),
+        }
+        // So is federation.yaml.
+        match warden::config::federation::FederationSettings::load(&cfg) {
             Ok(_) => Ok(cfg),
             Err(e) => Err(e.into_diagnostics()),
         }
@@ -25,6 +30,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             for w in &cfg.warnings {
                 eprintln!("{w}");
             }
+            unfederated_upstreams(&cfg, &args.dir);
             // Every sidecar's responses must fit in one ADS message (the module paths do
             // not change sizes, placeholders do).
             let modules = warden::xds::resources::FilterModules::from("/warden_filter.wasm");
@@ -70,6 +76,35 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("{diags}");
             eprintln!("{}: {} problem(s) found", args.dir.display(), diags.0.len());
             Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Warns about upstreams in a trust domain `federation.yaml` does not federate with:
+/// their handshakes would fail (the sidecar has no CA of that trust domain).
+fn unfederated_upstreams(cfg: &warden::config::Config, dir: &std::path::Path) {
+    let federated: Vec<String> = warden::config::federation::FederationSettings::load(cfg)
+        .ok()
+        .flatten()
+        .map(|s| {
+            s.relationships
+                .iter()
+                .map(|r| r.trust_domain.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    for w in &cfg.workloads {
+        for up in &w.upstreams {
+            let Some(f) = &up.foreign else { continue };
+            let td = f.spiffe_id.trust_domain().to_string();
+            if td != cfg.trust_domain.to_string() && !federated.contains(&td) {
+                eprintln!(
+                    "{}: warning: workload `{}` calls `{}` in trust domain `{td}`, which federation.yaml does not federate with; its handshakes will fail\n  hint: add `{td}` under trust_domains in federation.yaml",
+                    dir.display(),
+                    w.name,
+                    f.spiffe_id
+                );
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ mod ctx;
 mod data_value;
 mod diag;
 pub mod duration;
+pub mod federation;
 mod files;
 mod policy_check;
 mod raw;
@@ -245,6 +246,17 @@ pub struct Inbound {
 pub struct Upstream {
     pub workload: String,
     pub listen: SocketAddr,
+    /// Set when the upstream is a workload of another (federated) trust domain; then
+    /// `workload` is only a local name.
+    pub foreign: Option<ForeignUpstream>,
+}
+
+/// An upstream in another trust domain, reached at a fixed address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignUpstream {
+    pub spiffe_id: SpiffeId,
+    /// Its sidecar's inbound (mTLS) address.
+    pub address: SocketAddr,
 }
 
 impl Config {

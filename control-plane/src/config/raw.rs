@@ -122,4 +122,10 @@ pub(crate) struct RawInbound {
 pub(crate) struct RawUpstream {
     pub(crate) workload: String,
     pub(crate) listen: String,
+    /// A workload of a federated trust domain: its SPIFFE ID (with `address`).
+    #[serde(default)]
+    pub(crate) spiffe_id: Option<String>,
+    /// A workload of a federated trust domain: its sidecar's inbound address.
+    #[serde(default)]
+    pub(crate) address: Option<String>,
 }

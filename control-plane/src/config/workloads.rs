@@ -121,10 +121,15 @@ fn upstreams(raw: &RawWorkload, ctx: &mut Ctx<'_, RawWorkload>) -> Option<Vec<Up
     let mut upstreams = Vec::new();
     let mut ok = true;
     for (i, u) in raw.upstreams.iter().enumerate() {
-        if let Some(l) = ctx.addr(&format!("upstreams[{i}].listen"), &u.listen) {
+        let foreign = super::federation::foreign_upstream(i, u, ctx);
+        if let (Some(l), Some(foreign)) = (
+            ctx.addr(&format!("upstreams[{i}].listen"), &u.listen),
+            foreign,
+        ) {
             upstreams.push(Upstream {
                 workload: u.workload.clone(),
                 listen: l,
+                foreign,
             });
         } else {
             ok = false;
@@ -210,6 +215,9 @@ pub(super) fn cross_checks(
     let known: std::collections::HashSet<&str> = names.iter().copied().collect();
     for w in workloads {
         for (i, u) in w.upstreams.iter().enumerate() {
+            if u.foreign.is_some() {
+                continue;
+            }
             if !known.contains(u.workload.as_str()) {
                 let (file, pos) = at(w, &format!("upstreams[{i}].workload"));
                 let hint = match did_you_mean(&u.workload, names.iter().copied()) {

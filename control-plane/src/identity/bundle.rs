@@ -31,15 +31,26 @@ impl TrustBundle {
 
     /// The bundle in the SPIFFE bundle format (JWKS), pretty-printed.
     pub fn to_jwks_json(&self) -> String {
+        self.to_spiffe_json(
+            std::time::Duration::from_secs(DEFAULT_REFRESH_HINT_SECS),
+            &[],
+        )
+    }
+
+    /// The SPIFFE bundle format with `spiffe_refresh_hint` = `refresh_hint` (whole
+    /// seconds, at least 1) and the given `jwt-svid` keys, as the bundle endpoint serves
+    /// it.
+    pub fn to_spiffe_json(&self, refresh_hint: std::time::Duration, jwt_keys: &[Value]) -> String {
         let keys: Vec<Value> = self
             .x509_authorities_der
             .iter()
             .map(|der| x509_jwk(der))
+            .chain(jwt_keys.iter().cloned())
             .collect();
         let doc = json!({
             "keys": keys,
             "spiffe_sequence": self.sequence,
-            "spiffe_refresh_hint": DEFAULT_REFRESH_HINT_SECS,
+            "spiffe_refresh_hint": refresh_hint.as_secs().max(1),
         });
         serde_json::to_string_pretty(&doc).unwrap_or_default()
     }

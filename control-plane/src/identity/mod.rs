@@ -9,6 +9,7 @@
 
 mod authority;
 mod bundle;
+pub mod bundle_document;
 pub(crate) mod ca;
 mod ca_load;
 mod ca_status;
@@ -29,6 +30,7 @@ use std::time::SystemTime;
 
 pub use authority::{Authority, RotateError};
 pub use bundle::TrustBundle;
+pub use bundle_document::{DocumentError, ForeignBundle};
 pub use ca::{Ca, CaError, CaParams, UpstreamCa};
 pub use ca_status::{human, CaStatus, NodeAcks, RetiredStatus, SlotStatus, StepRefusals};
 pub use keys::KeyType;

@@ -16,6 +16,7 @@
 
 mod apply;
 mod book;
+mod federated;
 mod publish;
 pub mod reload;
 mod rotation;
@@ -133,6 +134,8 @@ pub struct ControlPlane {
     /// When this process started serving: until nodes had time to reconnect, a node not
     /// yet connected cannot be told from one that never ACKed (see `rotation.rs`).
     pub(crate) started_at: SystemTime,
+    /// Bundles of federated trust domains (see `federated.rs`).
+    pub(crate) federated: Mutex<Arc<Vec<crate::identity::ForeignBundle>>>,
 }
 
 impl ControlPlane {
@@ -162,6 +165,7 @@ impl ControlPlane {
             clock,
             filter_modules,
             state: Mutex::new(state),
+            federated: Mutex::default(),
         };
         let config = cp.config();
         let applied = cp.apply(config, |_, _| false)?;

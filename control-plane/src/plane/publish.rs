@@ -67,12 +67,14 @@ impl ControlPlane {
         bundle: &TrustBundle,
     ) -> Result<Vec<(NodeId, Snapshot)>, ControlError> {
         let filter_module = self.filter_modules().for_config(config);
+        let federated = self.federated_trust_bundles();
         let build = |w: &Workload| -> Result<(NodeId, Snapshot), ResourceError> {
             let inputs = NodeInputs {
                 config,
                 workload: w,
                 svid: &svids[&w.name],
                 bundle,
+                federated: &federated,
                 filter_module,
             };
             Ok((

@@ -183,6 +183,10 @@ impl Reloader {
     fn transaction(&self, started: Instant) -> Result<(Applied, ConfigInfo, u128), ReloadError> {
         let cfg = config::load(&self.dir).map_err(ReloadError::Invalid)?;
         let cfg = self.overrides.apply(cfg);
+        // An invalid federation.yaml rejects the reload (the federation task would keep
+        // the last good relationships anyway; this makes it visible and counted).
+        config::federation::FederationSettings::load(&cfg)
+            .map_err(|e| ReloadError::Invalid(e.into_diagnostics()))?;
         let load_ms = started.elapsed().as_millis();
         for w in &cfg.warnings {
             tracing::warn!("{w}");

@@ -70,6 +70,45 @@ fn id(identifier: principal::Identifier) -> Principal {
     }
 }
 
+/// The header the inbound listener sets from the peer certificate (SANITIZE_SET, URI
+/// only), before any filter runs: `By=<ours>;Hash=<hex>;URI=<first URI SAN>[;URI=...]`.
+pub const XFCC: &str = "x-forwarded-client-cert";
+
+/// A test on the peer's SPIFFE ID, the *first* URI SAN (what the filter's
+/// `source.principal` is, and what Envoy's SPIFFE validator picked the trust domain's
+/// CA by). Envoy's `authenticated` matcher alone would also try every other URI SAN,
+/// the DNS SANs and the subject: a certificate from a federated trust domain's CA
+/// (`URI=spiffe://a.test/x`, `DNS=spiffe://b.test/...`) would pass an exact test on a
+/// `b.test` ID. So the `authenticated` test is ANDed with the same test on the first
+/// `URI=` of the sanitized XFCC header.
+fn peer_principal(test: &Test) -> Principal {
+    use principal::Identifier as I;
+    let authenticated = id(I::Authenticated(principal::Authenticated {
+        principal_name: string_matcher(test),
+    }));
+    let first_uri = match test {
+        Test::Exact(c) => format!("{}(;.*)?", regex::escape(c)),
+        Test::Prefix(c) if !c.is_empty() => format!("{}[^;,]*(;.*)?", regex::escape(c)),
+        _ => return authenticated,
+    };
+    let xfcc = HeaderMatcher {
+        name: XFCC.to_string(),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+            StringMatcher {
+                match_pattern: Some(string_matcher::MatchPattern::SafeRegex(RegexMatcher {
+                    regex: format!("(By=[^;,]*;)*Hash=[0-9a-fA-F]+;URI={first_uri}"),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    id(I::AndIds(principal::Set {
+        ids: vec![authenticated, id(I::Header(xfcc))],
+    }))
+}
+
 /// A condition as a principal tree (RBAC principals can match headers too).
 pub fn principal(cond: &Cond) -> Principal {
     use principal::Identifier as I;
@@ -83,9 +122,7 @@ pub fn principal(cond: &Cond) -> Principal {
         Cond::Or(items) => id(I::OrIds(principal::Set {
             ids: items.iter().map(principal).collect(),
         })),
-        Cond::Match(Attr::Principal, test) => id(I::Authenticated(principal::Authenticated {
-            principal_name: string_matcher(test),
-        })),
+        Cond::Match(Attr::Principal, test) => peer_principal(test),
         Cond::Match(Attr::Method, test) => id(I::Header(header(":method", test))),
         Cond::Match(Attr::Path, test) => id(I::Header(header(":path", test))),
         Cond::Match(Attr::Header(name), test) => id(I::Header(header(name, test))),

@@ -23,10 +23,29 @@ pub(super) struct Seen {
     pub uri_san: Option<String>,
     /// Lowercase header names (pseudo-headers included), in arrival order.
     pub headers: Vec<(String, String)>,
+    /// The XFCC header Envoy sets from the peer certificate (see [`Seen::new`]).
+    pub xfcc: Option<String>,
 }
 
 impl Seen {
+    /// A request from a peer whose only URI SAN is `uri_san`, as the inbound listener
+    /// sees it: the XFCC header is Envoy's, whatever the client sent.
+    pub(super) fn new(uri_san: Option<String>, headers: Vec<(String, String)>) -> Self {
+        let xfcc = uri_san
+            .as_ref()
+            .map(|u| format!("By=spiffe://example.org/ns/demo/sa/self;Hash=0a1b2c;URI={u}"));
+        Seen {
+            uri_san,
+            headers,
+            xfcc,
+        }
+    }
+
     fn values(&self, name: &str) -> Vec<&str> {
+        if name == super::emit::XFCC {
+            // The inbound listener replaces the client's XFCC (SANITIZE_SET, URI only).
+            return self.xfcc.iter().map(String::as_str).collect();
+        }
         self.headers
             .iter()
             .filter(|(k, _)| k == name)

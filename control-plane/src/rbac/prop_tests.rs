@@ -198,10 +198,7 @@ fn rbac_seen(r: &Req) -> Seen {
         (":authority".to_string(), "backend".to_string()),
     ];
     headers.extend(r.env.iter().map(|v| ("x-env".to_string(), v.to_string())));
-    Seen {
-        uri_san: Some(r.principal.to_string()),
-        headers,
-    }
+    Seen::new(Some(r.principal.to_string()), headers)
 }
 
 fn plugin(source: &str) -> PluginConfig {

@@ -120,13 +120,7 @@ fn sample_mesh_rbac_decides_as_the_filter_on_a_request_grid() {
                     let want = authorize(&compiled, &request, DecisionIds::new(1).next_id())
                         .decision
                         .is_allow();
-                    let got = allows(
-                        &rbac,
-                        &Seen {
-                            uri_san: Some(caller.clone()),
-                            headers,
-                        },
-                    );
+                    let got = allows(&rbac, &Seen::new(Some(caller.clone()), headers));
                     assert_eq!(got, want, "{} {caller} {method} {path}", workload.name);
                     allowed += usize::from(got);
                 }
@@ -376,5 +370,61 @@ fn only_regexes_both_engines_read_alike_are_compiled() {
         "\\d", "\\w+", "(?i)get", "a{2}", "a**", "*a", "(a", "[a", "[]a]", "é", "\\p{L}", "a|*",
     ] {
         assert!(!portable_regex(p, true), "{p}");
+    }
+}
+
+/// The XFCC regex a principal test emits (the header half of its `and_ids`).
+fn xfcc_regex(test: Test) -> regex::Regex {
+    use xds_api::pb::envoy::config::rbac::v3::principal::Identifier as I;
+    use xds_api::pb::envoy::config::route::v3::header_matcher::HeaderMatchSpecifier as H;
+    use xds_api::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern as P;
+    let p = super::emit::principal(&Cond::Match(Attr::Principal, test));
+    let Some(I::AndIds(set)) = p.identifier else {
+        panic!("not and_ids: {p:?}")
+    };
+    let header = set
+        .ids
+        .iter()
+        .find_map(|i| match &i.identifier {
+            Some(I::Header(h)) if h.name == super::emit::XFCC => Some(h.clone()),
+            _ => None,
+        })
+        .expect("an XFCC header matcher");
+    let Some(H::StringMatch(m)) = header.header_match_specifier else {
+        panic!("not a string match")
+    };
+    let Some(P::SafeRegex(r)) = m.match_pattern else {
+        panic!("not a regex")
+    };
+    // Envoy's safe_regex matches the whole value.
+    regex::Regex::new(&format!("^(?:{})$", r.regex)).unwrap()
+}
+
+#[test]
+fn a_principal_test_holds_only_for_the_first_uri_san_never_a_later_one() {
+    let head = "By=spiffe://b.test/ns/demo/sa/backend;Hash=0a1b2c3d";
+    let exact = xfcc_regex(Test::Exact("spiffe://a.test/ns/demo/sa/frontend".into()));
+    assert!(exact.is_match(&format!("{head};URI=spiffe://a.test/ns/demo/sa/frontend")));
+    assert!(exact.is_match(&format!(
+        "{head};URI=spiffe://a.test/ns/demo/sa/frontend;URI=spiffe://x.test/y"
+    )));
+    for no in [
+        "URI=spiffe://evil.test/m;URI=spiffe://a.test/ns/demo/sa/frontend",
+        "URI=spiffe://a.test/ns/demo/sa/frontend2",
+        "URI=spiffe://a.test/ns/demo/sa/frontend,By=x;Hash=00;URI=y",
+    ] {
+        assert!(!exact.is_match(&format!("{head};{no}")), "{no}");
+    }
+    assert!(
+        !exact.is_match("URI=spiffe://a.test/ns/demo/sa/frontend"),
+        "no Hash: no peer certificate"
+    );
+    let prefix = xfcc_regex(Test::Prefix("spiffe://a.test/".into()));
+    assert!(prefix.is_match(&format!("{head};URI=spiffe://a.test/anything")));
+    for no in [
+        "URI=spiffe://evil.test/m;URI=spiffe://a.test/x",
+        "URI=spiffe://a.test.evil/x",
+    ] {
+        assert!(!prefix.is_match(&format!("{head};{no}")), "{no}");
     }
 }

@@ -35,6 +35,10 @@ pub trait IdentitySource: Send + Sync + std::fmt::Debug + 'static {
     fn bundle(&self) -> TrustBundle;
     /// The config currently served.
     fn config(&self) -> Arc<Config>;
+    /// Bundles of federated trust domains (none by default).
+    fn federated(&self) -> Arc<Vec<crate::identity::ForeignBundle>> {
+        Arc::default()
+    }
 }
 
 /// A source that never changes: one CA, one config (tests, embedding).
@@ -94,6 +98,7 @@ struct State {
     slots: BTreeMap<String, Slot>,
     bundle: TrustBundle,
     signer: Arc<Ca>,
+    federated: Arc<Vec<crate::identity::ForeignBundle>>,
 }
 
 /// Current identities for all entries.
@@ -127,6 +132,7 @@ impl Issuer {
             slots,
             bundle: source.bundle(),
             signer,
+            federated: source.federated(),
         };
         Ok(Issuer {
             source,
@@ -194,6 +200,15 @@ impl Issuer {
                 "trust bundle changed; pushing it to Workload API streams"
             );
             st.bundle = bundle;
+            changed = true;
+        }
+        let federated = self.source.federated();
+        if st.federated != federated {
+            tracing::info!(
+                trust_domains = federated.len(),
+                "federated bundles changed; pushing them to Workload API streams"
+            );
+            st.federated = federated;
             changed = true;
         }
         let new_signer = !Arc::ptr_eq(&st.signer, &signer);
@@ -306,6 +321,11 @@ impl Issuer {
 
     pub fn bundle(&self) -> TrustBundle {
         self.read().bundle.clone()
+    }
+
+    /// The federated bundles workloads get with their own.
+    pub fn federated(&self) -> Arc<Vec<crate::identity::ForeignBundle>> {
+        self.read().federated.clone()
     }
 
     pub fn lifetimes(&self) -> Lifetimes {

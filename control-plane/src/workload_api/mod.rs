@@ -193,4 +193,7 @@ impl IdentitySource for crate::plane::ControlPlane {
     fn config(&self) -> Arc<Config> {
         crate::plane::ControlPlane::config(self)
     }
+    fn federated(&self) -> Arc<Vec<crate::identity::ForeignBundle>> {
+        self.federated_bundles()
+    }
 }

@@ -68,7 +68,12 @@ impl WorkloadApi {
     /// The response for `entries`, and a fingerprint of it (serials and bundle).
     fn x509_response(&self, entries: &[Entry]) -> (X509svidResponse, Vec<u8>) {
         let bundle = self.issuer.bundle().x509_authorities_der.concat();
+        let federated_bundles = self.federated_x509();
         let mut fingerprint = bundle.clone();
+        for (td, der) in &federated_bundles {
+            fingerprint.extend_from_slice(td.as_bytes());
+            fingerprint.extend_from_slice(der);
+        }
         let svids = entries
             .iter()
             .filter_map(|e| self.issuer.current(&e.name))
@@ -86,9 +91,24 @@ impl WorkloadApi {
         let resp = X509svidResponse {
             svids,
             crl: Vec::new(),
-            federated_bundles: HashMap::new(),
+            federated_bundles,
         };
         (resp, fingerprint)
+    }
+
+    /// Each federated trust domain's X.509 authorities (concatenated DER), by
+    /// `spiffe://<td>` (the Workload API's key for a bundle).
+    fn federated_x509(&self) -> HashMap<String, Vec<u8>> {
+        self.issuer
+            .federated()
+            .iter()
+            .map(|f| {
+                (
+                    f.bundle.trust_domain.to_spiffe_id_string(),
+                    f.bundle.x509_authorities_der.concat(),
+                )
+            })
+            .collect()
     }
 
     fn td_key(&self) -> String {
@@ -133,9 +153,11 @@ impl WorkloadApi {
         self.authorize(&req)?;
         Ok(Response::new(on_change(self, |api| {
             let bundle = api.issuer.bundle().x509_authorities_der.concat();
+            let mut bundles = api.federated_x509();
+            bundles.insert(api.td_key(), bundle);
             X509BundlesResponse {
                 crl: Vec::new(),
-                bundles: HashMap::from([(api.td_key(), bundle)]),
+                bundles,
             }
         })))
     }
@@ -184,9 +206,20 @@ impl WorkloadApi {
         self.authorize(&req)?;
         Ok(Response::new(on_change(self, |api| {
             let jwks = api.issuer.jwks_json().into_bytes();
-            JwtBundlesResponse {
-                bundles: HashMap::from([(api.td_key(), jwks)]),
-            }
+            let mut bundles: HashMap<String, Vec<u8>> = api
+                .issuer
+                .federated()
+                .iter()
+                .filter(|f| !f.jwt_keys.is_empty())
+                .map(|f| {
+                    (
+                        f.bundle.trust_domain.to_spiffe_id_string(),
+                        f.jwt_jwks().into_bytes(),
+                    )
+                })
+                .collect();
+            bundles.insert(api.td_key(), jwks);
+            JwtBundlesResponse { bundles }
         })))
     }
 

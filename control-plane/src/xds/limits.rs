@@ -113,6 +113,7 @@ pub fn check_config(
             workload: w,
             svid: &svid,
             bundle: &bundle,
+            federated: &[],
             filter_module: modules.for_config(config),
         };
         if let Some(o) = oversized(&build_node_snapshot(&inputs)?, limit) {

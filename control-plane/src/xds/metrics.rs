@@ -90,6 +90,10 @@ pub struct Metrics {
     bundle_sequence: Gauge,
     attestations: Counters,
     attestation_failures: Counters,
+    federation_refreshes: Counters,
+    federation_failures: Counters,
+    federation_sequence: Gauges,
+    federation_expiry: Gauges,
     /// Held while a gauge family is replaced and while rendering, so a scrape never sees
     /// one half rebuilt.
     replacing: Mutex<()>,
@@ -251,6 +255,26 @@ impl Metrics {
                 "ADS streams refused by attestation, by reason.",
                 &Counters::default(),
             ),
+            federation_refreshes: r.counter(
+                "warden_federation_refreshes_total",
+                "Foreign bundles fetched and accepted, by trust domain.",
+                &Counters::default(),
+            ),
+            federation_failures: r.counter(
+                "warden_federation_refresh_failures_total",
+                "Foreign bundle fetches that failed or were refused (last good bundle kept), by trust domain.",
+                &Counters::default(),
+            ),
+            federation_sequence: r.gauge(
+                "warden_federation_bundle_sequence",
+                "Sequence of the bundle in use for each federated trust domain.",
+                &Gauges::default(),
+            ),
+            federation_expiry: r.gauge(
+                "warden_federation_bundle_expiry_timestamp_seconds",
+                "Unix time when the earliest CA of each federated trust domain's bundle in use expires.",
+                &Gauges::default(),
+            ),
             replacing: Mutex::new(()),
             registry,
         };
@@ -360,6 +384,27 @@ impl Metrics {
     /// A node's ADS stream ended with an error (reset by the client or the transport).
     pub fn stream_reset(&self, node: &str) {
         self.stream_resets.get_or_create(&label("node", node)).inc();
+    }
+    /// A foreign bundle of `td` was fetched and accepted; `sequence` is now in use.
+    pub fn federation_refreshed(&self, td: &str, sequence: u64) {
+        self.federation_refreshes
+            .get_or_create(&label("trust_domain", td))
+            .inc();
+        self.federation_sequence
+            .get_or_create(&label("trust_domain", td))
+            .set(i64::try_from(sequence).unwrap_or(i64::MAX));
+    }
+    /// The bundle of `td` in use expires (earliest CA) at `unix` seconds.
+    pub fn federation_expires(&self, td: &str, unix: u64) {
+        self.federation_expiry
+            .get_or_create(&label("trust_domain", td))
+            .set(i64::try_from(unix).unwrap_or(i64::MAX));
+    }
+    /// A fetch of `td`'s bundle failed or was refused.
+    pub fn federation_failed(&self, td: &str) {
+        self.federation_failures
+            .get_or_create(&label("trust_domain", td))
+            .inc();
     }
     /// Stream resets of `node` so far.
     pub fn stream_resets(&self, node: &str) -> u64 {

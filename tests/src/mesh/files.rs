@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::{spiffe_id, MeshSpec, Workload, WorkloadSpec, TRUST_DOMAIN};
+use super::{MeshSpec, Workload, WorkloadSpec};
 use crate::ports::free_addr;
 use crate::warden;
 
@@ -45,7 +45,11 @@ pub(super) fn create_token(dir: &Path, name: &str, env: &[(String, String)]) -> 
 
 pub(super) fn allocate(spec: &WorkloadSpec) -> Result<Workload> {
     let mut upstreams = BTreeMap::new();
-    for to in &spec.upstreams {
+    for to in spec
+        .upstreams
+        .iter()
+        .chain(spec.foreign.iter().map(|(name, _, _)| name))
+    {
         upstreams.insert(to.clone(), free_addr()?);
     }
     Ok(Workload {
@@ -66,8 +70,9 @@ pub(super) fn write_config(
 ) -> Result<()> {
     std::fs::create_dir_all(dir.join("workloads"))?;
     std::fs::create_dir_all(dir.join("policies"))?;
+    let trust_domain = &spec.trust_domain;
     let warden_yaml = format!(
-        "trust_domain: {TRUST_DOMAIN}\n\
+        "trust_domain: {trust_domain}\n\
          ca:\n  key_type: ec-p256\n  ttl: {}\n  svid_ttl: {}\n  state_dir: .warden\n\
          server:\n  xds_listen: {xds}\n  admin_listen: {admin}\n\
          policy:\n  entrypoint: data.envoy.authz.allow\n  mode: {}\n  deny_status: 403\n  expose_reason: {}\n",
@@ -79,7 +84,7 @@ pub(super) fn write_config(
             "name: {name}\nspiffe_id: {id}\nnode_id: {name}-sidecar\nsidecar:\n  admin: {admin}\n\
              inbound:\n  listen: {inbound}\n  app: {app}\n",
             name = w.name,
-            id = spiffe_id(&w.name),
+            id = spec.id(&w.name),
             admin = w.admin,
             inbound = w.inbound,
             app = w.app,
@@ -88,13 +93,25 @@ pub(super) fn write_config(
             yaml.push_str("upstreams: []\n");
         } else {
             yaml.push_str("upstreams:\n");
+            let foreign = spec
+                .workloads
+                .iter()
+                .find(|s| s.name == w.name)
+                .map(|s| s.foreign.as_slice())
+                .unwrap_or_default();
             for (to, listen) in &w.upstreams {
                 yaml.push_str(&format!("  - workload: {to}\n    listen: {listen}\n"));
+                if let Some((_, id, address)) = foreign.iter().find(|(n, _, _)| n == to) {
+                    yaml.push_str(&format!("    spiffe_id: {id}\n    address: {address}\n"));
+                }
             }
         }
         write_if_changed(&dir.join(format!("workloads/{}.yaml", w.name)), &yaml)?;
     }
     write_if_changed(&dir.join("policies/authz.rego"), &spec.policy)?;
+    for (path, contents) in &spec.files {
+        write_if_changed(&dir.join(path), contents)?;
+    }
     if spec.workloads.is_empty() {
         bail!("a mesh needs at least one workload");
     }

@@ -46,6 +46,8 @@ pub struct WorkloadSpec {
     pub name: String,
     /// Names of the workloads it has an outbound listener for.
     pub upstreams: Vec<String>,
+    /// Upstreams in another trust domain: local name, SPIFFE ID, inbound address.
+    pub foreign: Vec<(String, String, SocketAddr)>,
 }
 
 /// What mesh to build.
@@ -67,6 +69,13 @@ pub struct MeshSpec {
     pub svid_ttl: String,
     /// Extra environment for `warden` (e.g. another `WARDEN_FILTER_MODULE_EXTENDED`).
     pub env: Vec<(String, String)>,
+    /// The trust domain (default [`TRUST_DOMAIN`]).
+    pub trust_domain: String,
+    /// Extra files in the config directory (path relative to it, contents).
+    pub files: Vec<(String, String)>,
+    /// Whether [`Mesh::start`] waits for every outbound route (off when an upstream
+    /// in another trust domain cannot answer yet).
+    pub wait_routes: bool,
 }
 
 /// Allows frontend → backend and backend → database, denies everything else.
@@ -98,6 +107,9 @@ impl MeshSpec {
             ca_ttl: "24h".to_owned(),
             svid_ttl: "1h".to_owned(),
             env: Vec::new(),
+            trust_domain: TRUST_DOMAIN.to_owned(),
+            files: Vec::new(),
+            wait_routes: true,
         }
         .workload("frontend", &["backend"])
         .workload("backend", &[])
@@ -109,8 +121,31 @@ impl MeshSpec {
         self.workloads.push(WorkloadSpec {
             name: name.to_owned(),
             upstreams: upstreams.iter().map(|s| (*s).to_owned()).collect(),
+            foreign: Vec::new(),
         });
         self
+    }
+
+    /// Gives workload `from` (already added) an upstream `name` in another trust domain:
+    /// the workload `spiffe_id` whose sidecar's inbound listener is `address`.
+    pub fn foreign_upstream(
+        mut self,
+        from: &str,
+        name: &str,
+        spiffe_id: &str,
+        address: SocketAddr,
+    ) -> Self {
+        if let Some(w) = self.workloads.iter_mut().find(|w| w.name == from) {
+            w.foreign
+                .push((name.to_owned(), spiffe_id.to_owned(), address));
+        }
+        self
+    }
+
+    /// The SPIFFE ID the generated config gives workload `name` in this mesh's trust
+    /// domain.
+    pub fn id(&self, name: &str) -> String {
+        format!("spiffe://{}/ns/demo/sa/{name}", self.trust_domain)
     }
 
     /// Sets `ca.ttl` and `ca.svid_ttl` (duration text such as `2m`, `30s`).
@@ -196,7 +231,9 @@ impl Mesh {
                 envoy.wait_ready(envoy::READY_TIMEOUT)?;
             }
         }
-        mesh.wait_routes(Duration::from_secs(60))?;
+        if mesh.spec.wait_routes {
+            mesh.wait_routes(Duration::from_secs(60))?;
+        }
         Ok(mesh)
     }
 
@@ -403,6 +440,7 @@ impl Mesh {
         let spec = WorkloadSpec {
             name: name.to_owned(),
             upstreams: upstreams.iter().map(|s| (*s).to_owned()).collect(),
+            foreign: Vec::new(),
         };
         let w = allocate(&spec)?;
         self.spec.workloads.push(spec);

@@ -54,6 +54,29 @@ pub(super) fn local_app(w: &Workload) -> Cluster {
 
 /// mTLS to `target`'s inbound listener, as `own_svid`, accepting only `target`'s SPIFFE ID.
 pub(super) fn upstream(name: &str, target: &Workload, own_svid: &str, bundle: &str) -> Cluster {
+    let target = Target {
+        sni: &target.name,
+        spiffe_id: target.spiffe_id.as_str(),
+        address: target.inbound.listen,
+    };
+    upstream_to(name, &target, own_svid, bundle)
+}
+
+/// Where an upstream cluster connects and whom it accepts there.
+pub(super) struct Target<'a> {
+    pub(super) sni: &'a str,
+    pub(super) spiffe_id: &'a str,
+    pub(super) address: std::net::SocketAddr,
+}
+
+/// mTLS to `target.address`, as `own_svid`, accepting only `target.spiffe_id` (checked
+/// against the validation context `bundle`, which may hold federated trust domains).
+pub(super) fn upstream_to(
+    name: &str,
+    target: &Target<'_>,
+    own_svid: &str,
+    bundle: &str,
+) -> Cluster {
     let san = SubjectAltNameMatcher {
         san_type: SanType::Uri as i32,
         matcher: Some(StringMatcher {
@@ -77,10 +100,10 @@ pub(super) fn upstream(name: &str, target: &Workload, own_svid: &str, bundle: &s
                 },
             )),
         }),
-        sni: target.name.clone(),
+        sni: target.sni.to_string(),
     };
     Cluster {
         transport_socket: Some(tls_socket(&tls)),
-        ..static_cluster(name, target.inbound.listen)
+        ..static_cluster(name, target.address)
     }
 }

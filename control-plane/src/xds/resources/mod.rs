@@ -57,6 +57,8 @@ pub struct NodeInputs<'a> {
     pub svid: &'a Svid,
     /// The trust bundle of the trust domain.
     pub bundle: &'a TrustBundle,
+    /// Bundles of federated trust domains (each its own CA set), sorted.
+    pub federated: &'a [TrustBundle],
     /// Absolute path of the filter's `.wasm` module, as Envoy will open it.
     pub filter_module: &'a Path,
 }
@@ -86,16 +88,12 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
     };
     let mut b = SnapshotBuilder::new();
     let own_svid = w.spiffe_id.to_string();
-    let bundle_name = inputs.bundle.trust_domain.to_spiffe_id_string();
 
     for name in [own_svid.as_str(), SecretName::DEFAULT] {
         b.add(ResourceType::Secret, name, &secret::svid(name, inputs.svid))
             .map_err(wrap)?;
     }
-    for name in [bundle_name.as_str(), SecretName::ROOTCA, SecretName::ALL] {
-        let s = secret::bundle(name, std::slice::from_ref(inputs.bundle));
-        b.add(ResourceType::Secret, name, &s).map_err(wrap)?;
-    }
+    let validation = secret::add_bundles(&mut b, inputs.bundle, inputs.federated).map_err(wrap)?;
     let ecds = filter::extension_config(inputs);
     b.add(ResourceType::ExtensionConfig, AUTHZ_FILTER_NAME, &ecds)
         .map_err(wrap)?;
@@ -103,27 +101,37 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
     let app = cluster::local_app(w);
     b.add(ResourceType::Cluster, names::LOCAL_APP_CLUSTER, &app)
         .map_err(wrap)?;
-    let inbound = listener::inbound(w, &own_svid, &bundle_name, &inputs.config.policy);
+    let inbound = listener::inbound(w, &own_svid, &validation, &inputs.config.policy);
     b.add(ResourceType::Listener, names::INBOUND_LISTENER, &inbound)
         .map_err(wrap)?;
     let from = (ResourceType::Listener, names::INBOUND_LISTENER);
     b.reference(from, (ResourceType::Secret, &own_svid))
-        .reference(from, (ResourceType::Secret, &bundle_name))
+        .reference(from, (ResourceType::Secret, &validation))
         .reference(from, (ResourceType::ExtensionConfig, AUTHZ_FILTER_NAME))
         .reference(from, (ResourceType::Cluster, names::LOCAL_APP_CLUSTER));
 
     for up in &w.upstreams {
-        let target =
-            inputs
-                .config
-                .workload(&up.workload)
-                .ok_or_else(|| ResourceError::UnknownUpstream {
-                    workload: w.name.clone(),
-                    upstream: up.workload.clone(),
-                })?;
         let cname = names::upstream_cluster(&up.workload);
         let lname = names::outbound_listener(&up.workload);
-        let c = cluster::upstream(&cname, target, &own_svid, &bundle_name);
+        let c = match &up.foreign {
+            Some(f) => {
+                let target = cluster::Target {
+                    sni: &up.workload,
+                    spiffe_id: f.spiffe_id.as_str(),
+                    address: f.address,
+                };
+                cluster::upstream_to(&cname, &target, &own_svid, &validation)
+            }
+            None => {
+                let target = inputs.config.workload(&up.workload).ok_or_else(|| {
+                    ResourceError::UnknownUpstream {
+                        workload: w.name.clone(),
+                        upstream: up.workload.clone(),
+                    }
+                })?;
+                cluster::upstream(&cname, target, &own_svid, &validation)
+            }
+        };
         b.add(ResourceType::Cluster, &cname, &c).map_err(wrap)?;
         b.add(
             ResourceType::Listener,
@@ -137,7 +145,7 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
         )
         .reference(
             (ResourceType::Cluster, &cname),
-            (ResourceType::Secret, &bundle_name),
+            (ResourceType::Secret, &validation),
         )
         .reference(
             (ResourceType::Listener, &lname),

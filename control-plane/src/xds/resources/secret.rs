@@ -9,6 +9,8 @@ use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
 use super::common::any;
 use crate::identity::{Svid, TrustBundle};
 use crate::xds::ext::{SpiffeCertValidatorConfig, SpiffeTrustDomain};
+use crate::xds::snapshot::{SnapshotBuilder, SnapshotError};
+use crate::xds::types::{ResourceType, SecretName};
 
 fn inline(bytes: &[u8]) -> Option<DataSource> {
     Some(DataSource {
@@ -53,3 +55,50 @@ pub(super) fn bundle(name: &str, bundles: &[TrustBundle]) -> Secret {
         )),
     }
 }
+
+/// Adds the validation-context secrets under SPIRE's names: our bundle as
+/// `spiffe://<td>` and `ROOTCA`, each federated bundle as `spiffe://<its td>`, and `ALL`
+/// with every trust domain (one CA set each, so a CA of one trust domain never vouches
+/// for an ID of another). Returns the name listeners and clusters validate with: our
+/// own bundle without federation, `ALL` with it.
+pub(super) fn add_bundles(
+    b: &mut SnapshotBuilder,
+    own: &TrustBundle,
+    federated: &[TrustBundle],
+) -> Result<String, SnapshotError> {
+    let own_name = own.trust_domain.to_spiffe_id_string();
+    for name in [own_name.as_str(), SecretName::ROOTCA] {
+        b.add(
+            ResourceType::Secret,
+            name,
+            &bundle(name, std::slice::from_ref(own)),
+        )?;
+    }
+    let mut all = vec![own.clone()];
+    for f in federated
+        .iter()
+        .filter(|f| f.trust_domain != own.trust_domain)
+    {
+        let name = f.trust_domain.to_spiffe_id_string();
+        b.add(
+            ResourceType::Secret,
+            &name,
+            &bundle(&name, std::slice::from_ref(f)),
+        )?;
+        all.push(f.clone());
+    }
+    b.add(
+        ResourceType::Secret,
+        SecretName::ALL,
+        &bundle(SecretName::ALL, &all),
+    )?;
+    Ok(if all.len() == 1 {
+        own_name
+    } else {
+        SecretName::ALL.to_string()
+    })
+}
+
+#[cfg(test)]
+#[path = "secret_tests.rs"]
+mod tests;

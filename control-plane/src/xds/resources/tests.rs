@@ -57,6 +57,7 @@ fn snapshot_for(m: &Mesh, name: &str) -> Snapshot {
         workload: w,
         svid: &svid,
         bundle: &bundle,
+        federated: &[],
         filter_module: &module,
     })
     .unwrap()
