@@ -3,6 +3,7 @@
 //! snapshot can be checked before it is published. Pure data, no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use prost::Name;
 use xds_api::pb::google::protobuf::Any;
@@ -87,13 +88,41 @@ pub struct Reference {
 /// A validated snapshot for one node.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Snapshot {
-    types: BTreeMap<ResourceType, TypeSnapshot>,
+    /// Shared: the instances of one workload hold the same clusters, listeners and
+    /// filter config (only their secrets differ), so they share these, not copies.
+    types: BTreeMap<ResourceType, Arc<TypeSnapshot>>,
 }
 
 impl Snapshot {
     /// Resources of one type (empty when none).
     pub fn get(&self, t: ResourceType) -> Option<&TypeSnapshot> {
-        self.types.get(&t)
+        self.types.get(&t).map(|s| &**s)
+    }
+
+    /// This snapshot with the types `from` holds (its secrets, for one instance of a
+    /// workload) taken from `from`; every other type stays shared with `self`. Both were
+    /// validated; references between the types stay satisfied as long as `from` holds
+    /// the same resource names, which instances of one workload do.
+    pub fn with_types_of(&self, from: &Snapshot, types: &[ResourceType]) -> Snapshot {
+        let mut out = self.clone();
+        for t in types {
+            match from.types.get(t) {
+                Some(s) => out.types.insert(*t, s.clone()),
+                None => out.types.remove(t),
+            };
+        }
+        out
+    }
+
+    /// `self` with every type whose version equals `base`'s shared with `base` (same
+    /// content, one copy in memory).
+    pub fn shared_with(mut self, base: &Snapshot) -> Snapshot {
+        for (t, s) in self.types.iter_mut() {
+            if let Some(b) = base.types.get(t).filter(|b| b.version == s.version) {
+                *s = b.clone();
+            }
+        }
+        self
     }
 
     /// The version of one type; the version of "no resources" when absent.
@@ -188,7 +217,9 @@ impl SnapshotBuilder {
                     .flat_map(|r| [r.name.as_bytes(), r.version.as_str().as_bytes()]),
             );
         }
-        let snapshot = Snapshot { types };
+        let snapshot = Snapshot {
+            types: types.into_iter().map(|(t, s)| (t, Arc::new(s))).collect(),
+        };
         snapshot.validate(&self.references)?;
         Ok(snapshot)
     }

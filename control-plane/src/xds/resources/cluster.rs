@@ -1,8 +1,15 @@
 //! CDS clusters: the local app (plain HTTP on loopback) and one mTLS cluster per upstream
 //! workload, whose TLS presents the caller's SVID and accepts only the upstream's SPIFFE
 //! ID (URI SAN exact match) under the trust bundle from SDS.
+//!
+//! An upstream cluster reaches every instance of its target: a static endpoint
+//! (`inbound.listen`), a static list (`inbound.endpoints`) or a DNS name Envoy resolves
+//! itself (`inbound.service`: STRICT_DNS, refreshed every [`DNS_REFRESH`] or at the
+//! record's TTL), so the endpoint set lives in DNS, not in one control-plane replica.
+//! Outlier detection ejects an instance after consecutive connect failures or 5xx; the
+//! outbound route retries on another instance (`listener.rs`).
 
-use xds_api::pb::envoy::config::cluster::v3::{cluster, Cluster};
+use xds_api::pb::envoy::config::cluster::v3::{cluster, Cluster, OutlierDetection};
 use xds_api::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
@@ -10,35 +17,93 @@ use xds_api::pb::envoy::extensions::transport_sockets::tls::v3::{
     subject_alt_name_matcher::SanType, CertificateValidationContext, SubjectAltNameMatcher,
 };
 use xds_api::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
-use xds_api::pb::google::protobuf::Duration;
+use xds_api::pb::google::protobuf::{Duration, UInt32Value};
 
 use super::common::{address, sds, tls_socket};
-use crate::config::Workload;
+use crate::config::{Reach, Workload};
 use crate::xds::ext::{
     CombinedCertificateValidationContext, CommonTlsContext, UpstreamTlsContext,
     ValidationContextType,
 };
 
+/// How often Envoy re-resolves an `inbound.service` name when the record has no TTL
+/// (with `respect_dns_ttl` the record's TTL wins).
+pub(super) const DNS_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn static_cluster(name: &str, endpoint: std::net::SocketAddr) -> Cluster {
+    endpoints_cluster(name, &[endpoint])
+}
+
+fn lb_endpoint(address: xds_api::pb::envoy::config::core::v3::Address) -> LbEndpoint {
+    LbEndpoint {
+        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+            address: Some(address),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn endpoints_cluster(name: &str, endpoints: &[std::net::SocketAddr]) -> Cluster {
+    let lb = endpoints.iter().map(|e| lb_endpoint(address(*e))).collect();
+    assigned(name, cluster::DiscoveryType::Static, lb)
+}
+
+/// A STRICT_DNS cluster: every address `host` resolves to is one instance.
+fn dns_cluster(name: &str, host: &str, port: u16) -> Cluster {
+    use xds_api::pb::envoy::config::core::v3::{address, socket_address, SocketAddress};
+    let addr = xds_api::pb::envoy::config::core::v3::Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: host.to_string(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(port.into())),
+            ..Default::default()
+        })),
+    };
+    Cluster {
+        dns_refresh_rate: Some(Duration {
+            seconds: DNS_REFRESH.as_secs() as i64,
+            nanos: 0,
+        }),
+        respect_dns_ttl: true,
+        dns_lookup_family: cluster::DnsLookupFamily::V4Preferred as i32,
+        ..assigned(
+            name,
+            cluster::DiscoveryType::StrictDns,
+            vec![lb_endpoint(addr)],
+        )
+    }
+}
+
+/// Ejects an instance after 3 consecutive 5xx or connect failures (a killed instance
+/// refuses connections at once) for 10 s (longer on repeat), at most half the instances.
+fn outlier_detection() -> OutlierDetection {
+    OutlierDetection {
+        consecutive_5xx: Some(UInt32Value { value: 3 }),
+        interval: Some(Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        base_ejection_time: Some(Duration {
+            seconds: 10,
+            nanos: 0,
+        }),
+        max_ejection_percent: Some(UInt32Value { value: 50 }),
+        ..Default::default()
+    }
+}
+
+fn assigned(name: &str, kind: cluster::DiscoveryType, lb_endpoints: Vec<LbEndpoint>) -> Cluster {
     Cluster {
         name: name.to_string(),
         connect_timeout: Some(Duration {
             seconds: 2,
             nanos: 0,
         }),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-            cluster::DiscoveryType::Static as i32,
-        )),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(kind as i32)),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: name.to_string(),
             endpoints: vec![LocalityLbEndpoints {
-                lb_endpoints: vec![LbEndpoint {
-                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                        address: Some(address(endpoint)),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                }],
+                lb_endpoints,
                 ..Default::default()
             }],
             ..Default::default()
@@ -79,8 +144,14 @@ pub(super) fn upstream(name: &str, target: &Workload, own_svid: &str, bundle: &s
         }),
         sni: target.name.clone(),
     };
+    let base = match &target.inbound.reach {
+        Reach::Listen => static_cluster(name, target.inbound.listen),
+        Reach::Endpoints(list) => endpoints_cluster(name, list),
+        Reach::Service { host, port } => dns_cluster(name, host, *port),
+    };
     Cluster {
         transport_socket: Some(tls_socket(&tls)),
-        ..static_cluster(name, target.inbound.listen)
+        outlier_detection: Some(outlier_detection()),
+        ..base
     }
 }

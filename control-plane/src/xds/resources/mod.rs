@@ -77,6 +77,33 @@ pub mod names {
     }
 }
 
+/// The secrets of one node: its SVID (under its SPIFFE ID and `default`) and the trust
+/// bundle (under the trust domain, `ROOTCA` and `ALL`).
+fn add_secrets(b: &mut SnapshotBuilder, inputs: &NodeInputs<'_>) -> Result<(), SnapshotError> {
+    let own_svid = inputs.workload.spiffe_id.to_string();
+    let bundle_name = inputs.bundle.trust_domain.to_spiffe_id_string();
+    for name in [own_svid.as_str(), SecretName::DEFAULT] {
+        b.add(ResourceType::Secret, name, &secret::svid(name, inputs.svid))?;
+    }
+    for name in [bundle_name.as_str(), SecretName::ROOTCA, SecretName::ALL] {
+        let s = secret::bundle(name, std::slice::from_ref(inputs.bundle));
+        b.add(ResourceType::Secret, name, &s)?;
+    }
+    Ok(())
+}
+
+/// Only the secrets of one node (an instance's own SVID): the rest of an instance's
+/// snapshot is shared with its workload's (see [`Snapshot::with_types_of`]).
+pub fn build_secrets(inputs: &NodeInputs<'_>) -> Result<Snapshot, ResourceError> {
+    let mut b = SnapshotBuilder::new();
+    let wrap = |source| ResourceError::Snapshot {
+        workload: inputs.workload.name.clone(),
+        source,
+    };
+    add_secrets(&mut b, inputs).map_err(wrap)?;
+    b.build().map_err(wrap)
+}
+
 /// Builds and validates the snapshot for one node.
 pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, ResourceError> {
     let w = inputs.workload;
@@ -87,15 +114,7 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
     let mut b = SnapshotBuilder::new();
     let own_svid = w.spiffe_id.to_string();
     let bundle_name = inputs.bundle.trust_domain.to_spiffe_id_string();
-
-    for name in [own_svid.as_str(), SecretName::DEFAULT] {
-        b.add(ResourceType::Secret, name, &secret::svid(name, inputs.svid))
-            .map_err(wrap)?;
-    }
-    for name in [bundle_name.as_str(), SecretName::ROOTCA, SecretName::ALL] {
-        let s = secret::bundle(name, std::slice::from_ref(inputs.bundle));
-        b.add(ResourceType::Secret, name, &s).map_err(wrap)?;
-    }
+    add_secrets(&mut b, inputs).map_err(wrap)?;
     let ecds = filter::extension_config(inputs);
     b.add(ResourceType::ExtensionConfig, AUTHZ_FILTER_NAME, &ecds)
         .map_err(wrap)?;
