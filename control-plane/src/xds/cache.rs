@@ -108,6 +108,11 @@ impl Cache {
         self.lock().get(node).map(|tx| tx.subscribe())
     }
 
+    /// Whether `node` has a snapshot.
+    pub fn contains(&self, node: &NodeId) -> bool {
+        self.lock().contains_key(node)
+    }
+
     /// The current snapshot of a node.
     pub fn get(&self, node: &NodeId) -> Option<Arc<Snapshot>> {
         self.lock().get(node).and_then(|tx| tx.borrow().clone())

@@ -122,7 +122,12 @@ fn admit<P: Protocol>(
     caller: &Caller,
     first: &P::Req,
 ) -> Result<(NodeId, SnapshotWatch), Status> {
-    let claim = P::claim(first);
+    let mut claim = P::claim(first);
+    // Bootstraps before instances sent `cluster: <workload name>` with the node id as
+    // `id`: a node whose id is a published node id is that workload's default instance.
+    if claim.instance_name().is_some() && shared.cache.contains(&NodeId::new(claim.id.clone())) {
+        claim.cluster.clear();
+    }
     claim
         .check()
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
