@@ -280,3 +280,7 @@ impl ControlPlane {
 #[cfg(test)]
 #[path = "control_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "instances_tests.rs"]
+mod instances_tests;
