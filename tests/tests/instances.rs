@@ -2,7 +2,8 @@
 //! instances on 127.0.0.11/12/13 (own sidecar, own app, own SVID key), found by the
 //! frontend's sidecar through a real DNS server (`inbound.service`). Under steady load
 //! one instance is SIGKILLed and a fourth added (DNS updated): no request fails and the
-//! new instance gets traffic.
+//! new instance gets traffic. A forced CA rotation with several instances activates
+//! only once every connected instance (one of them paused) has ACKed the new bundle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -317,5 +318,106 @@ fn scenario() -> Result<()> {
         assert!(after[&n] > before[&n], "instance {n} kept serving");
     }
     drop(dead);
+    Ok(())
+}
+
+/// `POST /ca/<step>` on the control plane's admin; the status code and body.
+fn ca_step(w: &World, step: &str) -> Result<(u16, String)> {
+    let r = http::request(w.warden.admin(), "POST", &format!("/ca/{step}"), &[])?;
+    Ok((r.status, r.text()))
+}
+
+#[test]
+fn a_forced_ca_rotation_waits_for_every_instance_and_fails_no_request() -> Result<()> {
+    report_failure(rotation())
+}
+
+fn rotation() -> Result<()> {
+    let w = world()?;
+    let mut instances = BTreeMap::new();
+    for n in 1..=3 {
+        instances.insert(n, w.start_instance(n)?);
+    }
+    // Instance 4 is connected but gets no traffic (not in DNS): it is paused below.
+    let mut paused = w.start_instance(4)?;
+    w.dns
+        .set_a("backend", &[instance_ip(1), instance_ip(2), instance_ip(3)])?;
+    wait::until_true("every instance serving", Duration::from_secs(30), || {
+        let _ = http::get(w.outbound, "/warm");
+        Ok(served(&instances).values().all(|s| *s > 0))
+    })?;
+    let before: BTreeMap<u8, Vec<u8>> = instances
+        .iter()
+        .map(|(n, i)| Ok((*n, svid_public_key(&i.sidecar)?)))
+        .collect::<Result<_>>()?;
+    let mut spec = LoadSpec::new(vec![w.outbound]);
+    spec.max_requests = 20_000;
+    spec.deadline = Duration::from_secs(120);
+    let load = Load::start(&spec)?;
+    load.wait_for_more(100, Duration::from_secs(20))?;
+    // SIGSTOP: its stream stays open, but it cannot ACK the next bundle.
+    paused.sidecar.process().signal("STOP")?;
+    let (code, body) = ca_step(&w, "prepare")?;
+    ensure_code(code, 200, "prepare", &body)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, body) = ca_step(&w, "activate")?;
+    ensure_code(code, 409, "activate while instance 4 is paused", &body)?;
+    if !body.contains("backend-sidecar/backend-4") {
+        bail!("the refusal names the lagging instance: {body}");
+    }
+    let status = w.warden.admin_get("/ca/status")?.json()?;
+    let connected = status.to_string();
+    for n in 1..=4 {
+        if !connected.contains(&format!("backend-sidecar/backend-{n}")) {
+            bail!("instance {n} is counted as connected: {status}");
+        }
+    }
+    paused.sidecar.process().signal("CONT")?;
+    let refused_at = Instant::now();
+    wait::until(
+        "activation once instance 4 ACKed",
+        Duration::from_secs(30),
+        || {
+            let (code, body) = ca_step(&w, "activate")?;
+            match code {
+                200 => Ok(Some(())),
+                409 => Ok(None),
+                _ => bail!("activate: {code} {body}"),
+            }
+        },
+    )?;
+    let activated_after = refused_at.elapsed();
+    // Every instance is re-minted with its own new key under the new CA.
+    wait::until_true(
+        "every instance holds a new SVID",
+        Duration::from_secs(30),
+        || {
+            for (n, i) in &instances {
+                if svid_public_key(&i.sidecar)? == before[n] {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        },
+    )?;
+    let after: BTreeSet<Vec<u8>> = instances
+        .values()
+        .map(|i| svid_public_key(&i.sidecar))
+        .collect::<Result<_>>()?;
+    assert_eq!(after.len(), 3, "still one key per instance");
+    load.wait_for_more(300, Duration::from_secs(30))?;
+    let report = load.stop();
+    eprintln!(
+        "rotation: {report}; activation allowed {activated_after:?} after resuming instance 4"
+    );
+    assert_eq!(report.failed, 0, "no request fails: {report}");
+    drop(paused);
+    Ok(())
+}
+
+fn ensure_code(code: u16, want: u16, what: &str, body: &str) -> Result<()> {
+    if code != want {
+        bail!("{what}: HTTP {code} (want {want}): {body}");
+    }
     Ok(())
 }

@@ -95,13 +95,7 @@ fn main() -> Result<()> {
     } else {
         "1h"
     };
-    gen::write(
-        &config,
-        args.streams / args.instances,
-        xds,
-        admin,
-        svid_ttl,
-    )?;
+    gen::write(&config, args.streams / args.instances, xds, admin, svid_ttl)?;
     let mut spec = ProcessSpec::new("warden", locate::warden()?)
         .args([
             "serve".to_owned(),
