@@ -179,6 +179,7 @@ async fn drive<P: Protocol>(
     };
     let mut snap: Arc<Snapshot> = watch.borrow_and_update().clone().ok_or_else(removed)?;
     let mut proto = P::default();
+    let first_id = P::node_id(&first).unwrap_or_default().to_owned();
     let (events, resps) = proto.on_request(&first, &snap);
     record(shared, node, events);
     send_all(tx, resps).await?;
@@ -206,10 +207,8 @@ async fn drive<P: Protocol>(
                         return Ok(());
                     }
                 };
-                if P::node_id(&req).is_some_and(|id| !id.is_empty()) {
-                    if P::claim(&req).key() != *node {
-                        return Err(Status::invalid_argument("node.id changed within a stream"));
-                    }
+                if P::node_id(&req).is_some_and(|id| !id.is_empty() && id != first_id) {
+                    return Err(Status::invalid_argument("node.id changed within a stream"));
                 }
                 let (events, resps) = proto.on_request(&req, &snap);
                 record(shared, node, events);
