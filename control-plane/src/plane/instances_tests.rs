@@ -178,3 +178,87 @@ fn an_instance_without_streams_is_forgotten_after_the_linger_time() {
     assert!(sh.cache.contains(&live), "a connected instance stays");
     assert!(sh.cache.contains(&NodeId::new("backend-sidecar")));
 }
+
+mod over_ads {
+    use std::time::Duration;
+
+    use tokio_stream::wrappers::ReceiverStream;
+    use xds_api::pb::envoy::config::core::v3::Node;
+    use xds_api::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use xds_api::pb::envoy::service::discovery::v3::DiscoveryRequest;
+
+    use super::*;
+    use crate::xds::server::{serve, AllowAnyCaller, Shared};
+
+    async fn first_response(url: &str, node: Node) -> Result<usize, tonic::Status> {
+        let channel = tonic::transport::Channel::from_shared(url.to_owned())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = AggregatedDiscoveryServiceClient::new(channel);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(DiscoveryRequest {
+            node: Some(node),
+            type_url: ResourceType::Secret.type_url().into(),
+            resource_names: vec!["spiffe://example.org/ns/demo/sa/backend".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut stream = client
+            .stream_aggregated_resources(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let r = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await
+            .expect("an answer within 5 s")?;
+        Ok(r.map_or(0, |r| r.resources.len()))
+    }
+
+    #[tokio::test]
+    async fn an_instance_stream_joins_and_an_old_bootstrap_stays_the_default_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cp, sh) = start(mesh(dir.path()), Arc::new(ManualClock::new()));
+        let shared = Shared {
+            cache: sh.cache.clone(),
+            metrics: sh.metrics.clone(),
+            status: sh.status.clone(),
+            authorizer: Arc::new(AllowAnyCaller),
+            max_stream_age: None,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(serve(listener, shared));
+        let node = |id: &str, cluster: &str| Node {
+            id: id.into(),
+            cluster: cluster.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            first_response(&url, node("b-7", "backend-sidecar"))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(sh.cache.contains(&NodeId::new("backend-sidecar/b-7")));
+        // Bootstraps of earlier releases: cluster = the workload's name.
+        assert_eq!(
+            first_response(&url, node("backend-sidecar", "backend"))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(!sh.cache.contains(&NodeId::new("backend/backend-sidecar")));
+        let e = first_response(&url, node("B_7", "backend-sidecar"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("instance name"), "{}", e.message());
+        let e = first_response(&url, node("x-1", "nobody"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert_eq!(cp.instance_counts()["backend"], 2);
+    }
+}
