@@ -305,6 +305,8 @@ pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
 #[cfg(test)]
 mod input_tests;
 #[cfg(test)]
+mod reach_tests;
+#[cfg(test)]
 mod spec_tests;
 #[cfg(test)]
 mod tests;
