@@ -155,3 +155,67 @@ pub(super) fn upstream(name: &str, target: &Workload, own_svid: &str, bundle: &s
         ..base
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Reach;
+
+    fn target(reach: Reach) -> Workload {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mesh");
+        let cfg = crate::config::load(&root).unwrap_or_else(|d| panic!("{d}"));
+        let mut w = cfg.workload("backend").unwrap().clone();
+        w.inbound.reach = reach;
+        w
+    }
+
+    fn kind(c: &Cluster) -> Option<cluster::DiscoveryType> {
+        match c.cluster_discovery_type {
+            Some(cluster::ClusterDiscoveryType::Type(t)) => {
+                cluster::DiscoveryType::try_from(t).ok()
+            }
+            _ => None,
+        }
+    }
+
+    fn hosts(c: &Cluster) -> usize {
+        c.load_assignment
+            .as_ref()
+            .map_or(0, |l| l.endpoints[0].lb_endpoints.len())
+    }
+
+    #[test]
+    fn a_service_is_a_strict_dns_cluster_that_follows_the_ttl() {
+        let w = target(Reach::Service {
+            host: "backend.demo.svc.cluster.local".into(),
+            port: 15002,
+        });
+        let c = upstream("upstream-backend", &w, "svid", "bundle");
+        assert_eq!(kind(&c), Some(cluster::DiscoveryType::StrictDns));
+        assert!(c.respect_dns_ttl);
+        assert_eq!(c.dns_refresh_rate.as_ref().map(|d| d.seconds), Some(2));
+        assert_eq!(hosts(&c), 1);
+        let od = c.outlier_detection.as_ref().unwrap();
+        assert_eq!(od.consecutive_5xx.as_ref().map(|v| v.value), Some(3));
+        assert_eq!(od.max_ejection_percent.as_ref().map(|v| v.value), Some(50));
+    }
+
+    #[test]
+    fn endpoints_and_the_single_listen_address_are_static() {
+        let list = vec![
+            "127.0.0.11:15002".parse().unwrap(),
+            "127.0.0.12:15002".parse().unwrap(),
+        ];
+        let c = upstream("u", &target(Reach::Endpoints(list)), "s", "b");
+        assert_eq!(
+            (kind(&c), hosts(&c)),
+            (Some(cluster::DiscoveryType::Static), 2)
+        );
+        let c = upstream("u", &target(Reach::Listen), "s", "b");
+        assert_eq!(
+            (kind(&c), hosts(&c)),
+            (Some(cluster::DiscoveryType::Static), 1)
+        );
+        assert!(c.outlier_detection.is_some());
+    }
+}

@@ -204,3 +204,24 @@ pub(super) fn outbound(name: &str, at: SocketAddr, cluster: &str) -> Listener {
     };
     listener(name, at, chain)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_routes_retry_on_another_instance_and_inbound_ones_do_not() {
+        let retry = |r: &RouteConfiguration| match &r.virtual_hosts[0].routes[0].action {
+            Some(route::Action::Route(a)) => a.retry_policy.clone(),
+            _ => None,
+        };
+        let p = retry(&route_with("upstream-backend", Some(retry_policy()))).unwrap();
+        assert_eq!(p.retry_on, "connect-failure,reset,refused-stream");
+        assert_eq!(p.num_retries.map(|n| n.value), Some(RETRIES));
+        assert_eq!(
+            p.retry_host_predicate[0].name,
+            "envoy.retry_host_predicates.previous_hosts"
+        );
+        assert!(retry(&route_to("local-app")).is_none());
+    }
+}
