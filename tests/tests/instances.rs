@@ -270,6 +270,18 @@ fn scenario() -> Result<()> {
             "{key} in the config dump"
         );
     }
+    let config = w.config();
+    let view = wd::cli(
+        &[
+            "instances",
+            "--config",
+            config.to_str().context("non-UTF-8 temp dir")?,
+        ],
+        &w.env,
+    )?;
+    if !view.contains("backend-sidecar: 3 instance(s), 3 connected") {
+        bail!("`warden instances` shows the three instances: {view}");
+    }
     let connected = w.warden.metric(
         "warden_workload_instances_connected",
         &[("node", "backend-sidecar")],

@@ -9,6 +9,7 @@ mod bootstrap;
 mod bundle;
 mod ca;
 mod common;
+mod instances;
 mod mint;
 mod policy;
 mod serve;
@@ -48,6 +49,8 @@ enum Command {
     /// a step (each refused with the reason when unsafe).
     #[command(subcommand)]
     Ca(ca::Command),
+    /// The instances (sidecars) of each workload the running control plane serves.
+    Instances(instances::Args),
     /// Create, list and revoke join tokens that sidecars use to prove who they are.
     #[command(subcommand)]
     Token(token::Command),
@@ -66,6 +69,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Token(cmd) => token::run(cmd),
+        Command::Instances(args) => instances::run(args),
     };
     match result {
         Ok(code) => code,
