@@ -28,8 +28,10 @@ pub enum ClaimError {
     /// `node.id` is not an instance name.
     #[error("node.id `{0}` is not an instance name: use 1-253 of `[a-z0-9.-]` (a pod name), starting and ending with a letter or digit")]
     BadInstance(String),
-    /// `INSTANCE_IP` is present but not an IP address.
-    #[error("node metadata INSTANCE_IP `{0}` is not an IP address")]
+    /// `INSTANCE_IP` is present but not a unicast IP address.
+    #[error(
+        "node metadata INSTANCE_IP `{0}` is not a unicast IP address (the instance's own address)"
+    )]
     BadInstanceIp(String),
 }
 
@@ -94,10 +96,13 @@ impl NodeClaim {
     pub fn instance_ip(&self) -> Result<Option<IpAddr>, ClaimError> {
         match &self.instance_ip {
             None => Ok(None),
+            // A unicast address: the instance's listener and app bind it.
             Some(s) => s
-                .parse()
+                .parse::<IpAddr>()
+                .ok()
+                .filter(|ip| !ip.is_unspecified() && !ip.is_multicast())
                 .map(Some)
-                .map_err(|_| ClaimError::BadInstanceIp(clip(s))),
+                .ok_or_else(|| ClaimError::BadInstanceIp(clip(s))),
         }
     }
 
@@ -198,8 +203,20 @@ mod tests {
     #[test]
     fn an_instance_ip_that_is_not_an_address_is_refused() {
         let mut c = NodeClaim::instance("backend", "b-1");
-        c.instance_ip = Some("127.0.0.300".into());
-        assert!(matches!(c.check(), Err(ClaimError::BadInstanceIp(_))));
+        for bad in [
+            "127.0.0.300",
+            "0.0.0.0",
+            "::",
+            "224.0.0.1",
+            "",
+            "10.0.0.1:80",
+        ] {
+            c.instance_ip = Some(bad.into());
+            assert!(
+                matches!(c.check(), Err(ClaimError::BadInstanceIp(_))),
+                "{bad}"
+            );
+        }
         c.instance_ip = Some("127.0.0.11".into());
         assert_eq!(
             c.instance_ip().unwrap(),
