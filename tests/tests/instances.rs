@@ -320,9 +320,21 @@ fn scenario() -> Result<()> {
     load.wait_for_more(500, Duration::from_secs(30))?;
     let report = load.stop();
     let after = served(&instances);
+    let frontend = w.frontend.as_ref().context("frontend sidecar")?;
+    let stat = |name: &str| frontend.stat(&format!("cluster.upstream-backend.{name}"));
+    let (retries, connect_fails, ejections) = (
+        stat("upstream_rq_retry")?,
+        stat("upstream_cx_connect_fail")?,
+        stat("outlier_detection.ejections_enforced_total")?,
+    );
     eprintln!(
-        "load: {report}; served before {before:?} after {after:?}; kill-to-end {:?}",
+        "load: {report}; served before {before:?} after {after:?}; kill-to-end {:?}; \
+         frontend: {retries} retries, {connect_fails} connect failures, {ejections} ejections",
         killed_at.elapsed()
+    );
+    assert!(
+        retries > 0 || connect_fails > 0,
+        "the kill was seen by the caller (else the test proves nothing)"
     );
     assert_eq!(report.failed, 0, "no request fails: {report}");
     assert!(after[&4] > 0, "the new instance served requests");
