@@ -8,6 +8,7 @@
 
 mod join_token;
 mod k8s;
+pub mod node;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -16,7 +17,7 @@ pub use join_token::{digest as token_digest, generate as generate_token, NewToke
 pub use k8s::{JwksError, K8sError, K8sVerifier, ServiceAccount};
 
 use crate::config::{AttestMethod, Config, JoinTokenRecord};
-use crate::xds::node::{ClaimError, NodeClaim};
+use node::{ClaimError, NodeClaim};
 
 /// Why a caller was refused. Never contains the credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

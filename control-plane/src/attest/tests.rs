@@ -57,7 +57,7 @@ fn join_token_attests_its_workload_for_its_node_id() {
 
 #[test]
 fn an_instance_of_the_tokens_workload_is_attested_with_its_name() {
-    use crate::xds::node::NodeClaim;
+    use super::node::NodeClaim;
     let dir = sample();
     let t = with_token(dir.path(), "frontend");
     let a = Attestor::new(config::load(dir.path()).unwrap(), None);

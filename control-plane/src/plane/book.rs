@@ -5,14 +5,23 @@
 //! still-valid SVID keeps it and schedules a retry with capped backoff.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::SystemTime;
 
-use super::instances::Target;
 use super::{Book, ControlError, ControlPlane};
-use crate::config::Config;
+use crate::config::{Config, Workload};
 use crate::identity::renewal::{renew_at, Failing};
 use crate::identity::{Ca, Svid, SvidParams};
 use crate::xds::types::NodeId;
+
+/// One node the book holds an SVID for and the cache a snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct Target<'c> {
+    pub(crate) key: NodeId,
+    pub(crate) workload: &'c Workload,
+    /// The instance's address when its workload uses `${INSTANCE_IP}`.
+    pub(crate) ip: Option<IpAddr>,
+}
 
 /// Which SVIDs `apply` selects for the change (by instance key): `true` re-mints it.
 pub(crate) type Force<'a> = &'a dyn Fn(&str, &Svid) -> bool;

@@ -14,11 +14,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::book::Renewed;
+use super::book::{Renewed, Target};
 use super::ControlPlane;
 use crate::config::{Config, Workload};
 use crate::identity::{Svid, TrustBundle};
 use crate::xds::cache::Joiner;
+use crate::xds::limits::{oversized, ADS_MESSAGE_LIMIT};
 use crate::xds::node::{split_key, NodeClaim};
 use crate::xds::resources::{build_node_snapshot, build_secrets, NodeInputs, ResourceError};
 use crate::xds::snapshot::Snapshot;
@@ -44,14 +45,6 @@ pub(crate) struct Instance {
     pub(crate) ip: Option<IpAddr>,
     /// When a stream of it was last seen open (or when it joined).
     pub(crate) last_seen: SystemTime,
-}
-
-/// One node the book holds an SVID for and the cache a snapshot.
-#[derive(Debug, Clone)]
-pub(crate) struct Target<'c> {
-    pub(crate) key: NodeId,
-    pub(crate) workload: &'c Workload,
-    pub(crate) ip: Option<IpAddr>,
 }
 
 /// Every node `config` serves: each workload's default instance (unless it uses
@@ -188,6 +181,39 @@ fn admissible<'c>(
     }
 }
 
+/// Whether `key` needs an SVID and snapshot now: `false` for a known instance at the same
+/// address holding an SVID (its last-seen time is refreshed); `Err` when a new one would
+/// exceed [`MAX_INSTANCES_PER_WORKLOAD`].
+fn room_for(
+    state: &mut super::State,
+    w: &Workload,
+    key: &NodeId,
+    ip: Option<IpAddr>,
+    now: SystemTime,
+) -> Result<bool, String> {
+    let minted = state.book.svids.contains_key(key);
+    if let Some(i) = state.instances.get_mut(key) {
+        if i.ip == ip && minted {
+            i.last_seen = now;
+            return Ok(false);
+        }
+        return Ok(true);
+    }
+    let count = state
+        .instances
+        .values()
+        .filter(|i| i.workload == w.name)
+        .count();
+    if count >= MAX_INSTANCES_PER_WORKLOAD {
+        return Err(format!(
+            "workload `{}` already has {count} instances (the limit); instances are forgotten {} s after their last stream closed",
+            w.name,
+            INSTANCE_LINGER.as_secs()
+        ));
+    }
+    Ok(true)
+}
+
 impl ControlPlane {
     /// Lets sidecars of new instances join: the cache asks this control plane to create
     /// an instance when its first stream arrives. Call once, on the shared control plane.
@@ -205,83 +231,66 @@ impl ControlPlane {
         }
         let key = claim.key();
         let now = self.clock.now();
-        let minted = state.book.svids.contains_key(&key);
-        if let Some(i) = state.instances.get_mut(&key) {
-            if i.ip == ip && minted {
-                i.last_seen = now;
-                return Ok(());
-            }
-        } else {
-            let count = state
-                .instances
-                .values()
-                .filter(|i| i.workload == w.name)
-                .count();
-            if count >= MAX_INSTANCES_PER_WORKLOAD {
-                return Err(format!(
-                    "workload `{}` already has {count} instances (the limit); instances are forgotten {} s after their last stream closed",
-                    w.name,
-                    INSTANCE_LINGER.as_secs()
-                ));
-            }
+        if !room_for(&mut state, w, &key, ip, now)? {
+            return Ok(()); // known, same address, SVID held: a reconnect
         }
+        let target = Target {
+            key: key.clone(),
+            workload: w,
+            ip,
+        };
+        self.mint_and_publish(&mut state, &config, &target, now)?;
+        tracing::info!(instance = %key, workload = %w.name, ip = ?ip, "instance joined");
+        Ok(())
+    }
+
+    /// Mints `t`'s SVID, builds its snapshot from its workload's base and publishes it.
+    fn mint_and_publish(
+        &self,
+        state: &mut super::State,
+        config: &Config,
+        t: &Target<'_>,
+        now: SystemTime,
+    ) -> Result<(), String> {
+        let key = &t.key;
         let (ca, bundle) = {
             let a = self.authority();
             (a.active(), a.bundle())
         };
         let base = state
             .bases
-            .get(&w.name)
+            .get(&t.workload.name)
             .cloned()
-            .ok_or_else(|| format!("workload `{}` is not built yet; retry", w.name))?;
-        let target = Target {
-            key: key.clone(),
-            workload: w,
-            ip,
-        };
+            .ok_or_else(|| format!("workload `{}` is not built yet; retry", t.workload.name))?;
         let mut renewed = Renewed::default();
         let never: &dyn Fn(&str, &Svid) -> bool = &|_, _| false;
-        self.renew_one(
-            &mut state.book,
-            &config,
-            &target,
-            (&ca, now, never),
-            &mut renewed,
-        )
-        .map_err(|e| format!("no SVID for instance `{key}`: {e}"))?;
+        self.renew_one(&mut state.book, config, t, (&ca, now, never), &mut renewed)
+            .map_err(|e| format!("no SVID for instance `{key}`: {e}"))?;
         let svid = renewed
             .svids
-            .get(&key)
+            .get(key)
             .ok_or_else(|| format!("no SVID for instance `{key}`"))?;
         let ctx = BuildCtx {
-            config: &config,
+            config,
             bundle: &bundle,
-            filter_module: self.filter_modules().for_config(&config),
+            filter_module: self.filter_modules().for_config(config),
         };
-        let snap = node_snapshot(ctx, &base, &target, svid).map_err(|e| e.to_string())?;
-        if let Some(detail) =
-            crate::xds::limits::oversized(&snap, crate::xds::limits::ADS_MESSAGE_LIMIT)
-        {
+        let snap = node_snapshot(ctx, &base, t, svid).map_err(|e| e.to_string())?;
+        if let Some(detail) = oversized(&snap, ADS_MESSAGE_LIMIT) {
             return Err(format!("instance `{key}`: {detail}"));
         }
         state.instances.insert(
             key.clone(),
             Instance {
-                workload: w.name.clone(),
-                ip,
+                workload: t.workload.name.clone(),
+                ip: t.ip,
                 last_seen: now,
             },
         );
-        for (k, s) in renewed.svids {
-            state.book.svids.insert(k, s);
-        }
-        for (k, s) in renewed.signers {
-            state.book.signers.insert(k, s);
-        }
-        let sequence = bundle.sequence;
+        state.book.svids.extend(renewed.svids);
+        state.book.signers.extend(renewed.signers);
         let mut applied = super::Applied::default();
-        self.publish_one(&mut state, key.clone(), snap, sequence, &mut applied);
-        tracing::info!(instance = %key, workload = %w.name, ip = ?ip, "instance joined");
+        self.publish_one(state, key.clone(), snap, bundle.sequence, &mut applied);
         Ok(())
     }
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::book::Renewed;
-use super::instances::{base, node_snapshot, BuildCtx, Target};
+use super::book::Target;
+use super::instances::{base, node_snapshot, BuildCtx};
 use super::{Applied, ControlError, ControlPlane, State};
 use crate::config::Config;
 use crate::identity::{Svid, TrustBundle};
