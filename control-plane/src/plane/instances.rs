@@ -133,7 +133,8 @@ pub(super) fn node_snapshot(
                 bundle: ctx.bundle,
                 filter_module: ctx.filter_module,
             };
-            let secrets = build_secrets(&inputs)?;
+            // The bundle secrets are the base's: shared, not copied.
+            let secrets = build_secrets(&inputs)?.shared_with(base);
             Ok(base.with_types_of(&secrets, &[ResourceType::Secret]))
         }
         Some(ip) => {

@@ -70,6 +70,16 @@ fn each_instance_joins_with_its_own_key_and_shares_the_workloads_resources() {
         a.version(ResourceType::Secret),
         b.version(ResourceType::Secret)
     );
+    let (sa, sb) = (
+        a.get(ResourceType::Secret).unwrap(),
+        b.get(ResourceType::Secret).unwrap(),
+    );
+    assert!(
+        Arc::ptr_eq(&sa.resources["ROOTCA"], &sb.resources["ROOTCA"]),
+        "the bundle secrets are shared"
+    );
+    let own = "spiffe://example.org/ns/demo/sa/backend";
+    assert!(!Arc::ptr_eq(&sa.resources[own], &sb.resources[own]));
     // Joining again (a reconnect) keeps the SVID.
     let before = key_of(&cp, "backend-sidecar/backend-1");
     sh.cache

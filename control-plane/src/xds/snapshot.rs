@@ -72,8 +72,8 @@ pub struct Resource {
 pub struct TypeSnapshot {
     /// Content hash over every resource of this type.
     pub version: Version,
-    /// Resources by name.
-    pub resources: BTreeMap<String, Resource>,
+    /// Resources by name (shared: instances of one workload hold the same bundle secrets).
+    pub resources: BTreeMap<String, Arc<Resource>>,
 }
 
 /// A reference from one resource to another, checked by [`Snapshot::validate`].
@@ -114,12 +114,20 @@ impl Snapshot {
         out
     }
 
-    /// `self` with every type whose version equals `base`'s shared with `base` (same
-    /// content, one copy in memory).
+    /// `self` sharing with `base` every type whose version equals `base`'s, and within
+    /// the other types every resource with the same name and version (same content, one
+    /// copy in memory).
     pub fn shared_with(mut self, base: &Snapshot) -> Snapshot {
         for (t, s) in self.types.iter_mut() {
-            if let Some(b) = base.types.get(t).filter(|b| b.version == s.version) {
+            let Some(b) = base.types.get(t) else { continue };
+            if b.version == s.version {
                 *s = b.clone();
+                continue;
+            }
+            for (name, r) in Arc::make_mut(s).resources.iter_mut() {
+                if let Some(br) = b.resources.get(name).filter(|br| br.version == r.version) {
+                    *r = br.clone();
+                }
             }
         }
         self
@@ -208,7 +216,7 @@ impl SnapshotBuilder {
                     name: r.name,
                 });
             }
-            slot.resources.insert(r.name.clone(), r);
+            slot.resources.insert(r.name.clone(), Arc::new(r));
         }
         for slot in types.values_mut() {
             slot.version = Version::of_bytes(
