@@ -185,7 +185,7 @@ fn admissible<'c>(
 /// Whether `key` needs an SVID and snapshot now: `false` for a known instance at the same
 /// address holding an SVID (its last-seen time is refreshed); `Err` when a new one would
 /// exceed [`MAX_INSTANCES_PER_WORKLOAD`].
-fn room_for(
+pub(super) fn room_for(
     state: &mut super::State,
     w: &Workload,
     key: &NodeId,

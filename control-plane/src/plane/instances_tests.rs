@@ -189,6 +189,34 @@ fn an_instance_without_streams_is_forgotten_after_the_linger_time() {
     assert!(sh.cache.contains(&NodeId::new("backend-sidecar")));
 }
 
+#[test]
+fn a_workload_cannot_grow_past_its_instance_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, _) = start(mesh(dir.path()), Arc::new(ManualClock::new()));
+    let now = SystemTime::now();
+    let mut state = cp.lock();
+    let config = state.config.clone();
+    let w = config.workload("backend").unwrap();
+    for i in 0..MAX_INSTANCES_PER_WORKLOAD {
+        state.instances.insert(
+            NodeId::new(format!("backend-sidecar/b-{i}")),
+            super::instances::Instance {
+                workload: "backend".into(),
+                ip: None,
+                last_seen: now,
+            },
+        );
+    }
+    let new = NodeId::new("backend-sidecar/one-more");
+    let e = super::instances::room_for(&mut state, w, &new, None, now).unwrap_err();
+    assert!(e.contains("limit"), "{e}");
+    let known = NodeId::new("backend-sidecar/b-7");
+    assert!(super::instances::room_for(&mut state, w, &known, None, now).unwrap());
+    let other = config.workload("frontend").unwrap();
+    let free = NodeId::new("frontend-sidecar/f-1");
+    assert!(super::instances::room_for(&mut state, other, &free, None, now).unwrap());
+}
+
 mod over_ads {
     use std::time::Duration;
 
