@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # xDS load benchmark (issue 3): N simulated Envoy ADS streams against `warden serve`,
 # one distinct node each; prints a markdown table. Usage: bench/xds/run.sh [N ...]
-# (default: 1000 10000). Release builds; everything runs on 127.0.0.1 and stops by PID.
+# (default: 1000 10000), then the largest N as N/10 workloads × 10 instances. Release builds; everything runs on 127.0.0.1 and stops by PID.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -27,6 +27,8 @@ for n in "${sizes[@]}"; do
   "$root/target/release/xds-bench" --streams "$n" $header
   header=
 done
+# The same stream count as workload instances: N/10 workloads × 10 instances each.
+"$root/target/release/xds-bench" --streams "$max" --instances 10
 echo
 echo "RSS per stream = (server VmRSS with all streams in sync - VmRSS before) / streams."
 echo "Push = policy change + SIGHUP until every stream ACKed the new config (client clock)."

@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod certs;
+pub mod dns;
 pub mod envoy;
 pub mod http;
 pub mod load;

@@ -25,6 +25,16 @@ pub(crate) fn node_id(i: usize) -> String {
     format!("bench-{i}")
 }
 
+/// The node of stream `i` with `instances` per workload: `(node.id, node.cluster)`. One
+/// instance per workload: the workload's default instance (id = its node id).
+pub(crate) fn node(i: usize, instances: usize) -> (String, String) {
+    if instances <= 1 {
+        (node_id(i), "bench".to_owned())
+    } else {
+        (format!("inst-{i}"), node_id(i / instances))
+    }
+}
+
 fn ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250 + 1) as u8)
 }

@@ -29,6 +29,11 @@ struct Args {
     /// Number of simulated Envoys (one ADS stream and node each).
     #[arg(long)]
     streams: usize,
+    /// Instances per workload: `streams / instances` workloads, each stream one instance
+    /// (node.cluster = the workload's node id, node.id = its instance name) with its own
+    /// SVID. 1 (the default): every stream is its own workload.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
     /// Streams multiplexed on one HTTP/2 connection (Envoy uses 1).
     #[arg(long, default_value_t = 1)]
     streams_per_conn: usize,
@@ -77,6 +82,9 @@ fn main() -> Result<()> {
     if args.streams < 2 {
         bail!("--streams must be at least 2");
     }
+    if args.instances == 0 || args.streams / args.instances < 2 {
+        bail!("--instances must leave at least 2 workloads");
+    }
     let dir = tempfile::Builder::new()
         .prefix("warden-xds-bench-")
         .tempdir()?;
@@ -87,7 +95,7 @@ fn main() -> Result<()> {
     } else {
         "1h"
     };
-    gen::write(&config, args.streams, xds, admin, svid_ttl)?;
+    gen::write(&config, args.streams / args.instances, xds, admin, svid_ttl)?;
     let mut spec = ProcessSpec::new("warden", locate::warden()?)
         .args([
             "serve".to_owned(),
@@ -163,7 +171,8 @@ async fn measure(
     }
     for i in 0..args.streams {
         let channel = channels[i / args.streams_per_conn].clone();
-        tokio::spawn(stream::run(i, channel, gen::node_id(i), events_tx.clone()));
+        let node = gen::node(i, args.instances);
+        tokio::spawn(stream::run(i, channel, node, events_tx.clone()));
     }
     drop(events_tx);
 
@@ -278,16 +287,18 @@ fn print_row(args: &Args, f: &Figures) {
     }
     if args.header {
         println!(
-            "| streams | held | connect + initial sync | server RSS idle | RSS with streams | RSS per stream | \
+            "| streams | workloads × instances | held | connect + initial sync | server RSS idle | RSS with streams | RSS per stream | \
              push: all ACKed once | push: last ACK | ACKs in push | stream errors |"
         );
-        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
     let ms = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{} ms", d.as_millis()));
     let per_stream = (f.rss_held_kb.saturating_sub(f.rss_idle_kb) as f64) / (f.held.max(1) as f64);
     println!(
-        "| {} | {} | {:.2} s | {:.1} MiB | {:.1} MiB | {:.1} KiB | {} | {} | {} | {} |",
+        "| {} | {} × {} | {} | {:.2} s | {:.1} MiB | {:.1} MiB | {:.1} KiB | {} | {} | {} | {} |",
         args.streams,
+        args.streams / args.instances,
+        args.instances,
         f.held,
         f.sync.as_secs_f64(),
         f.rss_idle_kb as f64 / 1024.0,

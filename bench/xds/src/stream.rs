@@ -98,10 +98,10 @@ impl State {
 pub(crate) async fn run(
     stream: usize,
     channel: Channel,
-    node_id: String,
+    (node_id, cluster): (String, String),
     events: mpsc::UnboundedSender<Event>,
 ) {
-    let error = match drive(stream, channel, &node_id, &events).await {
+    let error = match drive(stream, channel, (&node_id, &cluster), &events).await {
         Ok(()) => "closed by server".to_owned(),
         Err(err) => format!("{err:#}"),
     };
@@ -111,12 +111,12 @@ pub(crate) async fn run(
 async fn drive(
     stream: usize,
     channel: Channel,
-    node_id: &str,
+    (node_id, cluster): (&str, &str),
     events: &mpsc::UnboundedSender<Event>,
 ) -> Result<()> {
     let node = Node {
         id: node_id.to_owned(),
-        cluster: "bench".to_owned(),
+        cluster: cluster.to_owned(),
         ..Default::default()
     };
     let (tx, rx) = mpsc::channel::<DiscoveryRequest>(16);

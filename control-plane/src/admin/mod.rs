@@ -94,10 +94,9 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     let now = crate::xds::status::unix_seconds(std::time::SystemTime::now());
     let mut text = s.xds.metrics.render();
-    text.push_str(&crate::xds::status::render_rejected(
-        &s.xds.status.dump(),
-        now,
-    ));
+    let statuses = s.xds.status.dump();
+    text.push_str(&crate::xds::status::render_rejected(&statuses, now));
+    text.push_str(&crate::xds::status::render_instances(&statuses));
     text.push_str(crate::xds::metrics::EOF);
     (
         [(header::CONTENT_TYPE, crate::xds::metrics::CONTENT_TYPE)],

@@ -8,6 +8,7 @@
 
 mod join_token;
 mod k8s;
+pub mod node;
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -16,6 +17,7 @@ pub use join_token::{digest as token_digest, generate as generate_token, NewToke
 pub use k8s::{bind_to_instance, BoundObject, JwksError, K8sError, K8sVerifier, ServiceAccount};
 
 use crate::config::{AttestMethod, Config, JoinTokenRecord};
+use node::{ClaimError, NodeClaim};
 
 /// Why a caller was refused. Never contains the credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,13 +42,16 @@ pub enum AttestError {
         method: &'static str,
     },
     #[error(
-        "caller is workload `{workload}` (node id `{expected}`) but claimed node id `{claimed}`"
+        "caller is workload `{workload}` (node id `{expected}`) but claimed node id `{claimed}` (an instance sends node.cluster = the workload's node id, node.id = its instance name)"
     )]
     NodeMismatch {
         workload: String,
         expected: String,
         claimed: String,
     },
+    /// The node identity itself is unusable (instance name, `INSTANCE_IP`).
+    #[error(transparent)]
+    BadNode(#[from] ClaimError),
 }
 
 impl AttestError {
@@ -77,11 +82,12 @@ impl AttestError {
             AttestError::NoWorkload(_) => "no_workload",
             AttestError::NodeMismatch { .. } => "node_mismatch",
             AttestError::MethodNotAllowed { .. } => "method_not_allowed",
+            AttestError::BadNode(_) => "bad_node",
         }
     }
 
     /// Every [`AttestError::reason`] label (so metrics can render zeros).
-    pub const REASONS: [&'static str; 16] = [
+    pub const REASONS: [&'static str; 17] = [
         "no_credential",
         "token_malformed",
         "token_unknown",
@@ -98,6 +104,7 @@ impl AttestError {
         "no_workload",
         "node_mismatch",
         "method_not_allowed",
+        "bad_node",
     ];
 }
 
@@ -109,10 +116,12 @@ pub enum AttestorError {
     Jwks { file: PathBuf, source: JwksError },
 }
 
-/// Who the caller proved to be.
+/// Who the caller proved to be: the workload, and which of its instances the node is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attested {
     pub workload: String,
+    /// The instance name (`node.id`); `None` for the workload's default instance.
+    pub instance: Option<String>,
     /// `join_token` or `k8s_psat`, for logs and metrics.
     pub method: &'static str,
 }
@@ -147,13 +156,27 @@ impl Attestor {
         Ok(Self::new(config, k8s))
     }
 
-    /// Check `authorization` (the metadata value) for a stream claiming `node_id`.
+    /// Check `authorization` (the metadata value) for a stream claiming the default
+    /// instance `node_id` (see [`Attestor::attest_node`]).
     pub fn attest(
         &self,
         authorization: Option<&str>,
         node_id: &str,
         now: SystemTime,
     ) -> Result<Attested, AttestError> {
+        self.attest_node(authorization, &NodeClaim::node(node_id), now)
+    }
+
+    /// Check `authorization` (the metadata value) for a stream claiming `node`: the
+    /// credential proves the workload; the node must name that workload's node id
+    /// (`node.cluster`, or `node.id` for the default instance) and a valid instance name.
+    pub fn attest_node(
+        &self,
+        authorization: Option<&str>,
+        node: &NodeClaim,
+        now: SystemTime,
+    ) -> Result<Attested, AttestError> {
+        node.check()?;
         let credential = authorization
             .and_then(|v| {
                 v.strip_prefix("Bearer ")
@@ -192,19 +215,23 @@ impl Attestor {
             return Err(AttestError::MethodNotAllowed { workload, method });
         }
         let expected = w.map(|w| w.node_id.clone()).unwrap_or_default();
-        if expected != node_id {
+        if expected != node.workload_node_id() {
             return Err(AttestError::NodeMismatch {
                 workload,
                 expected,
-                claimed: node_id.to_owned(),
+                claimed: node.workload_node_id().to_owned(),
             });
         }
         // A service-account token opens only the stream of the pod it was projected into
-        // (the instance name, Envoy `node.id`, is the pod name).
+        // (Envoy `node.id`, the instance name on Kubernetes, is the pod name).
         if let Some(sa) = &sa {
-            bind_to_instance(sa, node_id)?;
+            bind_to_instance(sa, &node.id)?;
         }
-        Ok(Attested { workload, method })
+        Ok(Attested {
+            workload,
+            instance: node.instance_name().map(str::to_owned),
+            method,
+        })
     }
 }
 

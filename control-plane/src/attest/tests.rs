@@ -49,9 +49,30 @@ fn join_token_attests_its_workload_for_its_node_id() {
         ok,
         Attested {
             workload: "frontend".into(),
+            instance: None,
             method: "join_token"
         }
     );
+}
+
+#[test]
+fn an_instance_of_the_tokens_workload_is_attested_with_its_name() {
+    use super::node::NodeClaim;
+    let dir = sample();
+    let t = with_token(dir.path(), "frontend");
+    let a = Attestor::new(config::load(dir.path()).unwrap(), None);
+    let bearer = format!("Bearer {}", t.token.as_str());
+    let now = SystemTime::now();
+    let claim = NodeClaim::instance("frontend-sidecar", "frontend-7f9c-x2");
+    let ok = a.attest_node(Some(&bearer), &claim, now).unwrap();
+    assert_eq!(ok.instance.as_deref(), Some("frontend-7f9c-x2"));
+    let other = NodeClaim::instance("database-sidecar", "frontend-7f9c-x2");
+    let e = a.attest_node(Some(&bearer), &other, now).unwrap_err();
+    assert_eq!(e.reason(), "node_mismatch");
+    let bad = NodeClaim::instance("frontend-sidecar", "Frontend_1");
+    let e = a.attest_node(Some(&bearer), &bad, now).unwrap_err();
+    assert_eq!(e.reason(), "bad_node");
+    assert!(e.to_string().contains("instance name"), "{e}");
 }
 
 #[test]

@@ -12,7 +12,9 @@ use std::process::ExitCode;
 
 use super::common::load_authority_bundle;
 use warden::config;
-use warden::xds::bootstrap::{render_for, AdsFlavor, Channel, RootCerts, DEFAULT_TOKEN_FILE};
+use warden::xds::bootstrap::{
+    render_node, AdsFlavor, Channel, NodeOptions, RootCerts, DEFAULT_TOKEN_FILE,
+};
 use warden::xds::replica_set::XdsServers;
 
 #[derive(Debug, clap::Args)]
@@ -44,6 +46,22 @@ pub(crate) struct Args {
     /// `server.xds_listen`. Several replicas need a shared `ca.upstream`.
     #[arg(long, value_name = "HOST:PORT,...", value_parser = XdsServers::parse)]
     xds_server: Option<XdsServers>,
+    /// This sidecar's instance name (node.id; e.g. the pod name). Default: the
+    /// workload's node id (its single default instance).
+    #[arg(long, value_name = "NAME")]
+    instance: Option<String>,
+    /// This instance's own IP address (node metadata INSTANCE_IP; needed when the
+    /// workload's inbound addresses use `${INSTANCE_IP}`).
+    #[arg(long, value_name = "IP")]
+    instance_ip: Option<std::net::IpAddr>,
+    /// The DNS server Envoy resolves `inbound.service` names with (default: the
+    /// system's resolv.conf).
+    #[arg(long, value_name = "IP:PORT")]
+    dns_resolver: Option<std::net::SocketAddr>,
+    /// The sidecar's admin address (default: `sidecar.admin`; set it when several
+    /// instances share a host).
+    #[arg(long, value_name = "IP:PORT")]
+    admin: Option<std::net::SocketAddr>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -63,6 +81,24 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             known.join(", ")
         );
         return Ok(ExitCode::from(1));
+    };
+    if let Some(i) = args
+        .instance
+        .as_deref()
+        .filter(|i| !warden::xds::node::is_instance_name(i))
+    {
+        eprintln!("error: --instance `{i}` is not an instance name: use 1-253 of `[a-z0-9.-]` (a pod name), starting and ending with a letter or digit");
+        return Ok(ExitCode::from(1));
+    }
+    if workload.inbound.instance_ip.any() && args.instance_ip.is_none() {
+        eprintln!("error: workload `{}` uses ${{INSTANCE_IP}} in its inbound addresses: pass --instance-ip (this instance's own address)", workload.name);
+        return Ok(ExitCode::from(1));
+    }
+    let node = NodeOptions {
+        instance: args.instance.clone(),
+        instance_ip: args.instance_ip,
+        dns_resolver: args.dns_resolver,
+        admin: args.admin,
     };
     let flavor = if args.delta {
         AdsFlavor::Delta
@@ -91,6 +127,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(1));
     }
-    print!("{}", render_for(&cfg, workload, flavor, &channel, &servers));
+    print!(
+        "{}",
+        render_node(&cfg, workload, flavor, &channel, &node, &servers)
+    );
     Ok(ExitCode::SUCCESS)
 }

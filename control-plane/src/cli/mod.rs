@@ -9,8 +9,9 @@ mod bootstrap;
 mod bundle;
 mod ca;
 mod common;
-mod inject;
 mod federation;
+mod inject;
+mod instances;
 mod mint;
 mod policy;
 mod serve;
@@ -52,6 +53,8 @@ enum Command {
     /// a step (each refused with the reason when unsafe).
     #[command(subcommand)]
     Ca(ca::Command),
+    /// The instances (sidecars) of each workload the running control plane serves.
+    Instances(instances::Args),
     /// Create, list and revoke join tokens that sidecars use to prove who they are.
     #[command(subcommand)]
     Token(token::Command),
@@ -75,6 +78,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Ca(cmd) => ca::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Federation(cmd) => federation::run(cmd),
+        Command::Instances(args) => instances::run(args),
     };
     match result {
         Ok(code) => code,

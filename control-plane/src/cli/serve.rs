@@ -236,7 +236,9 @@ fn start_core(
         cp.also_signs_for(s.x509_ttl);
     }
     tracing::info!(nodes = applied.changed.len(), svids = applied.minted, module = %module.display(), "snapshots published");
-    Ok((Arc::new(cp), shared, slot))
+    let cp = Arc::new(cp);
+    cp.accept_instances(); // sidecars of new workload instances join on connect
+    Ok((cp, shared, slot))
 }
 
 type AdsFuture = BoxFuture<'static, Result<(), tonic::transport::Error>>;

@@ -15,6 +15,7 @@ pub mod federation;
 mod files;
 mod policy_check;
 mod raw;
+pub mod reach;
 pub mod replica;
 mod spans;
 pub mod tokens_file;
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
 pub use files::{read_policy_dir, PolicyDir};
+pub use reach::{InstanceIpHosts, Reach};
 
 use crate::identity::{CaParams, KeyType, SpiffeId, TrustDomain, UpstreamCa};
 
@@ -236,8 +238,28 @@ impl AttestMethod {
 /// The sidecar's mTLS listener and the local app behind it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inbound {
+    /// Where the sidecar listens (`0.0.0.0:PORT` when the host is `${INSTANCE_IP}`).
     pub listen: SocketAddr,
+    /// The local app (`0.0.0.0:PORT` when the host is `${INSTANCE_IP}`).
     pub app: SocketAddr,
+    /// Which of the two hosts each instance fills with its own `INSTANCE_IP`.
+    pub instance_ip: InstanceIpHosts,
+    /// How callers reach the instances (`inbound.service`, `inbound.endpoints`).
+    pub reach: Reach,
+}
+
+impl Workload {
+    /// This workload as instance address `ip` runs it: `${INSTANCE_IP}` hosts replaced.
+    pub fn at_instance_ip(&self, ip: std::net::IpAddr) -> Workload {
+        let mut w = self.clone();
+        if w.inbound.instance_ip.listen {
+            w.inbound.listen.set_ip(ip);
+        }
+        if w.inbound.instance_ip.app {
+            w.inbound.app.set_ip(ip);
+        }
+        w
+    }
 }
 
 /// A service this workload calls: its app talks plain HTTP to `listen`, the sidecar
@@ -299,6 +321,8 @@ pub fn load(dir: &Path) -> Result<Config, Diagnostics> {
 
 #[cfg(test)]
 mod input_tests;
+#[cfg(test)]
+mod reach_tests;
 #[cfg(test)]
 mod spec_tests;
 #[cfg(test)]

@@ -115,6 +115,12 @@ pub(crate) struct RawSidecar {
 pub(crate) struct RawInbound {
     pub(crate) listen: String,
     pub(crate) app: String,
+    /// `NAME:PORT`: a DNS name with every instance's address.
+    #[serde(default)]
+    pub(crate) service: Option<String>,
+    /// Instance addresses, `IP:PORT` each.
+    #[serde(default)]
+    pub(crate) endpoints: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,6 +10,7 @@ use super::ctx::Ctx;
 use super::diag::{clip, did_you_mean, Diagnostic};
 use super::files::{Files, Parsed};
 use super::raw::RawWorkload;
+use super::reach::{self, InstanceIpHosts, Reach, ReachError};
 use super::{AttestMethod, Inbound, ServerSettings, Upstream, Workload};
 use crate::identity::TrustDomain;
 
@@ -47,8 +48,13 @@ pub(super) fn workload(
     let names_ok = check_names(raw, ctx);
     let spiffe_id = spiffe_id(raw, td, ctx);
     let admin = ctx.addr("sidecar.admin", &raw.sidecar.admin);
-    let listen = ctx.addr("inbound.listen", &raw.inbound.listen);
-    let app = ctx.addr("inbound.app", &raw.inbound.app);
+    let listen = inbound_addr("inbound.listen", &raw.inbound.listen, ctx);
+    let app = inbound_addr("inbound.app", &raw.inbound.app, ctx);
+    let hosts = InstanceIpHosts {
+        listen: listen.is_some_and(|l| l.1),
+        app: app.is_some_and(|a| a.1),
+    };
+    let reach = reach_of(raw, hosts, ctx);
     let upstreams = upstreams(raw, ctx);
     let attestation = attestation(raw, ctx);
     let ok = names_ok && upstreams.is_some() && attestation.is_some();
@@ -59,13 +65,55 @@ pub(super) fn workload(
         node_id: raw.node_id.clone().unwrap_or_else(|| raw.name.clone()),
         sidecar_admin: admin?,
         inbound: Inbound {
-            listen: listen?,
-            app: app?,
+            listen: listen?.0,
+            app: app?.0,
+            instance_ip: hosts,
+            reach: reach?,
         },
         upstreams: upstreams?,
         file: file.path.clone(),
     })
     .filter(|_| ok)
+}
+
+/// An inbound address: `IP:PORT` or `${INSTANCE_IP}:PORT` (with `true`).
+fn inbound_addr(
+    path: &str,
+    text: &str,
+    ctx: &mut Ctx<'_, RawWorkload>,
+) -> Option<(SocketAddr, bool)> {
+    match reach::inbound_addr(text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            ctx.error(
+                path,
+                e.to_string(),
+                Some("write it like 127.0.0.1:15001, or ${INSTANCE_IP}:15001 for each instance's own address (from its sidecar's INSTANCE_IP node metadata)".into()),
+            );
+            None
+        }
+    }
+}
+
+/// How callers reach the instances (`None` after reporting a bad setting).
+fn reach_of(
+    raw: &RawWorkload,
+    hosts: InstanceIpHosts,
+    ctx: &mut Ctx<'_, RawWorkload>,
+) -> Option<Reach> {
+    let (service, endpoints) = (&raw.inbound.service, &raw.inbound.endpoints);
+    match reach::reach(service.as_deref(), endpoints.as_deref(), hosts) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let path = match &e {
+                ReachError::Service(_) | ReachError::Both => "inbound.service",
+                ReachError::Endpoint(_) | ReachError::EndpointCount => "inbound.endpoints",
+                ReachError::Address(_) | ReachError::Unreachable => "inbound.listen",
+            };
+            ctx.error(path, e.to_string(), None);
+            None
+        }
+    }
 }
 
 /// The workload name and node id; `false` after reporting a bad one.
@@ -274,8 +322,13 @@ fn port_clashes(
             bound.push((addr, format!("{}: {path}", w.name), Some(w), path));
         };
         add(w.sidecar_admin, "sidecar.admin".into());
-        add(w.inbound.listen, "inbound.listen".into());
-        add(w.inbound.app, "inbound.app".into());
+        // `${INSTANCE_IP}` hosts are each instance's own address, unknown here.
+        if !w.inbound.instance_ip.listen {
+            add(w.inbound.listen, "inbound.listen".into());
+        }
+        if !w.inbound.instance_ip.app {
+            add(w.inbound.app, "inbound.app".into());
+        }
         for (i, u) in w.upstreams.iter().enumerate() {
             add(u.listen, format!("upstreams[{i}].listen"));
         }

@@ -1,18 +1,23 @@
-//! The one path every change takes: renew the SVID book, build the changed nodes'
-//! snapshots, publish all or nothing, then commit the new state.
+//! The one path every change takes: renew the SVID book (one SVID per instance), build
+//! the changed instances' snapshots, publish all or nothing, then commit the new state.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::book::{Force, Renewed};
+use super::instances::targets;
+use super::publish::{changed_targets, same_inputs};
 use super::{Applied, ControlError, ControlPlane, State};
 use crate::config::Config;
 use crate::identity::Svid;
+use crate::xds::types::NodeId;
 
 impl ControlPlane {
     /// Builds every node's snapshot from `config` (re-minting SVIDs that are missing,
     /// whose ID changed, that are due, signed by a CA that no longer signs, or that
     /// `force` selects), then publishes all or nothing. A failed renewal of a still-valid
-    /// SVID keeps it and schedules a retry.
+    /// SVID keeps it and schedules a retry. Instances whose workload left the config (or
+    /// changed its node id) are dropped.
     pub(crate) fn apply(
         &self,
         config: Arc<Config>,
@@ -25,21 +30,33 @@ impl ControlPlane {
         };
         let now = self.clock.now();
         let force: Force<'_> = &force;
-        let renewed = self.renew_book(&mut state.book, &config, &ca, now, force)?;
-        let todo = super::publish::changed_workloads(&state, &config, &renewed, bundle.sequence);
-        let snapshots = self.build_snapshots(&config, &todo, &renewed.svids, &bundle)?;
+        let targets = targets(&config, &state.instances);
+        let renewed = self.renew_book(&mut state.book, &config, &targets, (&ca, now, force))?;
+        let same = same_inputs(&state, &config, bundle.sequence);
+        let todo = changed_targets(&state, same, &targets, &renewed);
+        let bases = if same {
+            state.bases.clone()
+        } else {
+            self.build_bases(&config, &bundle)?
+        };
+        let snapshots = self.build_snapshots(&config, &bases, &todo, &renewed.svids, &bundle)?;
         let mut applied = Applied {
             minted: renewed.minted,
             failed: renewed.failed,
             ..Default::default()
         };
+        let keep: HashSet<NodeId> = targets.iter().map(|t| t.key.clone()).collect();
+        drop(targets);
+        let keep_refs: HashSet<&NodeId> = keep.iter().collect();
         self.publish(
             &mut state,
-            &config,
+            &keep_refs,
             snapshots,
             bundle.sequence,
             &mut applied,
         );
+        state.instances.retain(|k, _| keep.contains(k));
+        state.bases = bases;
         commit(&mut state, config, renewed, bundle.sequence);
         Ok(applied)
     }

@@ -1,39 +1,51 @@
-//! The SVID book on each change: which workloads get a new SVID (missing, SPIFFE ID
+//! The SVID book on each change, one SVID per instance (see `instances.rs`; keyed by the
+//! instance's node key): which instances get a new SVID (missing, SPIFFE ID
 //! changed, at the renewal point of `identity::renewal`, signed by a CA that no longer
 //! signs, or forced), minting them, and failed renewals: a failed renewal of a
 //! still-valid SVID keeps it and schedules a retry with capped backoff.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::SystemTime;
 
 use super::{Book, ControlError, ControlPlane};
 use crate::config::{Config, Workload};
 use crate::identity::renewal::{renew_at, Failing};
 use crate::identity::{Ca, Svid, SvidParams};
+use crate::xds::types::NodeId;
 
-/// Which SVIDs `apply` selects for the change: `true` re-mints the workload's SVID.
+/// One node the book holds an SVID for and the cache a snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct Target<'c> {
+    pub(crate) key: NodeId,
+    pub(crate) workload: &'c Workload,
+    /// The instance's address when its workload uses `${INSTANCE_IP}`.
+    pub(crate) ip: Option<IpAddr>,
+}
+
+/// Which SVIDs `apply` selects for the change (by instance key): `true` re-mints it.
 pub(crate) type Force<'a> = &'a dyn Fn(&str, &Svid) -> bool;
 
 /// The SVIDs (and their signers) a change publishes, and what minting them did.
 #[derive(Debug, Default)]
 pub(super) struct Renewed {
-    pub(super) svids: BTreeMap<String, Svid>,
-    pub(super) signers: BTreeMap<String, String>,
+    pub(super) svids: BTreeMap<NodeId, Svid>,
+    pub(super) signers: BTreeMap<NodeId, String>,
     pub(super) minted: usize,
     pub(super) failed: usize,
 }
 
 impl Renewed {
-    fn hold(&mut self, w: &Workload, svid: Svid, signer: String) {
-        self.svids.insert(w.name.clone(), svid);
-        self.signers.insert(w.name.clone(), signer);
+    fn hold(&mut self, key: &NodeId, svid: Svid, signer: String) {
+        self.svids.insert(key.clone(), svid);
+        self.signers.insert(key.clone(), signer);
     }
 }
 
 /// Whether `held` (signed by `signer`) is replaced now: missing, due, from a CA that no
 /// longer signs or forced, and not waiting out the backoff of a failed attempt.
 fn wants_new(
-    w: &Workload,
+    key: &NodeId,
     held: Option<&Svid>,
     signer: Option<&String>,
     failing: Option<Failing>,
@@ -42,28 +54,27 @@ fn wants_new(
     force: Force<'_>,
 ) -> bool {
     let Some(s) = held else { return true };
-    let due = renew_at(&w.name, &s.serial_hex, s.not_before, s.not_after) <= now
+    let due = renew_at(key.as_str(), &s.serial_hex, s.not_before, s.not_after) <= now
         || signer.is_some_and(|x| x != ca.serial_hex())
-        || force(&w.name, s);
+        || force(key.as_str(), s);
     due && failing.is_none_or(|f| f.retry_at <= now)
 }
 
 impl ControlPlane {
-    /// The SVIDs `config` publishes: kept, or minted with `ca`. Failed attempts are
-    /// recorded in `book.failing` even when the change fails; an error means a workload
-    /// holds no valid SVID at all.
+    /// The SVIDs of `targets` (every instance `config` serves): kept, or minted with
+    /// `ca`. Failed attempts are recorded in `book.failing` even when the change fails;
+    /// an error means an instance holds no valid SVID at all.
     pub(super) fn renew_book(
         &self,
         book: &mut Book,
         config: &Config,
-        ca: &Ca,
-        now: SystemTime,
-        force: Force<'_>,
+        targets: &[Target<'_>],
+        (ca, now, force): (&Ca, SystemTime, Force<'_>),
     ) -> Result<Renewed, ControlError> {
         let mut out = Renewed::default();
         let mut hard: Option<ControlError> = None;
-        for w in &config.workloads {
-            if let Err(e) = self.renew_one(book, config, w, (ca, now, force), &mut out) {
+        for t in targets {
+            if let Err(e) = self.renew_one(book, config, t, (ca, now, force), &mut out) {
                 hard.get_or_insert(e);
             }
         }
@@ -73,24 +84,21 @@ impl ControlPlane {
         }
     }
 
-    fn renew_one(
+    pub(super) fn renew_one(
         &self,
         book: &mut Book,
         config: &Config,
-        w: &Workload,
+        t: &Target<'_>,
         (ca, now, force): (&Ca, SystemTime, Force<'_>),
         out: &mut Renewed,
     ) -> Result<(), ControlError> {
-        let held = book
-            .svids
-            .get(&w.name)
-            .filter(|s| s.id == w.spiffe_id)
-            .cloned();
-        let signer = book.signers.get(&w.name).cloned();
-        let failing = book.failing.get(&w.name).copied();
-        if !wants_new(w, held.as_ref(), signer.as_ref(), failing, ca, now, force) {
+        let (w, key) = (t.workload, &t.key);
+        let held = book.svids.get(key).filter(|s| s.id == w.spiffe_id).cloned();
+        let signer = book.signers.get(key).cloned();
+        let failing = book.failing.get(key).copied();
+        if !wants_new(key, held.as_ref(), signer.as_ref(), failing, ca, now, force) {
             if let Some(s) = held {
-                out.hold(w, s, signer.unwrap_or_default());
+                out.hold(key, s, signer.unwrap_or_default());
             }
             return Ok(());
         }
@@ -101,27 +109,27 @@ impl ControlPlane {
         let e = match self.mint(ca, &params) {
             Ok(s) => {
                 out.minted += 1;
-                book.failing.remove(&w.name);
-                tracing::info!(workload = %w.name, id = %w.spiffe_id, serial = %s.serial_hex, ca = %ca.serial_hex(), "SVID issued");
-                out.hold(w, s, ca.serial_hex().to_string());
+                book.failing.remove(key);
+                tracing::info!(workload = %w.name, instance = %key, id = %w.spiffe_id, serial = %s.serial_hex, ca = %ca.serial_hex(), "SVID issued");
+                out.hold(key, s, ca.serial_hex().to_string());
                 return Ok(());
             }
             Err(e) => e,
         };
         self.xds.metrics.svid_renewal_failed();
         let f = Failing::after_failure(failing, now);
-        book.failing.insert(w.name.clone(), f);
+        book.failing.insert(key.clone(), f);
         match held.filter(|s| s.not_after > now) {
             Some(s) => {
                 out.failed += 1;
-                tracing::warn!(workload = %w.name, failures = f.failures, retry_in_s = f.retry_at.duration_since(now).unwrap_or_default().as_secs(), "SVID renewal failed, the still-valid SVID is kept: {e}");
-                out.hold(w, s, signer.unwrap_or_default());
+                tracing::warn!(workload = %w.name, instance = %key, failures = f.failures, retry_in_s = f.retry_at.duration_since(now).unwrap_or_default().as_secs(), "SVID renewal failed, the still-valid SVID is kept: {e}");
+                out.hold(key, s, signer.unwrap_or_default());
                 Ok(())
             }
             None => {
                 // Nothing usable to keep: count it, say so loudly, retry with backoff (not
                 // every tick), and never hand out an expired SVID.
-                tracing::error!(workload = %w.name, failures = f.failures, "SVID renewal failed and the workload holds no valid SVID: {e}");
+                tracing::error!(workload = %w.name, instance = %key, failures = f.failures, "SVID renewal failed and the workload holds no valid SVID: {e}");
                 Err(e)
             }
         }

@@ -17,6 +17,7 @@
 mod apply;
 mod book;
 mod federated;
+mod instances;
 mod publish;
 pub mod reload;
 mod rotation;
@@ -37,6 +38,7 @@ use crate::xds::resources::{FilterModules, ResourceError};
 use crate::xds::status::StatusRegistry;
 use crate::xds::types::NodeId;
 
+pub use instances::{INSTANCE_LINGER, MAX_INSTANCES_PER_WORKLOAD};
 pub use rotation::{CaOpError, RECONNECT_GRACE};
 pub use tick::Tick;
 
@@ -92,14 +94,15 @@ pub struct XdsHandles {
     pub status: Arc<StatusRegistry>,
 }
 
-/// The SVID book: each workload's current SVID, who signed it and failed renewals.
+/// The SVID book: each instance's current SVID (by its node key, see `xds::node`), who
+/// signed it and failed renewals.
 #[derive(Debug, Default)]
 pub(crate) struct Book {
-    pub(crate) svids: BTreeMap<String, Svid>,
-    /// Serial of the CA that signed each workload's SVID.
-    pub(crate) signers: BTreeMap<String, String>,
-    /// Workloads whose renewal failed, with the next attempt.
-    pub(crate) failing: BTreeMap<String, Failing>,
+    pub(crate) svids: BTreeMap<NodeId, Svid>,
+    /// Serial of the CA that signed each instance's SVID.
+    pub(crate) signers: BTreeMap<NodeId, String>,
+    /// Instances whose renewal failed, with the next attempt.
+    pub(crate) failing: BTreeMap<NodeId, Failing>,
 }
 
 #[derive(Debug)]
@@ -121,6 +124,12 @@ pub(crate) struct State {
     /// The longest TTL of SVIDs minted outside the xDS snapshots (serving certificate,
     /// Workload API), for the activation deadline.
     pub(crate) other_svid_ttl: Duration,
+    /// Instances created when their sidecar connected (see `instances.rs`).
+    pub(crate) instances: BTreeMap<NodeId, instances::Instance>,
+    /// Per workload (name), the snapshot its instances share.
+    pub(crate) bases: HashMap<String, Arc<crate::xds::snapshot::Snapshot>>,
+    /// When gone instances were last looked for.
+    pub(crate) swept_at: Option<SystemTime>,
 }
 
 /// The control plane's mutable core. Lock order: `state` before `authority`.
@@ -157,6 +166,9 @@ impl ControlPlane {
             left_behind: Vec::new(),
             left_behind_sequence: None,
             other_svid_ttl: Duration::ZERO,
+            instances: BTreeMap::new(),
+            bases: HashMap::new(),
+            swept_at: None,
         };
         let cp = Self {
             xds,
@@ -259,7 +271,7 @@ impl ControlPlane {
         book.svids
             .iter()
             .map(|(name, s)| {
-                let at = renew_at(name, &s.serial_hex, s.not_before, s.not_after);
+                let at = renew_at(name.as_str(), &s.serial_hex, s.not_before, s.not_after);
                 match book.failing.get(name) {
                     Some(f) => at.max(f.retry_at),
                     None => at,
@@ -272,3 +284,7 @@ impl ControlPlane {
 #[cfg(test)]
 #[path = "control_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "instances_tests.rs"]
+mod instances_tests;

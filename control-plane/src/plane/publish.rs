@@ -1,17 +1,21 @@
-//! Building and publishing snapshots: which nodes need new resources, building them in
-//! parallel (rayon; a full rebuild of thousands of nodes is the bulk of a config push),
-//! refusing what a sidecar could not receive, and writing the rest to the cache.
+//! Building and publishing snapshots: which instances need new resources, building the
+//! workloads' shared bases and then every changed instance's snapshot in parallel (rayon;
+//! a full rebuild of thousands of nodes is the bulk of a config push), refusing what a
+//! sidecar could not receive, and writing the rest to the cache.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use super::book::Renewed;
+use super::book::Target;
+use super::instances::{base, node_snapshot, BuildCtx};
 use super::{Applied, ControlError, ControlPlane, State};
-use crate::config::{Config, Workload};
+use crate::config::Config;
 use crate::identity::{Svid, TrustBundle};
 use crate::xds::limits::{oversized, ADS_MESSAGE_LIMIT};
-use crate::xds::resources::{build_node_snapshot, NodeInputs, ResourceError};
+use crate::xds::resources::ResourceError;
 use crate::xds::snapshot::Snapshot;
 use crate::xds::types::{NodeId, ResourceType};
 
@@ -22,73 +26,100 @@ const PUBLISHED_HISTORY: usize = 64;
 /// Below this many nodes a build stays on the calling thread (spawning costs more).
 const PARALLEL_FROM: usize = 256;
 
-/// The workloads whose node needs new resources. Same config object and bundle: only
-/// nodes whose SVID changed (a renewal round touches a few nodes per tick, not all).
-pub(super) fn changed_workloads<'c>(
+/// Whether the published snapshots were built from this very config and bundle (then
+/// the bases still hold and only instances whose SVID changed need building).
+pub(super) fn same_inputs(state: &State, config: &Arc<Config>, sequence: u64) -> bool {
+    Arc::ptr_eq(&state.config, config) && state.built_sequence == Some(sequence)
+}
+
+/// The instances whose node needs new resources. Same inputs: only those whose SVID
+/// changed (a renewal round touches a few nodes per tick, not all).
+pub(super) fn changed_targets<'t, 'c>(
     state: &State,
-    config: &'c std::sync::Arc<Config>,
+    same: bool,
+    targets: &'t [Target<'c>],
     renewed: &Renewed,
-    sequence: u64,
-) -> Vec<&'c Workload> {
-    let same_inputs =
-        std::sync::Arc::ptr_eq(&state.config, config) && state.built_sequence == Some(sequence);
-    config
-        .workloads
+) -> Vec<&'t Target<'c>> {
+    targets
         .iter()
-        .filter(|w| {
-            !same_inputs
-                || state.book.svids.get(&w.name).map(|s| &s.serial_hex)
-                    != renewed.svids.get(&w.name).map(|s| &s.serial_hex)
+        .filter(|t| {
+            !same
+                || state.book.svids.get(&t.key).map(|s| &s.serial_hex)
+                    != renewed.svids.get(&t.key).map(|s| &s.serial_hex)
         })
         .collect()
 }
 
-/// Builds every workload's output, on the rayon pool when there are many (a full rebuild
-/// of thousands of nodes is the bulk of a config push). In order; all or nothing.
-pub(super) fn build_all<T: Send>(
-    workloads: &[&Workload],
-    build: impl Fn(&Workload) -> Result<T, ResourceError> + Sync + Send,
+/// Builds every item's output, on the rayon pool when there are many. In order; all or
+/// nothing.
+pub(super) fn build_all<I: Sync, T: Send>(
+    items: &[I],
+    build: impl Fn(&I) -> Result<T, ResourceError> + Sync + Send,
 ) -> Result<Vec<T>, ResourceError> {
-    if workloads.len() < PARALLEL_FROM {
-        workloads.iter().map(|w| build(w)).collect()
+    if items.len() < PARALLEL_FROM {
+        items.iter().map(&build).collect()
     } else {
-        workloads.par_iter().map(|w| build(w)).collect()
+        items.par_iter().map(&build).collect()
     }
 }
 
 impl ControlPlane {
+    /// Every workload's base snapshot (what its instances share).
+    pub(super) fn build_bases(
+        &self,
+        config: &Config,
+        bundle: &TrustBundle,
+    ) -> Result<HashMap<String, Arc<Snapshot>>, ControlError> {
+        let federated = self.federated_trust_bundles();
+        let ctx = BuildCtx {
+            config,
+            bundle,
+            federated: &federated,
+            filter_module: self.filter_modules().for_config(config),
+        };
+        let workloads: Vec<_> = config.workloads.iter().collect();
+        let built = build_all(&workloads, |w| base(ctx, w))?;
+        Ok(workloads
+            .iter()
+            .map(|w| w.name.clone())
+            .zip(built)
+            .collect())
+    }
+
     /// Every node's snapshot for `todo`, all or nothing; refused when a response would
     /// exceed the ADS message limit (a sidecar would reset its stream for ever).
     pub(super) fn build_snapshots(
         &self,
         config: &Config,
-        todo: &[&Workload],
-        svids: &BTreeMap<String, Svid>,
+        bases: &HashMap<String, Arc<Snapshot>>,
+        todo: &[&Target<'_>],
+        svids: &BTreeMap<NodeId, Svid>,
         bundle: &TrustBundle,
     ) -> Result<Vec<(NodeId, Snapshot)>, ControlError> {
-        let filter_module = self.filter_modules().for_config(config);
         let federated = self.federated_trust_bundles();
-        let build = |w: &Workload| -> Result<(NodeId, Snapshot), ResourceError> {
-            let inputs = NodeInputs {
-                config,
-                workload: w,
-                svid: &svids[&w.name],
-                bundle,
-                federated: &federated,
-                filter_module,
+        let ctx = BuildCtx {
+            config,
+            bundle,
+            federated: &federated,
+            filter_module: self.filter_modules().for_config(config),
+        };
+        let build = |t: &&Target<'_>| -> Result<(NodeId, Snapshot), ResourceError> {
+            let name = &t.workload.name;
+            let missing = || ResourceError::UnknownUpstream {
+                workload: name.clone(),
+                upstream: name.clone(),
             };
-            Ok((
-                NodeId::new(w.node_id.clone()),
-                build_node_snapshot(&inputs)?,
-            ))
+            let base = bases.get(name).ok_or_else(missing)?;
+            let svid = svids.get(&t.key).ok_or_else(missing)?;
+            Ok((t.key.clone(), node_snapshot(ctx, base, t, svid)?))
         };
         let snapshots = build_all(todo, build)?;
-        for ((node, snap), w) in snapshots.iter().zip(todo) {
+        for ((node, snap), t) in snapshots.iter().zip(todo) {
             if let Some(detail) = oversized(snap, ADS_MESSAGE_LIMIT) {
                 self.xds.metrics.oversized_refused();
                 tracing::error!(%node, t = %detail.t, resource = %detail.resource, resource_bytes = detail.resource_bytes, response_bytes = detail.response_bytes, limit = detail.limit, "refusing to publish: a response would exceed the ADS message limit; the last good config keeps serving");
                 return Err(ControlError::Oversized {
-                    workload: w.name.clone(),
+                    workload: t.workload.name.clone(),
                     detail,
                 });
             }
@@ -96,44 +127,51 @@ impl ControlPlane {
         Ok(snapshots)
     }
 
-    /// Writes `snapshots` to the cache, drops nodes no longer in `config`, and remembers
-    /// which bundle sequence each node's SDS version carries.
+    /// Writes `snapshots` to the cache, drops nodes not in `keep`, and remembers which
+    /// bundle sequence each node's SDS version carries.
     pub(super) fn publish(
         &self,
         state: &mut State,
-        config: &Config,
+        keep: &HashSet<&NodeId>,
         snapshots: Vec<(NodeId, Snapshot)>,
         sequence: u64,
         applied: &mut Applied,
     ) {
-        let keep: HashSet<&str> = config
-            .workloads
-            .iter()
-            .map(|w| w.node_id.as_str())
-            .collect();
         for old in self.xds.cache.nodes() {
-            if !keep.contains(old.as_str()) {
+            if !keep.contains(&old) {
                 self.xds.cache.remove(&old);
                 applied.removed.push(old);
             }
         }
         for (node, snap) in snapshots {
-            let sds = snap.version(ResourceType::Secret).to_string();
-            let history = state.published.entry(node.clone()).or_default();
-            if history
-                .back()
-                .is_none_or(|(v, seq)| *v != sds || *seq != sequence)
-            {
-                history.push_back((sds, sequence));
-                if history.len() > PUBLISHED_HISTORY {
-                    history.pop_front();
-                }
-            }
-            if self.xds.cache.set(&node, snap) {
-                self.xds.metrics.snapshot_published();
-                applied.changed.push(node);
+            self.publish_one(state, node, snap, sequence, applied);
+        }
+        state.published.retain(|n, _| keep.contains(n));
+    }
+
+    /// Writes one node's snapshot and records the bundle sequence its SDS version carries.
+    pub(super) fn publish_one(
+        &self,
+        state: &mut State,
+        node: NodeId,
+        snap: Snapshot,
+        sequence: u64,
+        applied: &mut Applied,
+    ) {
+        let sds = snap.version(ResourceType::Secret).to_string();
+        let history = state.published.entry(node.clone()).or_default();
+        if history
+            .back()
+            .is_none_or(|(v, seq)| *v != sds || *seq != sequence)
+        {
+            history.push_back((sds, sequence));
+            if history.len() > PUBLISHED_HISTORY {
+                history.pop_front();
             }
         }
-        state.published.retain(|n, _| keep.contains(n.as_str()));
+        if self.xds.cache.set(&node, snap) {
+            self.xds.metrics.snapshot_published();
+            applied.changed.push(node);
+        }
     }
 }

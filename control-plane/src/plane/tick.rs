@@ -12,6 +12,14 @@ use crate::identity::renewal::{in_danger, seconds_until};
 use crate::identity::rotation::{rfc3339, RotationState, Step};
 use crate::xds::metrics::Expiry;
 
+/// The left-behind gauge has one series per node (instance); at most this many, so a
+/// fleet left behind cannot blow up the metrics (the full list is in `warden ca status`).
+const LEFT_BEHIND_SERIES: usize = 256;
+
+fn capped(nodes: &[String]) -> &[String] {
+    &nodes[..nodes.len().min(LEFT_BEHIND_SERIES)]
+}
+
 /// What one tick did.
 #[derive(Debug, Default)]
 pub struct Tick {
@@ -69,6 +77,7 @@ impl ControlPlane {
             tracing::error!("recording the CA's signing in the state dir failed: {e}");
         }
         self.forget_caught_up();
+        self.forget_gone_instances();
         if self.next_renewal().is_some_and(|t| t <= self.clock.now()) {
             match self.renew_due() {
                 Ok(a) => tick.renewed = a,
@@ -87,7 +96,7 @@ impl ControlPlane {
         let mut state = self.lock();
         state.left_behind = nodes;
         state.left_behind_sequence = Some(self.authority().bundle().sequence);
-        self.xds.metrics.set_left_behind(&state.left_behind);
+        self.xds.metrics.set_left_behind(capped(&state.left_behind));
     }
 
     /// Drops from the left-behind list the nodes that have since ACKed a bundle holding
@@ -107,7 +116,7 @@ impl ControlPlane {
             .retain(|n| !acks.connected.contains(n) || acks.lagging.contains(n));
         if state.left_behind.len() != before {
             tracing::info!(still_left_behind = ?state.left_behind, "left-behind nodes ACKed the new bundle");
-            self.xds.metrics.set_left_behind(&state.left_behind);
+            self.xds.metrics.set_left_behind(capped(&state.left_behind));
         }
     }
 
@@ -135,14 +144,24 @@ impl ControlPlane {
         {
             let mut state = self.lock();
             let mut warn = Vec::new();
-            for (name, s) in &state.book.svids {
-                e.svids
-                    .insert(name.clone(), seconds_until(s.not_after, now));
+            // Labelled by workload (bounded): the instance whose SVID expires first.
+            let names: std::collections::HashMap<&str, &str> = state
+                .config
+                .workloads
+                .iter()
+                .map(|w| (w.node_id.as_str(), w.name.as_str()))
+                .collect();
+            for (key, s) in &state.book.svids {
+                let node = crate::xds::node::split_key(key).0;
+                let name = names.get(node).copied().unwrap_or(node).to_string();
+                let left = seconds_until(s.not_after, now);
+                let slot = e.svids.entry(name.clone()).or_insert(left);
+                *slot = (*slot).min(left);
                 if in_danger(s.not_before, s.not_after, now)
                     && !state.warned.contains(&s.serial_hex)
                 {
                     warn.push(s.serial_hex.clone());
-                    tracing::warn!(workload = %name, serial = %s.serial_hex, expires_in_s = seconds_until(s.not_after, now), "SVID is in the last sixth of its life and was not renewed (see warden_svid_renewal_failures_total)");
+                    tracing::warn!(workload = %name, instance = %key, serial = %s.serial_hex, expires_in_s = seconds_until(s.not_after, now), "SVID is in the last sixth of its life and was not renewed (see warden_svid_renewal_failures_total)");
                 }
             }
             let live: BTreeSet<String> = state

@@ -5,8 +5,13 @@
 //! SPIFFE ID, plus the workload's credential read from a file for every new stream. The
 //! plaintext channel (`envoy_grpc` to a static cluster) exists only for local
 //! development. Pure string rendering.
+//!
+//! Instances: `node.cluster` is always the workload's node id and `node.id` the instance
+//! name ([`NodeOptions::instance`]; the node id when unset, i.e. the default instance,
+//! or whatever `--service-node` says on Envoy's command line). `INSTANCE_IP` goes into
+//! the node metadata, and a DNS resolver for `inbound.service` names can be set.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use crate::config::{Config, Workload};
@@ -54,15 +59,36 @@ pub enum Channel {
     InsecurePlaintext,
 }
 
-/// The bootstrap YAML for `workload`'s sidecar, connecting to `server.xds_listen`.
+/// Per-instance settings of a bootstrap (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeOptions {
+    /// `node.id`: the instance name (`None`: the workload's node id, its default
+    /// instance; a `--service-node` on Envoy's command line overrides it either way).
+    pub instance: Option<String>,
+    /// The instance's own address, sent as node metadata `INSTANCE_IP`.
+    pub instance_ip: Option<IpAddr>,
+    /// The DNS server Envoy resolves `inbound.service` names with (c-ares `resolvers`;
+    /// default: the system's resolv.conf).
+    pub dns_resolver: Option<SocketAddr>,
+    /// The sidecar's admin address (default: `sidecar.admin` of the workload file; set
+    /// it when several instances share a host).
+    pub admin: Option<SocketAddr>,
+}
+
+/// The bootstrap YAML for `workload`'s sidecar (its default instance).
 pub fn render(
     config: &Config,
     workload: &Workload,
     flavor: AdsFlavor,
     channel: &Channel,
 ) -> String {
-    let servers = XdsServers::single(config.server.xds_listen);
-    render_for(config, workload, flavor, channel, &servers)
+    render_for(
+        config,
+        workload,
+        flavor,
+        channel,
+        &XdsServers::single(config.server.xds_listen),
+    )
 }
 
 /// Like [`render`], connecting to the replica set `servers` (see `replica_set.rs`).
@@ -71,6 +97,53 @@ pub fn render_for(
     workload: &Workload,
     flavor: AdsFlavor,
     channel: &Channel,
+    servers: &XdsServers,
+) -> String {
+    render_node(
+        config,
+        workload,
+        flavor,
+        channel,
+        &NodeOptions::default(),
+        servers,
+    )
+}
+
+fn node_metadata(node: &NodeOptions) -> String {
+    match node.instance_ip {
+        Some(ip) => format!(
+            "  metadata: {{ {}: \"{ip}\" }}",
+            crate::xds::node::INSTANCE_IP_FIELD
+        ),
+        None => String::new(),
+    }
+}
+
+fn dns_resolver(node: &NodeOptions) -> String {
+    let Some(r) = node.dns_resolver else {
+        return String::new();
+    };
+    format!(
+        "typed_dns_resolver_config:
+  name: envoy.network.dns_resolver.cares
+  typed_config:
+    \"@type\": type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig
+    resolvers:
+    - socket_address: {{ address: \"{}\", port_value: {} }}
+    use_resolvers_as_fallback: false
+    dns_resolver_options: {{ no_default_search_domain: true }}",
+        r.ip(),
+        r.port()
+    )
+}
+
+/// The bootstrap YAML for one instance of `workload`'s sidecar.
+pub fn render_node(
+    config: &Config,
+    workload: &Workload,
+    flavor: AdsFlavor,
+    channel: &Channel,
+    node: &NodeOptions,
     servers: &XdsServers,
 ) -> String {
     let ip = |a: SocketAddr| a.ip().to_string();
@@ -87,11 +160,19 @@ pub fn render_for(
     let template = TEMPLATE
         .replace("{{grpc_services}}", grpc)
         .replace("{{static_resources}}", statics);
+    let admin = node.admin.unwrap_or(workload.sidecar_admin);
     let mut vars = vec![
-        ("node_id", workload.node_id.clone()),
-        ("node_cluster", workload.name.clone()),
-        ("admin_address", ip(workload.sidecar_admin)),
-        ("admin_port", port(workload.sidecar_admin)),
+        (
+            "node_id",
+            node.instance
+                .clone()
+                .unwrap_or_else(|| workload.node_id.clone()),
+        ),
+        ("node_cluster", workload.node_id.clone()),
+        ("node_metadata", node_metadata(node)),
+        ("dns_resolver", dns_resolver(node)),
+        ("admin_address", ip(admin)),
+        ("admin_port", port(admin)),
         ("ads_api_type", api.to_string()),
         ("xds_target_uri", servers.grpc_target_uri()),
         ("xds_cluster_type", servers.cluster_type().to_string()),
@@ -113,8 +194,9 @@ pub fn render_for(
     let out = vars.iter().fold(template, |acc, (k, v)| {
         acc.replace(&format!("{{{{{k}}}}}"), v)
     });
-    // The template's trailing placeholder may leave an empty last line.
-    format!("{}\n", out.trim_end())
+    // Placeholders with nothing to say leave empty lines.
+    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    format!("{}\n", lines.join("\n"))
 }
 
 #[cfg(test)]
@@ -276,5 +358,58 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_instance_bootstrap_names_the_workload_as_cluster_and_envoy_accepts_it() {
+        let cfg = mesh();
+        let w = cfg.workload("backend").unwrap();
+        let node = NodeOptions {
+            instance: Some("backend-7f9c-x2".into()),
+            instance_ip: Some("127.0.0.12".parse().unwrap()),
+            dns_resolver: Some("127.0.0.1:5353".parse().unwrap()),
+            admin: Some("127.0.0.12:19002".parse().unwrap()),
+        };
+        let text = render_node(
+            &cfg,
+            w,
+            AdsFlavor::Sotw,
+            &Channel::InsecurePlaintext,
+            &node,
+            &XdsServers::single(cfg.server.xds_listen),
+        );
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(yaml["node"]["id"], "backend-7f9c-x2");
+        assert_eq!(yaml["node"]["cluster"], "backend-sidecar");
+        assert_eq!(yaml["node"]["metadata"]["INSTANCE_IP"], "127.0.0.12");
+        assert_eq!(
+            yaml["admin"]["address"]["socket_address"]["address"],
+            "127.0.0.12"
+        );
+        let r = &yaml["typed_dns_resolver_config"]["typed_config"]["resolvers"][0];
+        assert_eq!(r["socket_address"]["port_value"], 5353);
+        let default = render(&cfg, w, AdsFlavor::Sotw, &Channel::InsecurePlaintext);
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&default).unwrap();
+        assert_eq!(yaml["node"]["id"], "backend-sidecar");
+        assert_eq!(yaml["node"]["cluster"], "backend-sidecar");
+        assert!(yaml["node"]["metadata"].is_null());
+        assert!(yaml["typed_dns_resolver_config"].is_null());
+        let Some(envoy) = envoy() else {
+            eprintln!("SKIPPED: no Envoy found (set WARDEN_ENVOY)");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bootstrap.yaml");
+        std::fs::write(&file, &text).unwrap();
+        let out = std::process::Command::new(&envoy)
+            .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -1,22 +1,39 @@
 //! The snapshot cache: the latest validated [`Snapshot`] per node id, behind a `watch`
 //! channel so each ADS stream task wakes when its node's snapshot changes. A node whose
 //! entry is removed (its workload left the config) sees `None` and its streams end.
+//!
+//! Instances other than a workload's default one get their snapshot on demand: when
+//! their sidecar connects, the stream asks the cache to [`Cache::join`] them, which
+//! hands the claim to the [`Joiner`] (the control plane: mint the instance's SVID, build
+//! and publish its snapshot).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use tokio::sync::watch;
 
+use super::node::NodeClaim;
 use super::snapshot::Snapshot;
 use super::types::NodeId;
 
 /// What a stream watches: the node's current snapshot, or `None` once removed.
 pub type SnapshotWatch = watch::Receiver<Option<Arc<Snapshot>>>;
 
+/// Creates an instance's snapshot when its sidecar connects.
+///
+/// Contract: on `Ok`, the claim's key ([`NodeClaim::key`]) has a snapshot in the cache.
+/// Called once per stream, after authorization; may sign (CPU, no network I/O).
+pub trait Joiner: Send + Sync + std::fmt::Debug + 'static {
+    /// Makes sure the instance `claim` names has a current snapshot; `Err`: why not, for
+    /// the sidecar.
+    fn join(&self, claim: &NodeClaim) -> Result<(), String>;
+}
+
 /// Latest snapshot per node.
 #[derive(Debug, Default)]
 pub struct Cache {
     nodes: Mutex<HashMap<NodeId, watch::Sender<Option<Arc<Snapshot>>>>>,
+    joiner: RwLock<Option<Weak<dyn Joiner>>>,
 }
 
 impl Cache {
@@ -59,9 +76,41 @@ impl Cache {
         }
     }
 
+    /// Who creates instances on demand (the control plane; held weakly).
+    pub fn set_joiner(&self, joiner: Weak<dyn Joiner>) {
+        *self.joiner.write().unwrap_or_else(|p| p.into_inner()) = Some(joiner);
+    }
+
+    /// Watches the snapshot of the instance `claim` names, asking the joiner to create
+    /// (or refresh) it first. Without a joiner only nodes already in the cache are known.
+    pub fn join(&self, claim: &NodeClaim) -> Result<(NodeId, SnapshotWatch), String> {
+        let joiner = self
+            .joiner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(Weak::upgrade);
+        if let Some(j) = joiner {
+            j.join(claim)?;
+        }
+        let key = claim.key();
+        match self.watch(&key) {
+            Some(w) => Ok((key, w)),
+            None => Err(format!(
+                "node `{key}` is not a workload instance in the Warden config; start Envoy with \
+                 the bootstrap from `warden bootstrap --workload NAME [--instance NAME]`"
+            )),
+        }
+    }
+
     /// Watches a node's snapshot; `None` when the node is unknown.
     pub fn watch(&self, node: &NodeId) -> Option<SnapshotWatch> {
         self.lock().get(node).map(|tx| tx.subscribe())
+    }
+
+    /// Whether `node` has a snapshot.
+    pub fn contains(&self, node: &NodeId) -> bool {
+        self.lock().contains_key(node)
     }
 
     /// The current snapshot of a node.

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod ext;
 pub mod limits;
 pub mod metrics;
+pub mod node;
 pub mod replica_set;
 pub mod resources;
 pub mod server;

@@ -3,6 +3,7 @@
 //! snapshot can be checked before it is published. Pure data, no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use prost::Name;
 use xds_api::pb::google::protobuf::Any;
@@ -71,8 +72,8 @@ pub struct Resource {
 pub struct TypeSnapshot {
     /// Content hash over every resource of this type.
     pub version: Version,
-    /// Resources by name.
-    pub resources: BTreeMap<String, Resource>,
+    /// Resources by name (shared: instances of one workload hold the same bundle secrets).
+    pub resources: BTreeMap<String, Arc<Resource>>,
 }
 
 /// A reference from one resource to another, checked by [`Snapshot::validate`].
@@ -87,13 +88,49 @@ pub struct Reference {
 /// A validated snapshot for one node.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Snapshot {
-    types: BTreeMap<ResourceType, TypeSnapshot>,
+    /// Shared: the instances of one workload hold the same clusters, listeners and
+    /// filter config (only their secrets differ), so they share these, not copies.
+    types: BTreeMap<ResourceType, Arc<TypeSnapshot>>,
 }
 
 impl Snapshot {
     /// Resources of one type (empty when none).
     pub fn get(&self, t: ResourceType) -> Option<&TypeSnapshot> {
-        self.types.get(&t)
+        self.types.get(&t).map(|s| &**s)
+    }
+
+    /// This snapshot with the types `from` holds (its secrets, for one instance of a
+    /// workload) taken from `from`; every other type stays shared with `self`. Both were
+    /// validated; references between the types stay satisfied as long as `from` holds
+    /// the same resource names, which instances of one workload do.
+    pub fn with_types_of(&self, from: &Snapshot, types: &[ResourceType]) -> Snapshot {
+        let mut out = self.clone();
+        for t in types {
+            match from.types.get(t) {
+                Some(s) => out.types.insert(*t, s.clone()),
+                None => out.types.remove(t),
+            };
+        }
+        out
+    }
+
+    /// `self` sharing with `base` every type whose version equals `base`'s, and within
+    /// the other types every resource with the same name and version (same content, one
+    /// copy in memory).
+    pub fn shared_with(mut self, base: &Snapshot) -> Snapshot {
+        for (t, s) in self.types.iter_mut() {
+            let Some(b) = base.types.get(t) else { continue };
+            if b.version == s.version {
+                *s = b.clone();
+                continue;
+            }
+            for (name, r) in Arc::make_mut(s).resources.iter_mut() {
+                if let Some(br) = b.resources.get(name).filter(|br| br.version == r.version) {
+                    *r = br.clone();
+                }
+            }
+        }
+        self
     }
 
     /// The version of one type; the version of "no resources" when absent.
@@ -179,7 +216,7 @@ impl SnapshotBuilder {
                     name: r.name,
                 });
             }
-            slot.resources.insert(r.name.clone(), r);
+            slot.resources.insert(r.name.clone(), Arc::new(r));
         }
         for slot in types.values_mut() {
             slot.version = Version::of_bytes(
@@ -188,7 +225,9 @@ impl SnapshotBuilder {
                     .flat_map(|r| [r.name.as_bytes(), r.version.as_str().as_bytes()]),
             );
         }
-        let snapshot = Snapshot { types };
+        let snapshot = Snapshot {
+            types: types.into_iter().map(|(t, s)| (t, Arc::new(s))).collect(),
+        };
         snapshot.validate(&self.references)?;
         Ok(snapshot)
     }

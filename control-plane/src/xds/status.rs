@@ -107,6 +107,18 @@ impl StatusRegistry {
             s.rejected = true;
         });
     }
+    /// Open streams of `node` now (0 when unknown).
+    pub fn open_streams(&self, node: &NodeId) -> u32 {
+        let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        nodes.get(node).map_or(0, |n| n.streams)
+    }
+    /// Drops a node's record (a forgotten instance), so the registry stays bounded.
+    pub fn forget(&self, node: &NodeId) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        if nodes.get(node).is_some_and(|n| n.streams == 0) {
+            nodes.remove(node);
+        }
+    }
     /// A copy of everything, for the config dump.
     pub fn dump(&self) -> BTreeMap<String, NodeStatus> {
         let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
@@ -134,6 +146,28 @@ pub fn render_rejected(nodes: &BTreeMap<String, NodeStatus>, now_unix: u64) -> S
                 ));
             }
         }
+    }
+    out
+}
+
+/// Prometheus lines: per workload (its node id, a bounded label), how many instances
+/// have a stream open (gauge `warden_workload_instances_connected`).
+pub fn render_instances(nodes: &BTreeMap<String, NodeStatus>) -> String {
+    let name = "warden_workload_instances_connected";
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for (key, st) in nodes {
+        let node = key.split_once('/').map_or(key.as_str(), |(n, _)| n);
+        let c = counts.entry(node).or_insert(0);
+        if st.streams > 0 {
+            *c += 1;
+        }
+    }
+    let mut out = format!(
+        "# HELP {name} Instances (sidecars) of each workload with an ADS stream open, by the workload's node id.\n# TYPE {name} gauge\n"
+    );
+    for (node, n) in counts {
+        let node = node.replace('\\', "\\\\").replace('"', "\\\"");
+        out.push_str(&format!("{name}{{node=\"{node}\"}} {n}\n"));
     }
     out
 }
@@ -177,6 +211,28 @@ mod tests {
             None
         );
         assert!(!render_rejected(&dump, 200).contains("backend-sidecar"));
+    }
+
+    #[test]
+    fn connected_instances_are_counted_per_workload_not_per_instance() {
+        let reg = StatusRegistry::default();
+        for n in ["backend/b-1", "backend/b-2", "backend/b-3", "frontend"] {
+            reg.connected(&NodeId::new(n), "sotw");
+        }
+        reg.disconnected(&NodeId::new("backend/b-3"));
+        let text = render_instances(&reg.dump());
+        assert!(
+            text.contains("warden_workload_instances_connected{node=\"backend\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_workload_instances_connected{node=\"frontend\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("b-1"), "no per-instance label: {text}");
+        reg.forget(&NodeId::new("backend/b-3"));
+        reg.forget(&NodeId::new("backend/b-1"));
+        assert_eq!(reg.dump().len(), 3, "only the closed one is forgotten");
     }
 
     #[test]

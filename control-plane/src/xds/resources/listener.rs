@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 use xds_api::pb::envoy::config::core::v3::ExtensionConfigSource;
 use xds_api::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use xds_api::pb::envoy::config::route::v3::{
-    route, route_action, route_match, Route, RouteAction, RouteConfiguration, RouteMatch,
-    VirtualHost,
+    retry_policy::{retry_host_predicate, RetryHostPredicate},
+    route, route_action, route_match, RetryPolicy, Route, RouteAction, RouteConfiguration,
+    RouteMatch, VirtualHost,
 };
 use xds_api::pb::envoy::extensions::filters::http::router::v3::Router;
 use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -18,14 +19,40 @@ use xds_api::pb::envoy::extensions::filters::network::http_connection_manager::v
     },
     http_filter, HttpConnectionManager, HttpFilter,
 };
-use xds_api::pb::google::protobuf::BoolValue;
+use xds_api::pb::google::protobuf::{Any, BoolValue, UInt32Value};
 
 use super::common::{address, ads, any, sds, tls_socket};
 use crate::config::{EscapedSlashes, PolicySettings, Workload};
 use crate::rbac::proto::HttpRbac;
 use crate::xds::ext::{CommonTlsContext, DownstreamTlsContext, ValidationContextType, Wasm};
 
+/// Retries a request on another instance when the connection failed, was reset or the
+/// stream refused (an instance going away), at most [`RETRIES`] times; the
+/// `previous_hosts` predicate makes each retry pick a host not tried yet.
+fn retry_policy() -> RetryPolicy {
+    RetryPolicy {
+        retry_on: "connect-failure,reset,refused-stream".to_string(),
+        num_retries: Some(UInt32Value { value: RETRIES }),
+        retry_host_predicate: vec![RetryHostPredicate {
+            name: "envoy.retry_host_predicates.previous_hosts".to_string(),
+            config_type: Some(retry_host_predicate::ConfigType::TypedConfig(Any {
+                type_url: "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate".to_string(),
+                value: Vec::new(),
+            })),
+        }],
+        host_selection_retry_max_attempts: 5,
+        ..Default::default()
+    }
+}
+
+/// How many times an outbound request is retried on another instance.
+pub(super) const RETRIES: u32 = 3;
+
 fn route_to(cluster: &str) -> RouteConfiguration {
+    route_with(cluster, None)
+}
+
+fn route_with(cluster: &str, retry: Option<RetryPolicy>) -> RouteConfiguration {
     RouteConfiguration {
         request_headers_to_add: Vec::new(),
         name: format!("to-{cluster}"),
@@ -41,6 +68,7 @@ fn route_to(cluster: &str) -> RouteConfiguration {
                     cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
                         cluster.to_string(),
                     )),
+                    retry_policy: retry,
                     ..Default::default()
                 })),
                 ..Default::default()
@@ -165,7 +193,7 @@ pub(super) fn outbound(name: &str, at: SocketAddr, cluster: &str) -> Listener {
     let hcm = HttpConnectionManager {
         stat_prefix: name.to_string(),
         route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(
-            route_to(cluster),
+            route_with(cluster, Some(retry_policy())),
         )),
         http_filters: vec![router()],
         ..Default::default()
@@ -175,4 +203,25 @@ pub(super) fn outbound(name: &str, at: SocketAddr, cluster: &str) -> Listener {
         ..Default::default()
     };
     listener(name, at, chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbound_routes_retry_on_another_instance_and_inbound_ones_do_not() {
+        let retry = |r: &RouteConfiguration| match &r.virtual_hosts[0].routes[0].action {
+            Some(route::Action::Route(a)) => a.retry_policy.clone(),
+            _ => None,
+        };
+        let p = retry(&route_with("upstream-backend", Some(retry_policy()))).unwrap();
+        assert_eq!(p.retry_on, "connect-failure,reset,refused-stream");
+        assert_eq!(p.num_retries.map(|n| n.value), Some(RETRIES));
+        assert_eq!(
+            p.retry_host_predicate[0].name,
+            "envoy.retry_host_predicates.previous_hosts"
+        );
+        assert!(retry(&route_to("local-app")).is_none());
+    }
 }

@@ -79,6 +79,28 @@ pub mod names {
     }
 }
 
+/// The secrets of one node: its SVID (under its SPIFFE ID and `default`) and the trust
+/// bundles (see [`secret::add_bundles`]). Returns the validation context's secret name.
+fn add_secrets(b: &mut SnapshotBuilder, inputs: &NodeInputs<'_>) -> Result<String, SnapshotError> {
+    let own_svid = inputs.workload.spiffe_id.to_string();
+    for name in [own_svid.as_str(), SecretName::DEFAULT] {
+        b.add(ResourceType::Secret, name, &secret::svid(name, inputs.svid))?;
+    }
+    secret::add_bundles(b, inputs.bundle, inputs.federated)
+}
+
+/// Only the secrets of one node (an instance's own SVID): the rest of an instance's
+/// snapshot is shared with its workload's (see [`Snapshot::with_types_of`]).
+pub fn build_secrets(inputs: &NodeInputs<'_>) -> Result<Snapshot, ResourceError> {
+    let mut b = SnapshotBuilder::new();
+    let wrap = |source| ResourceError::Snapshot {
+        workload: inputs.workload.name.clone(),
+        source,
+    };
+    add_secrets(&mut b, inputs).map_err(wrap)?;
+    b.build().map_err(wrap)
+}
+
 /// Builds and validates the snapshot for one node.
 pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, ResourceError> {
     let w = inputs.workload;
@@ -88,12 +110,7 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
     };
     let mut b = SnapshotBuilder::new();
     let own_svid = w.spiffe_id.to_string();
-
-    for name in [own_svid.as_str(), SecretName::DEFAULT] {
-        b.add(ResourceType::Secret, name, &secret::svid(name, inputs.svid))
-            .map_err(wrap)?;
-    }
-    let validation = secret::add_bundles(&mut b, inputs.bundle, inputs.federated).map_err(wrap)?;
+    let bundle_name = add_secrets(&mut b, inputs).map_err(wrap)?;
     let ecds = filter::extension_config(inputs);
     b.add(ResourceType::ExtensionConfig, AUTHZ_FILTER_NAME, &ecds)
         .map_err(wrap)?;
@@ -101,12 +118,12 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
     let app = cluster::local_app(w);
     b.add(ResourceType::Cluster, names::LOCAL_APP_CLUSTER, &app)
         .map_err(wrap)?;
-    let inbound = listener::inbound(w, &own_svid, &validation, &inputs.config.policy);
+    let inbound = listener::inbound(w, &own_svid, &bundle_name, &inputs.config.policy);
     b.add(ResourceType::Listener, names::INBOUND_LISTENER, &inbound)
         .map_err(wrap)?;
     let from = (ResourceType::Listener, names::INBOUND_LISTENER);
     b.reference(from, (ResourceType::Secret, &own_svid))
-        .reference(from, (ResourceType::Secret, &validation))
+        .reference(from, (ResourceType::Secret, &bundle_name))
         .reference(from, (ResourceType::ExtensionConfig, AUTHZ_FILTER_NAME))
         .reference(from, (ResourceType::Cluster, names::LOCAL_APP_CLUSTER));
 
@@ -120,7 +137,7 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
                     spiffe_id: f.spiffe_id.as_str(),
                     address: f.address,
                 };
-                cluster::upstream_to(&cname, &target, &own_svid, &validation)
+                cluster::upstream_to(&cname, &target, &own_svid, &bundle_name)
             }
             None => {
                 let target = inputs.config.workload(&up.workload).ok_or_else(|| {
@@ -129,7 +146,7 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
                         upstream: up.workload.clone(),
                     }
                 })?;
-                cluster::upstream(&cname, target, &own_svid, &validation)
+                cluster::upstream(&cname, target, &own_svid, &bundle_name)
             }
         };
         b.add(ResourceType::Cluster, &cname, &c).map_err(wrap)?;
@@ -145,7 +162,7 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
         )
         .reference(
             (ResourceType::Cluster, &cname),
-            (ResourceType::Secret, &validation),
+            (ResourceType::Secret, &bundle_name),
         )
         .reference(
             (ResourceType::Listener, &lname),

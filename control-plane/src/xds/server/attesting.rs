@@ -14,7 +14,7 @@ use crate::attest::{AttestError, Attestor, AttestorError};
 use crate::config::Config;
 use crate::identity::Clock;
 use crate::xds::metrics::Metrics;
-use crate::xds::types::NodeId;
+use crate::xds::node::NodeClaim;
 
 /// Attests callers against the current config; [`AttestingAuthorizer::update`] swaps in
 /// a reloaded config (new and revoked tokens apply to the next stream).
@@ -60,7 +60,8 @@ impl AttestingAuthorizer {
 
 impl NodeAuthorizer for AttestingAuthorizer {
     #[allow(clippy::result_large_err)]
-    fn authorize(&self, caller: &Caller, node: &NodeId) -> Result<(), tonic::Status> {
+    fn authorize(&self, caller: &Caller, claim: &NodeClaim) -> Result<(), tonic::Status> {
+        let node = claim.key();
         let header = caller
             .metadata
             .get("authorization")
@@ -68,10 +69,7 @@ impl NodeAuthorizer for AttestingAuthorizer {
         let remote = caller
             .remote_addr
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        match self
-            .current()
-            .attest(header, node.as_str(), self.clock.now())
-        {
+        match self.current().attest_node(header, claim, self.clock.now()) {
             Ok(who) => {
                 self.metrics.attested(who.method);
                 tracing::info!(target: "warden::audit", event = "xds_attested", %remote, node = %node, workload = %who.workload, method = who.method, "xDS caller attested");

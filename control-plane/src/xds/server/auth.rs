@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use tonic::metadata::MetadataMap;
 
-use crate::xds::types::NodeId;
+use crate::xds::node::NodeClaim;
 
 /// What the server knows about the caller of one stream.
 #[derive(Debug, Clone)]
@@ -23,10 +23,10 @@ pub struct Caller {
 /// Contract: called once per stream before anything is sent; an `Err` ends the stream
 /// with that status. Must not block (no I/O); keep any key material pre-loaded.
 pub trait NodeAuthorizer: Send + Sync + std::fmt::Debug + 'static {
-    /// Allows or refuses `caller` acting as `node`.
+    /// Allows or refuses `caller` acting as `node` (node id, cluster, instance IP).
     // `tonic::Status` is the gRPC error the stream ends with; returned once per stream.
     #[allow(clippy::result_large_err)]
-    fn authorize(&self, caller: &Caller, node: &NodeId) -> Result<(), tonic::Status>;
+    fn authorize(&self, caller: &Caller, node: &NodeClaim) -> Result<(), tonic::Status>;
 }
 
 /// Accepts every caller: the plaintext mode of this release.
@@ -35,7 +35,7 @@ pub struct AllowAnyCaller;
 
 impl NodeAuthorizer for AllowAnyCaller {
     #[allow(clippy::result_large_err)]
-    fn authorize(&self, _caller: &Caller, _node: &NodeId) -> Result<(), tonic::Status> {
+    fn authorize(&self, _caller: &Caller, _node: &NodeClaim) -> Result<(), tonic::Status> {
         Ok(())
     }
 }

@@ -12,7 +12,11 @@ use xds_api::pb::envoy::service::discovery::v3::{
 };
 
 use super::{Caller, DeltaState, Event, Shared, SotwState};
+use xds_api::pb::envoy::config::core::v3::Node;
+use xds_api::pb::google::protobuf::value::Kind;
+
 use crate::xds::cache::SnapshotWatch;
+use crate::xds::node::{split_key, NodeClaim, INSTANCE_IP_FIELD};
 use crate::xds::snapshot::Snapshot;
 use crate::xds::status::{unix_seconds, Rejection};
 use crate::xds::types::NodeId;
@@ -24,6 +28,7 @@ pub(super) trait Protocol: Default + Send + 'static {
     /// `sotw` or `delta`.
     const NAME: &'static str;
     fn node_id(req: &Self::Req) -> Option<&str>;
+    fn claim(req: &Self::Req) -> NodeClaim;
     fn on_request(&mut self, req: &Self::Req, snap: &Snapshot) -> (Vec<Event>, Vec<Self::Resp>);
     fn on_snapshot(&mut self, snap: &Snapshot) -> (Vec<Event>, Vec<Self::Resp>);
 }
@@ -34,6 +39,9 @@ impl Protocol for SotwState {
     const NAME: &'static str = "sotw";
     fn node_id(req: &DiscoveryRequest) -> Option<&str> {
         req.node.as_ref().map(|n| n.id.as_str())
+    }
+    fn claim(req: &DiscoveryRequest) -> NodeClaim {
+        claim_of(req.node.as_ref())
     }
     fn on_request(
         &mut self,
@@ -53,6 +61,9 @@ impl Protocol for DeltaState {
     const NAME: &'static str = "delta";
     fn node_id(req: &DeltaDiscoveryRequest) -> Option<&str> {
         req.node.as_ref().map(|n| n.id.as_str())
+    }
+    fn claim(req: &DeltaDiscoveryRequest) -> NodeClaim {
+        claim_of(req.node.as_ref())
     }
     fn on_request(
         &mut self,
@@ -111,22 +122,38 @@ fn admit<P: Protocol>(
     caller: &Caller,
     first: &P::Req,
 ) -> Result<(NodeId, SnapshotWatch), Status> {
-    let node = match P::node_id(first) {
-        Some(id) if !id.is_empty() => NodeId::new(id),
-        _ => {
-            return Err(Status::invalid_argument(
-                "the first discovery request must carry node.id",
-            ))
-        }
+    let mut claim = P::claim(first);
+    // Bootstraps before instances sent `cluster: <workload name>` with the node id as
+    // `id`: a node whose id is a published node id is that workload's default instance.
+    if claim.instance_name().is_some() && shared.cache.contains(&NodeId::new(claim.id.clone())) {
+        claim.cluster.clear();
+    }
+    claim
+        .check()
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    shared.authorizer.authorize(caller, &claim)?;
+    shared.cache.join(&claim).map_err(Status::permission_denied)
+}
+
+/// The node identity in a request: id, cluster and the `INSTANCE_IP` metadata field.
+fn claim_of(node: Option<&Node>) -> NodeClaim {
+    let Some(n) = node else {
+        return NodeClaim::default();
     };
-    shared.authorizer.authorize(caller, &node)?;
-    let watch = shared.cache.watch(&node).ok_or_else(|| {
-        Status::permission_denied(format!(
-            "node id `{node}` is not a workload in the Warden config; \
-             start Envoy with the bootstrap from `warden bootstrap --workload NAME`"
-        ))
-    })?;
-    Ok((node, watch))
+    let ip = n
+        .metadata
+        .as_ref()
+        .and_then(|m| m.fields.get(INSTANCE_IP_FIELD))
+        .map(|v| match &v.kind {
+            Some(Kind::StringValue(s)) => s.clone(),
+            // Any other type is not an address: keep it visible in the refusal.
+            _ => format!("{:?}", v.kind),
+        });
+    NodeClaim {
+        id: n.id.clone(),
+        cluster: n.cluster.clone(),
+        instance_ip: ip,
+    }
 }
 
 async fn drive<P: Protocol>(
@@ -152,6 +179,7 @@ async fn drive<P: Protocol>(
     };
     let mut snap: Arc<Snapshot> = watch.borrow_and_update().clone().ok_or_else(removed)?;
     let mut proto = P::default();
+    let first_id = P::node_id(&first).unwrap_or_default().to_owned();
     let (events, resps) = proto.on_request(&first, &snap);
     record(shared, node, events);
     send_all(tx, resps).await?;
@@ -170,16 +198,17 @@ async fn drive<P: Protocol>(
                     Err(status) => {
                         // A reset (e.g. the client refusing an oversized message) ends
                         // the stream; counted per node so a reconnect loop is visible.
-                        shared.metrics.stream_reset(node.as_str());
-                        let resets = shared.metrics.stream_resets(node.as_str());
+                        // Labelled by the workload's node id: instance names would make
+                        // the label unbounded.
+                        let workload = split_key(node).0;
+                        shared.metrics.stream_reset(workload);
+                        let resets = shared.metrics.stream_resets(workload);
                         tracing::warn!(%node, resets, "ADS stream reset: {status}");
                         return Ok(());
                     }
                 };
-                if let Some(id) = P::node_id(&req) {
-                    if !id.is_empty() && id != node.as_str() {
-                        return Err(Status::invalid_argument("node.id changed within a stream"));
-                    }
+                if P::node_id(&req).is_some_and(|id| !id.is_empty() && id != first_id) {
+                    return Err(Status::invalid_argument("node.id changed within a stream"));
                 }
                 let (events, resps) = proto.on_request(&req, &snap);
                 record(shared, node, events);
