@@ -5,6 +5,7 @@
 //! receiver for sidecars' decisions (`als.rs`). See `docs/audit.md`.
 
 pub mod chain;
+mod emit;
 pub mod event;
 pub mod query;
 pub mod sample;

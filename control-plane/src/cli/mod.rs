@@ -5,6 +5,7 @@
 //! policy test, deny), 2 bad usage or an I/O error. Errors go to stderr in words a person
 //! can act on.
 
+mod audit;
 mod bootstrap;
 mod bundle;
 mod ca;
@@ -51,6 +52,9 @@ enum Command {
     /// Create, list and revoke join tokens that sidecars use to prove who they are.
     #[command(subcommand)]
     Token(token::Command),
+    /// The audit trail: list records (filters; table or JSON lines), `show` one decision's
+    /// whole story, `verify` the hash chain.
+    Audit(audit::Args),
 }
 
 /// Entry point used by `main.rs`.
@@ -66,6 +70,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Ca(cmd) => ca::run(cmd),
         Command::Token(cmd) => token::run(cmd),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(code) => code,

@@ -103,12 +103,16 @@ impl ControlPlane {
                 out.minted += 1;
                 book.failing.remove(&w.name);
                 tracing::info!(workload = %w.name, id = %w.spiffe_id, serial = %s.serial_hex, ca = %ca.serial_hex(), "SVID issued");
+                self.xds
+                    .audit
+                    .svid(&w.name, &s, ca.serial_hex(), held.is_some());
                 out.hold(w, s, ca.serial_hex().to_string());
                 return Ok(());
             }
             Err(e) => e,
         };
         self.xds.metrics.svid_renewal_failed();
+        self.xds.audit.svid_failed(&w.name, &e);
         let f = Failing::after_failure(failing, now);
         book.failing.insert(w.name.clone(), f);
         match held.filter(|s| s.not_after > now) {

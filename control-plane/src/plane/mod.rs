@@ -89,6 +89,8 @@ pub struct XdsHandles {
     pub metrics: Arc<Metrics>,
     /// ACK/NACK state per node, written by the stream tasks.
     pub status: Arc<StatusRegistry>,
+    /// The audit trail (disabled by default).
+    pub audit: crate::audit::AuditSink,
 }
 
 /// The SVID book: each workload's current SVID, who signed it and failed renewals.

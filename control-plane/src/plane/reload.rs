@@ -158,12 +158,18 @@ impl Reloader {
                 self.plane.xds.metrics.config_reloaded();
                 *info = new_info;
                 log_applied(&applied, load_ms, started.elapsed().as_millis());
+                self.plane.xds.audit.reload_accepted(
+                    applied.changed.len(),
+                    applied.removed.len(),
+                    applied.minted,
+                );
                 Ok(applied)
             }
             Err(e) => {
                 self.plane.xds.metrics.config_reload_failed();
                 let msg = e.to_string();
                 tracing::error!("{msg}");
+                self.plane.xds.audit.reload_refused(&msg);
                 info.last_reload_error = Some(msg);
                 Err(e)
             }

@@ -1,0 +1,195 @@
+//! `warden audit [filters]`, `warden audit show <decision-id>`, `warden audit verify`:
+//! read the audit store in the config's state directory (read-only; `warden serve` may be
+//! writing). Each control-plane replica has its own store: query the replica that served
+//! the sidecar, or use the OTLP export to gather all of them.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use super::common::load_config;
+use warden::audit::query::{json_line, story, table_line, TABLE_HEADER};
+use warden::audit::{event::KINDS, store, AuditSink, Query, SinkConfig, Store};
+use warden::config::Config;
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// The whole story of one decision (by its `x-warden-decision-id`).
+    Show {
+        /// The decision id.
+        decision_id: String,
+        #[command(flatten)]
+        at: Location,
+        /// Print JSON lines instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the hash chain; exit 1 naming the first bad record.
+    Verify {
+        #[command(flatten)]
+        at: Location,
+    },
+}
+
+/// Where the store is.
+#[derive(Debug, Clone, clap::Args)]
+struct Location {
+    /// The config directory (the store is `audit.db` in its state directory).
+    #[arg(long, env = "WARDEN_CONFIG", default_value = ".")]
+    config: PathBuf,
+    /// The store file itself (instead of --config).
+    #[arg(long, value_name = "FILE")]
+    db: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    #[command(flatten)]
+    at: Location,
+    /// Decision id.
+    #[arg(long)]
+    decision_id: Option<String>,
+    /// Source SPIFFE ID (or "no verified peer").
+    #[arg(long)]
+    source: Option<String>,
+    /// Destination SPIFFE ID.
+    #[arg(long)]
+    destination: Option<String>,
+    /// allow or deny.
+    #[arg(long, value_parser = ["allow", "deny"])]
+    decision: Option<String>,
+    /// Request path prefix.
+    #[arg(long)]
+    path_prefix: Option<String>,
+    /// Event kind (decision, svid_issued, attest_refused, ca_step, reload_refused, ...).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(KINDS))]
+    kind: Option<String>,
+    /// From this time (RFC 3339), or this long ago (e.g. 1h).
+    #[arg(long, value_parser = time_arg)]
+    since: Option<i64>,
+    /// Until this time (RFC 3339), or this long ago.
+    #[arg(long, value_parser = time_arg)]
+    until: Option<i64>,
+    /// At most this many records (the newest).
+    #[arg(long, default_value_t = 1000)]
+    limit: u32,
+    /// JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Start the audit sink `warden serve` records through.
+pub(crate) fn start_sink(cfg: &Config) -> anyhow::Result<AuditSink> {
+    let path = cfg.ca.state_dir.join(store::FILE);
+    std::fs::create_dir_all(&cfg.ca.state_dir)
+        .with_context(|| format!("creating {}", cfg.ca.state_dir.display()))?;
+    AuditSink::start(&path, cfg.trust_domain.as_str(), SinkConfig::default())
+        .with_context(|| format!("opening the audit store {}", path.display()))
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Some(Sub::Show {
+            decision_id,
+            at,
+            json,
+        }) => show(&at, decision_id, json),
+        Some(Sub::Verify { at }) => verify(&at),
+        None => list(args.list),
+    }
+}
+
+fn open(at: &Location) -> anyhow::Result<Store> {
+    let path = match &at.db {
+        Some(p) => p.clone(),
+        None => db_path(&at.config)?,
+    };
+    Ok(Store::open_read_only(&path)?)
+}
+
+fn db_path(dir: &Path) -> anyhow::Result<PathBuf> {
+    let cfg = load_config(dir)?;
+    Ok(cfg.ca.state_dir.join(store::FILE))
+}
+
+fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let s = open(&a.at)?;
+    let q = Query {
+        decision_id: a.decision_id,
+        source: a.source,
+        destination: a.destination,
+        decision: a.decision,
+        path_prefix: a.path_prefix,
+        kind: a.kind,
+        since_ms: a.since,
+        until_ms: a.until,
+        limit: Some(a.limit),
+    };
+    let rows = s.query(&q)?;
+    if !a.json {
+        println!("{TABLE_HEADER}");
+    }
+    for r in &rows {
+        println!("{}", if a.json { json_line(r) } else { table_line(r) });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(at: &Location, id: String, json: bool) -> anyhow::Result<ExitCode> {
+    let s = open(at)?;
+    let rows = s.query(&Query {
+        decision_id: Some(id.clone()),
+        ..Query::default()
+    })?;
+    if rows.is_empty() {
+        eprintln!("no record of decision `{id}` in this store (each control-plane replica has its own store; allows may be sampled)");
+        return Ok(ExitCode::from(1));
+    }
+    for r in &rows {
+        if json {
+            println!("{}", json_line(r));
+        } else {
+            for line in story(r) {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(at: &Location) -> anyhow::Result<ExitCode> {
+    let s = open(at)?;
+    match s.verify()? {
+        Ok(v) => {
+            println!(
+                "ok: {} record(s) from {} chain to head {}",
+                v.records, v.first_seq, v.head
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(b) => {
+            println!("TAMPERED: {b}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn time_arg(s: &str) -> Result<i64, String> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let ago = warden::config::duration::parse(s)
+        .map_err(|e| format!("not RFC 3339 nor a duration: {e}"))?;
+    Ok(warden::audit::event::now_ms() - i64::try_from(ago.as_millis()).unwrap_or(i64::MAX))
+}
