@@ -38,6 +38,7 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
     let server = server_settings(raw, &mut ctx);
     let policy = policy_settings(raw, &mut ctx);
     let attestation = attestation_settings(dir, raw, &mut ctx);
+    let audit = super::audit::audit_settings(raw, &mut ctx);
 
     let mut workloads = Vec::new();
     for file in &files.workloads {
@@ -95,6 +96,7 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
             policies,
             attestation,
             tokens,
+            audit,
         }),
         _ => Err(Diagnostics(errors)),
     }
