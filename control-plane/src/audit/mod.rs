@@ -4,10 +4,13 @@
 //! (`store.rs`), the sink the control plane emits through (`sink.rs`) and the access-log
 //! receiver for sidecars' decisions (`als.rs`). See `docs/audit.md`.
 
+pub mod als;
+pub mod als_entry;
 pub mod chain;
 mod emit;
 pub mod event;
 pub mod query;
+pub mod rules;
 pub mod sample;
 pub mod sink;
 pub mod store;

@@ -9,9 +9,13 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::common::load_config;
+use std::sync::Arc;
 use warden::audit::query::{json_line, story, table_line, TABLE_HEADER};
-use warden::audit::{event::KINDS, store, AuditSink, Query, SinkConfig, Store};
+
+use warden::audit::{als, event::KINDS, store, AuditSink, Query, Retention, SinkConfig, Store};
 use warden::config::Config;
+use warden::plane::{serving_cert, ControlPlane};
+use warden::xds::server::tls;
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -93,8 +97,73 @@ pub(crate) fn start_sink(cfg: &Config) -> anyhow::Result<AuditSink> {
     let path = cfg.ca.state_dir.join(store::FILE);
     std::fs::create_dir_all(&cfg.ca.state_dir)
         .with_context(|| format!("creating {}", cfg.ca.state_dir.display()))?;
-    AuditSink::start(&path, cfg.trust_domain.as_str(), SinkConfig::default())
+    let retention = Retention {
+        max_age_ms: i64::try_from(cfg.audit.retention.as_millis()).unwrap_or(i64::MAX),
+        max_bytes: cfg.audit.max_size_mib.saturating_mul(1 << 20),
+    };
+    let sink_config = SinkConfig {
+        retention,
+        ..SinkConfig::default()
+    };
+    AuditSink::start(&path, cfg.trust_domain.as_str(), sink_config)
         .with_context(|| format!("opening the audit store {}", path.display()))
+}
+
+/// The mTLS access-log listener sidecars send decisions to (only with `audit.listen`),
+/// with its own serving certificate kept fresh like the xDS one.
+pub(crate) async fn start_als(
+    cp: &Arc<ControlPlane>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let cfg = cp.config();
+    let Some(addr) = cfg.audit.listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (audit.listen in warden.yaml)"))?;
+    let (ttl, clock) = (cfg.ca.svid_ttl, cp.clock());
+    let svid = tls::mint_server_svid(&cp.ca(), ttl, clock.as_ref())
+        .context("minting the audit listener's certificate")?;
+    let cert = Arc::new(tls::ServerCert::new(tls::certified_key(&svid)?));
+    let verifier = {
+        let cp = cp.clone();
+        Arc::new(als::BundleVerifier::new(move || cp.bundle()))
+    };
+    let config = als::server_config(cert.clone(), verifier)?;
+    let renew = {
+        let (cp, clock) = (cp.clone(), clock.clone());
+        move || -> Result<_, tls::TlsError> {
+            let svid = tls::mint_server_svid(&cp.ca(), ttl, clock.as_ref())?;
+            cert.replace(tls::certified_key(&svid)?);
+            Ok(svid)
+        }
+    };
+    let sink = cp.xds().audit.clone();
+    let rules: als::RuleLocator = {
+        let cp = cp.clone();
+        Arc::new(move |rule: &str| {
+            let cfg = cp.config();
+            let rule = if rule.is_empty() {
+                cfg.policy.entrypoint.as_str()
+            } else {
+                rule
+            };
+            let modules = cfg
+                .policies
+                .modules
+                .iter()
+                .map(|m| (m.name.as_str(), m.source.as_str()));
+            warden::audit::rules::locations(modules, rule)
+        })
+    };
+    tracing::info!(%addr, "audit: access-log service for sidecars' decisions (mTLS)");
+    Ok(Some(tokio::spawn(async move {
+        let renewal = tokio::spawn(serving_cert::renew_forever((&svid).into(), clock, renew));
+        if let Err(e) = als::serve(listener, config, sink, rules).await {
+            tracing::error!("audit access-log service stopped: {e}");
+        }
+        renewal.abort();
+    })))
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {

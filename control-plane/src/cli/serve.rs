@@ -107,6 +107,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         config: info,
     };
     let (ads, cert_renewal) = start_ads(&args, xds_addr, &cp, shared).await?;
+    let _audit_als = super::audit::start_als(&cp).await?;
     let mut running = Running {
         ads: tokio::spawn(ads),
         cert_renewal,

@@ -67,6 +67,8 @@ pub struct MeshSpec {
     pub svid_ttl: String,
     /// Extra environment for `warden` (e.g. another `WARDEN_FILTER_MODULE_EXTENDED`).
     pub env: Vec<(String, String)>,
+    /// Extra top-level sections appended to warden.yaml (e.g. `audit:`).
+    pub extra_warden_yaml: String,
 }
 
 /// Allows frontend → backend and backend → database, denies everything else.
@@ -98,6 +100,7 @@ impl MeshSpec {
             ca_ttl: "24h".to_owned(),
             svid_ttl: "1h".to_owned(),
             env: Vec::new(),
+            extra_warden_yaml: String::new(),
         }
         .workload("frontend", &["backend"])
         .workload("backend", &[])

@@ -19,7 +19,7 @@ use crate::xds::ext::{
     ValidationContextType,
 };
 
-fn static_cluster(name: &str, endpoint: std::net::SocketAddr) -> Cluster {
+pub(super) fn static_cluster(name: &str, endpoint: std::net::SocketAddr) -> Cluster {
     Cluster {
         name: name.to_string(),
         connect_timeout: Some(Duration {

@@ -7,6 +7,7 @@
 //! listener per upstream with an mTLS cluster that checks the upstream's SPIFFE ID, the
 //! secrets (SPIRE/Istio names) and the ECDS filter config.
 
+pub mod audit_log;
 mod cluster;
 mod common;
 mod filter;
@@ -103,7 +104,9 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
     let app = cluster::local_app(w);
     b.add(ResourceType::Cluster, names::LOCAL_APP_CLUSTER, &app)
         .map_err(wrap)?;
-    let inbound = listener::inbound(w, &own_svid, &bundle_name, &inputs.config.policy);
+    let audit = audit_log::als_address(&inputs.config.audit);
+    let logs = audit.map(|_| audit_log::access_log(&inputs.config.audit));
+    let inbound = listener::inbound(w, &own_svid, &bundle_name, &inputs.config.policy, logs);
     b.add(ResourceType::Listener, names::INBOUND_LISTENER, &inbound)
         .map_err(wrap)?;
     let from = (ResourceType::Listener, names::INBOUND_LISTENER);
@@ -111,6 +114,20 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
         .reference(from, (ResourceType::Secret, &bundle_name))
         .reference(from, (ResourceType::ExtensionConfig, AUTHZ_FILTER_NAME))
         .reference(from, (ResourceType::Cluster, names::LOCAL_APP_CLUSTER));
+    if let Some(at) = audit {
+        let cp = crate::xds::server::tls::control_plane_id(&inputs.config.trust_domain);
+        let c = audit_log::cluster(at, &own_svid, &bundle_name, cp.as_str());
+        b.add(ResourceType::Cluster, audit_log::AUDIT_CLUSTER, &c)
+            .map_err(wrap)?;
+        b.reference(
+            (ResourceType::Cluster, audit_log::AUDIT_CLUSTER),
+            (ResourceType::Secret, &own_svid),
+        )
+        .reference(
+            (ResourceType::Cluster, audit_log::AUDIT_CLUSTER),
+            (ResourceType::Secret, &bundle_name),
+        );
+    }
 
     for up in &w.upstreams {
         let target =
