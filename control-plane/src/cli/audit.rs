@@ -186,9 +186,19 @@ fn open(at: &Location) -> anyhow::Result<Store> {
     Ok(Store::open_read_only(&path)?)
 }
 
+/// The store of the config in `dir`. The trail must stay readable when the config is
+/// broken (a refused reload is in it): then only `ca.state_dir` is read from warden.yaml.
 fn db_path(dir: &Path) -> anyhow::Result<PathBuf> {
-    let cfg = load_config(dir)?;
-    Ok(cfg.ca.state_dir.join(store::FILE))
+    if let Ok(cfg) = load_config(dir) {
+        return Ok(cfg.ca.state_dir.join(store::FILE));
+    }
+    let text = std::fs::read_to_string(dir.join("warden.yaml"))
+        .with_context(|| format!("reading {}", dir.join("warden.yaml").display()))?;
+    let state_dir = serde_yaml::from_str::<serde_yaml::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("ca")?.get("state_dir")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| ".warden".to_string());
+    Ok(dir.join(state_dir).join(store::FILE))
 }
 
 fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
