@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use super::event::{SvidEvent, What};
 use super::sink::AuditSink;
+use crate::config::JoinTokenRecord;
 use crate::identity::Svid;
 
 fn ms(t: SystemTime) -> i64 {
@@ -72,6 +73,58 @@ impl AuditSink {
                 summary: format!(
                     "{changed} node(s) changed, {removed} removed, {minted} SVID(s) minted"
                 ),
+            });
+        }
+    }
+
+    /// The Workload API issued an X.509-SVID for `spiffe_id` (entry `entry`).
+    pub fn workload_x509(&self, spiffe_id: &str, entry: &str) {
+        if self.enabled() {
+            self.emit(What::WorkloadX509 {
+                spiffe_id: spiffe_id.to_string(),
+                caller: format!("workload-api entry {entry}"),
+            });
+        }
+    }
+
+    /// The Workload API issued a JWT-SVID.
+    pub fn workload_jwt(&self, subject: &str, audience: &[String]) {
+        if self.enabled() {
+            self.emit(What::WorkloadJwt {
+                subject: subject.to_string(),
+                audience: audience.to_vec(),
+            });
+        }
+    }
+
+    /// Join tokens that appeared or became revoked between `old` and `new` (ids only).
+    pub fn tokens(&self, old: &[JoinTokenRecord], new: &[JoinTokenRecord]) {
+        if !self.enabled() {
+            return;
+        }
+        for t in new {
+            match old.iter().find(|o| o.id == t.id) {
+                None if !t.revoked => self.emit(What::TokenCreated {
+                    id: t.id.clone(),
+                    workload: t.workload.clone(),
+                }),
+                Some(o) if t.revoked && !o.revoked => {
+                    self.emit(What::TokenRevoked { id: t.id.clone() })
+                }
+                _ => {}
+            }
+        }
+        for o in old.iter().filter(|o| !new.iter().any(|t| t.id == o.id)) {
+            self.emit(What::TokenRevoked { id: o.id.clone() });
+        }
+    }
+
+    /// The trust bundle changed (after a CA step).
+    pub fn bundle_updated(&self, bundle: &crate::identity::TrustBundle) {
+        if self.enabled() {
+            self.emit(What::BundleUpdated {
+                bundle_domain: bundle.trust_domain.to_string(),
+                authorities: bundle.x509_authorities_der.len(),
             });
         }
     }

@@ -189,7 +189,9 @@ impl Reloader {
         // Check the attestation settings before anything changes, apply them after.
         let attestor = Attestor::from_config(cfg.clone())
             .map_err(|e| ReloadError::Attestation(e.to_string()))?;
+        let (old_tokens, new_tokens) = (self.plane.config().tokens.clone(), cfg.tokens.clone());
         let applied = self.plane.reload(cfg)?;
+        self.plane.xds.audit.tokens(&old_tokens, &new_tokens);
         if let Some(install) = &self.attestor {
             install(attestor);
         }

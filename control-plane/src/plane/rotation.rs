@@ -145,6 +145,7 @@ impl ControlPlane {
             (a.active().serial_hex().to_string(), a.bundle().sequence)
         };
         tracing::info!(?step, active_ca = %serial, bundle_sequence = seq, "CA rotation step");
+        self.xds.audit.bundle_updated(&self.bundle());
         let applied = match step {
             Step::Activate => self.renew_all(),
             Step::Prepare | Step::Retire => self.renew_due(),

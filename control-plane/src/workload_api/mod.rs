@@ -193,4 +193,7 @@ impl IdentitySource for crate::plane::ControlPlane {
     fn config(&self) -> Arc<Config> {
         crate::plane::ControlPlane::config(self)
     }
+    fn audit(&self) -> crate::audit::AuditSink {
+        self.xds().audit.clone()
+    }
 }
