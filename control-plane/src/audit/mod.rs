@@ -9,6 +9,7 @@ pub mod als_entry;
 pub mod chain;
 mod emit;
 pub mod event;
+pub mod otlp;
 pub mod query;
 pub mod rules;
 pub mod sample;

@@ -24,6 +24,9 @@ pub struct SinkConfig {
     pub retention: Retention,
 }
 
+/// Where committed batches are also sent (OTLP), if anywhere.
+pub type Export = Option<super::otlp::Exporter>;
+
 impl Default for SinkConfig {
     fn default() -> Self {
         SinkConfig {
@@ -72,6 +75,16 @@ impl AuditSink {
         trust_domain: &str,
         cfg: SinkConfig,
     ) -> Result<AuditSink, AuditError> {
+        Self::start_exporting(path, trust_domain, cfg, None)
+    }
+
+    /// Like [`AuditSink::start`], also handing each committed batch to `export`.
+    pub fn start_exporting(
+        path: &Path,
+        trust_domain: &str,
+        cfg: SinkConfig,
+        export: Export,
+    ) -> Result<AuditSink, AuditError> {
         let store = Store::open(path)?;
         let (tx, rx) = mpsc::sync_channel(cfg.capacity.max(1));
         let written = Arc::new(AtomicU64::new(0));
@@ -82,6 +95,7 @@ impl AuditSink {
             cfg,
             written: written.clone(),
             failed: failed.clone(),
+            export,
         };
         std::thread::Builder::new()
             .name("warden-audit".into())
@@ -145,6 +159,7 @@ struct Writer {
     cfg: SinkConfig,
     written: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
+    export: Export,
 }
 
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -173,7 +188,17 @@ impl Writer {
             }
             let n = batch.len() as u64;
             match self.store.append(&batch) {
-                Ok(()) => self.written.fetch_add(n, Ordering::Relaxed),
+                Ok(links) => {
+                    if let Some(x) = &self.export {
+                        let out = links
+                            .into_iter()
+                            .zip(batch.iter().cloned())
+                            .map(|((seq, hash), event)| super::otlp::Exported { seq, hash, event })
+                            .collect();
+                        x.offer(out);
+                    }
+                    self.written.fetch_add(n, Ordering::Relaxed)
+                }
                 Err(e) => {
                     tracing::error!(error = %e, records = n, "audit records could not be stored");
                     self.failed.fetch_add(n, Ordering::Relaxed)

@@ -109,10 +109,12 @@ impl Store {
         self.head_seq
     }
 
-    /// Append `events` in one transaction, chaining each to the one before.
-    pub fn append(&mut self, events: &[Event]) -> Result<(), AuditError> {
+    /// Append `events` in one transaction, chaining each to the one before; returns
+    /// each one's sequence number and hash.
+    pub fn append(&mut self, events: &[Event]) -> Result<Vec<(i64, Hash)>, AuditError> {
         let tx = self.conn.transaction().map_err(AuditError::sql)?;
         let (mut seq, mut prev) = (self.head_seq, self.head_hash);
+        let mut links = Vec::with_capacity(events.len());
         {
             let mut ins = tx
                 .prepare_cached(
@@ -140,13 +142,14 @@ impl Store {
                 ])
                 .map_err(AuditError::sql)?;
                 prev = hash;
+                links.push((seq, hash));
             }
         }
         set_meta(&tx, "head_seq", &seq.to_be_bytes())?;
         tx.commit().map_err(AuditError::sql)?;
         self.head_seq = seq;
         self.head_hash = prev;
-        Ok(())
+        Ok(links)
     }
 
     /// Delete what `retention` says to, oldest first; returns how many were deleted.

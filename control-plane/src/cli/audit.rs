@@ -12,7 +12,9 @@ use super::common::load_config;
 use std::sync::Arc;
 use warden::audit::query::{json_line, story, table_line, TABLE_HEADER};
 
-use warden::audit::{als, event::KINDS, store, AuditSink, Query, Retention, SinkConfig, Store};
+use warden::audit::{
+    als, event::KINDS, otlp, store, AuditSink, Query, Retention, SinkConfig, Store,
+};
 use warden::config::Config;
 use warden::plane::{serving_cert, ControlPlane};
 use warden::xds::server::tls;
@@ -105,7 +107,15 @@ pub(crate) fn start_sink(cfg: &Config) -> anyhow::Result<AuditSink> {
         retention,
         ..SinkConfig::default()
     };
-    AuditSink::start(&path, cfg.trust_domain.as_str(), sink_config)
+    let export = match &cfg.audit.otlp_endpoint {
+        Some(endpoint) => {
+            let replica = format!("{}", cfg.server.xds_listen);
+            tracing::info!(%endpoint, "audit: exporting records as OTLP logs");
+            Some(otlp::Exporter::start(endpoint.clone(), replica)?)
+        }
+        None => None,
+    };
+    AuditSink::start_exporting(&path, cfg.trust_domain.as_str(), sink_config, export)
         .with_context(|| format!("opening the audit store {}", path.display()))
 }
 
