@@ -9,7 +9,7 @@ use anyhow::{ensure, Context, Result};
 use warden_e2e::mesh::spiffe_id;
 use warden_e2e::ports::free_addr;
 use warden_e2e::warden::cli;
-use warden_e2e::{http, Mesh, MeshSpec, XdsMode};
+use warden_e2e::{http, tls, Mesh, MeshSpec, XdsMode};
 
 /// frontend may call backend except under `/admin`.
 const POLICY: &str = r#"package envoy.authz
@@ -48,15 +48,16 @@ fn wait_for(mesh: &Mesh, args: &[&str], needles: &[&str], within: Duration) -> R
     anyhow::bail!("no record with {needles:?} after {within:?} for `warden audit {args:?}`; last output:\n{last}")
 }
 
-fn mesh(policy_engine: &str) -> Result<Mesh> {
+fn mesh(policy_engine: &str) -> Result<(Mesh, std::net::SocketAddr)> {
     let mut spec = MeshSpec::new(XdsMode::Sotw);
     spec.policy = POLICY.to_owned();
-    spec.extra_warden_yaml = format!("audit:\n  listen: {}\n", free_addr()?);
+    let als = free_addr()?;
+    spec.extra_warden_yaml = format!("audit:\n  listen: {als}\n");
     if policy_engine == "wasm" {
         // Keep the Wasm filter (native RBAC is the default for simple policies).
         spec.env.push(("WARDEN_NATIVE_RBAC".into(), "off".into()));
     }
-    Mesh::start(spec)
+    Ok((Mesh::start(spec)?, als))
 }
 
 fn a_denied_call_is_found_by_its_decision_id(mesh: &Mesh, engine: &str) -> Result<()> {
@@ -123,7 +124,17 @@ fn a_denied_call_is_found_by_its_decision_id(mesh: &Mesh, engine: &str) -> Resul
 }
 
 fn the_trail(engine: &str) -> Result<()> {
-    let mut mesh = mesh(engine)?;
+    let (mut mesh, als) = mesh(engine)?;
+    // Only sidecars with an SVID of this trust domain may write decisions.
+    ensure!(
+        tls::attempt(als, None, "/")?.refused(),
+        "ALS accepted a client without a certificate"
+    );
+    let foreign = tls::foreign_ca_identity(&spiffe_id("backend"))?;
+    ensure!(
+        tls::attempt(als, Some(&foreign), "/")?.refused(),
+        "ALS accepted a foreign CA's certificate"
+    );
     a_denied_call_is_found_by_its_decision_id(&mesh, engine)?;
 
     let allowed = mesh.call("frontend", "backend", "/hello", &[])?;

@@ -232,6 +232,10 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // Notice dead sidecars; bound what one connection may hold open.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .max_concurrent_streams(Some(16))
         .add_service(AlsServer::new(sink, rules).into_service())
         .serve_with_incoming(crate::xds::server::tls::accept_tls(listener, config))
         .await
