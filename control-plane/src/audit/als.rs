@@ -1,6 +1,6 @@
 //! The control plane's access-log service (`envoy.service.accesslog.v3.AccessLogService/
 //! StreamAccessLogs`): sidecars stream their decision records here over mTLS with their
-//! own SVID (see `xds::resources::audit_log`). The destination of every record is the
+//! own SVID (the Envoy side is built in `xds/resources/audit_log.rs`). The destination of every record is the
 //! SPIFFE ID of the verified client certificate; entries become events through the pure
 //! [`super::als_entry::decision`] and go into the [`AuditSink`] (never blocking: a full
 //! sink drops and counts). Envoy never waits for this server: it buffers, flushes on a
@@ -206,37 +206,4 @@ impl ClientCertVerifier for BundleVerifier {
             .signature_verification_algorithms
             .supported_schemes()
     }
-}
-
-/// A rustls server config presenting `cert` and requiring a client certificate that
-/// chains to the bundle `verifier` reads; ALPN `h2`.
-pub fn server_config(
-    cert: Arc<crate::xds::server::tls::ServerCert>,
-    verifier: Arc<BundleVerifier>,
-) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_cert_resolver(cert);
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(cfg))
-}
-
-/// Serves the ALS on `listener` over mTLS until dropped.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    config: Arc<rustls::ServerConfig>,
-    sink: AuditSink,
-    rules: RuleLocator,
-) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        // Notice dead sidecars; bound what one connection may hold open.
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
-        .max_concurrent_streams(Some(16))
-        .add_service(AlsServer::new(sink, rules).into_service())
-        .serve_with_incoming(crate::xds::server::tls::accept_tls(listener, config))
-        .await
 }

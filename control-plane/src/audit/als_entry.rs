@@ -17,7 +17,9 @@ use xds_api::pb::envoy::data::accesslog::v3::HttpAccessLogEntry;
 use xds_api::pb::google::protobuf::{Any, BytesValue};
 
 use super::event::{Decision, Mode, NO_VERIFIED_PEER};
-use crate::xds::resources::audit_log::DECISION_STATE;
+/// The filter-state key of the Wasm filter's decision record (`set_property` of
+/// `warden_decision` in the filter).
+pub const DECISION_STATE: &str = "wasm.warden_decision";
 
 /// The Wasm filter's record (see `warden_filter::authorize::Verdict::record`).
 #[derive(Debug, serde::Deserialize)]

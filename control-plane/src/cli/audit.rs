@@ -139,7 +139,7 @@ pub(crate) async fn start_als(
         let cp = cp.clone();
         Arc::new(als::BundleVerifier::new(move || cp.bundle()))
     };
-    let config = als::server_config(cert.clone(), verifier)?;
+    let config = server_config(cert.clone(), verifier)?;
     let renew = {
         let (cp, clock) = (cp.clone(), clock.clone());
         move || -> Result<_, tls::TlsError> {
@@ -169,7 +169,7 @@ pub(crate) async fn start_als(
     tracing::info!(%addr, "audit: access-log service for sidecars' decisions (mTLS)");
     Ok(Some(tokio::spawn(async move {
         let renewal = tokio::spawn(serving_cert::renew_forever((&svid).into(), clock, renew));
-        if let Err(e) = als::serve(listener, config, sink, rules).await {
+        if let Err(e) = serve(listener, config, sink, rules).await {
             tracing::error!("audit access-log service stopped: {e}");
         }
         renewal.abort();
@@ -281,4 +281,37 @@ fn time_arg(s: &str) -> Result<i64, String> {
     let ago = warden::config::duration::parse(s)
         .map_err(|e| format!("not RFC 3339 nor a duration: {e}"))?;
     Ok(warden::audit::event::now_ms() - i64::try_from(ago.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A rustls server config presenting `cert` and requiring a client certificate that
+/// chains to the bundle `verifier` reads; ALPN `h2`.
+fn server_config(
+    cert: Arc<tls::ServerCert>,
+    verifier: Arc<als::BundleVerifier>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(cert);
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Serves the ALS on `listener` over mTLS until dropped.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    sink: AuditSink,
+    rules: als::RuleLocator,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        // Notice dead sidecars; bound what one connection may hold open.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .max_concurrent_streams(Some(16))
+        .add_service(als::AlsServer::new(sink, rules).into_service())
+        .serve_with_incoming(tls::accept_tls(listener, config))
+        .await
 }

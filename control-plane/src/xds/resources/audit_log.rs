@@ -35,8 +35,7 @@ use crate::xds::ext::{
 
 /// The cluster the access log streams to.
 pub const AUDIT_CLUSTER: &str = "warden-audit";
-/// The filter-state key of the Wasm filter's decision record.
-pub const DECISION_STATE: &str = "wasm.warden_decision";
+pub use crate::audit::als_entry::DECISION_STATE;
 /// The access log's name (`StreamAccessLogsMessage.identifier.log_name`).
 pub const LOG_NAME: &str = "warden-decisions";
 
@@ -248,6 +247,32 @@ pub(super) fn cluster(
         any(&http2),
     );
     c
+}
+
+/// Adds the `warden-audit` cluster (and its secret references) to a node's snapshot.
+pub(super) fn add_cluster(
+    b: &mut crate::xds::snapshot::SnapshotBuilder,
+    inputs: &super::NodeInputs<'_>,
+    at: SocketAddr,
+    own_svid: &str,
+    bundle: &str,
+) -> Result<(), crate::xds::snapshot::SnapshotError> {
+    use crate::xds::types::ResourceType;
+    let cp = crate::xds::server::tls::control_plane_id(&inputs.config.trust_domain);
+    b.add(
+        ResourceType::Cluster,
+        AUDIT_CLUSTER,
+        &cluster(at, own_svid, bundle, cp.as_str()),
+    )?;
+    b.reference(
+        (ResourceType::Cluster, AUDIT_CLUSTER),
+        (ResourceType::Secret, own_svid),
+    )
+    .reference(
+        (ResourceType::Cluster, AUDIT_CLUSTER),
+        (ResourceType::Secret, bundle),
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -115,18 +115,7 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
         .reference(from, (ResourceType::ExtensionConfig, AUTHZ_FILTER_NAME))
         .reference(from, (ResourceType::Cluster, names::LOCAL_APP_CLUSTER));
     if let Some(at) = audit {
-        let cp = crate::xds::server::tls::control_plane_id(&inputs.config.trust_domain);
-        let c = audit_log::cluster(at, &own_svid, &bundle_name, cp.as_str());
-        b.add(ResourceType::Cluster, audit_log::AUDIT_CLUSTER, &c)
-            .map_err(wrap)?;
-        b.reference(
-            (ResourceType::Cluster, audit_log::AUDIT_CLUSTER),
-            (ResourceType::Secret, &own_svid),
-        )
-        .reference(
-            (ResourceType::Cluster, audit_log::AUDIT_CLUSTER),
-            (ResourceType::Secret, &bundle_name),
-        );
+        audit_log::add_cluster(&mut b, inputs, at, &own_svid, &bundle_name).map_err(wrap)?;
     }
 
     for up in &w.upstreams {
