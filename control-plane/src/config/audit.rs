@@ -90,3 +90,49 @@ pub(super) fn audit_settings(raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> A
         otlp_endpoint: a.otlp_endpoint.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
+    use super::super::tests::{errors, sample};
+
+    fn with_audit(section: &str) -> tempfile::TempDir {
+        let dir = sample();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("warden.yaml"))
+            .unwrap();
+        writeln!(f, "audit:\n{section}").unwrap();
+        dir
+    }
+
+    #[test]
+    fn an_audit_section_is_read_with_its_defaults() {
+        let dir = with_audit("  listen: 127.0.0.1:18009\n  sample_allows: 0.5");
+        let cfg = crate::config::load(dir.path()).unwrap();
+        assert_eq!(cfg.audit.listen, Some("127.0.0.1:18009".parse().unwrap()));
+        assert_eq!(cfg.audit.sample_allows, 0.5);
+        assert_eq!(cfg.audit.max_size_mib, 1024);
+    }
+
+    #[test]
+    fn bad_audit_values_are_reported_at_their_key() {
+        for (section, needle) in [
+            ("  sample_allows: 2", "not a fraction"),
+            ("  listen: nowhere", "not an IP:port"),
+            ("  listen: 0.0.0.0:18009", "unspecified"),
+            ("  retention: forever", "invalid duration"),
+            ("  otlp_endpoint: collector:4317", "not an http(s) URL"),
+            ("  colour: blue", "colour"),
+        ] {
+            let dir = with_audit(section);
+            let errs = errors(dir.path());
+            assert!(
+                errs.iter().any(|e| e.to_string().contains(needle)),
+                "{section}: {errs:?}"
+            );
+        }
+    }
+}
