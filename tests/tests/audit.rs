@@ -190,7 +190,47 @@ fn the_trail(engine: &str) -> Result<()> {
 
     let verified = audit(&mesh, &["verify"])?;
     ensure!(verified.starts_with("ok:"), "verify: {verified}");
-    let _ = &mut mesh;
+    if engine == "wasm" {
+        survives_a_killed_control_plane(&mut mesh)?;
+    }
+    Ok(())
+}
+
+/// SIGKILL `warden serve` right after a burst of denies; after the restart the chain
+/// still verifies and continues, and new decisions arrive again.
+fn survives_a_killed_control_plane(mesh: &mut Mesh) -> Result<()> {
+    mesh.apply()?; // the good config back (the refused one would stop the restart)
+    wait_for(
+        mesh,
+        &["--kind", "reload_accepted"],
+        &["reload_accepted"],
+        Duration::from_secs(10),
+    )?;
+    for _ in 0..20 {
+        mesh.call("frontend", "backend", "/admin/burst", &[])?;
+    }
+    mesh.kill_and_restart_warden(1, |_| Ok(()))?;
+    let verified = audit(mesh, &["verify"])?;
+    ensure!(
+        verified.starts_with("ok:"),
+        "verify after SIGKILL: {verified}"
+    );
+    let denied = mesh.call("frontend", "backend", "/admin/after-restart", &[])?;
+    let id = denied
+        .header("x-warden-decision-id")
+        .context("no decision id")?
+        .to_owned();
+    wait_for(
+        mesh,
+        &["--decision-id", &id],
+        &["/admin/after-restart"],
+        Duration::from_secs(15),
+    )?;
+    let verified = audit(mesh, &["verify"])?;
+    ensure!(
+        verified.starts_with("ok:"),
+        "verify after restart: {verified}"
+    );
     Ok(())
 }
 
