@@ -97,6 +97,7 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
         &s.xds.status.dump(),
         now,
     ));
+    text.push_str(&s.xds.audit.render_metrics());
     text.push_str(crate::xds::metrics::EOF);
     (
         [(header::CONTENT_TYPE, crate::xds::metrics::CONTENT_TYPE)],

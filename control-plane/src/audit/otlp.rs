@@ -166,6 +166,11 @@ impl Exporter {
     pub fn stats(&self) -> &ExportStats {
         &self.stats
     }
+
+    /// A handle on the counters.
+    pub fn stats_handle(&self) -> Arc<ExportStats> {
+        self.stats.clone()
+    }
 }
 
 fn run(endpoint: String, replica: String, rx: Receiver<Vec<Exported>>, stats: Arc<ExportStats>) {

@@ -44,6 +44,7 @@ struct Inner {
     dropped: AtomicU64,
     written: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
+    exported: Option<Arc<super::otlp::ExportStats>>,
 }
 
 /// Cheap to clone; a disabled sink ([`AuditSink::disabled`]) ignores everything.
@@ -89,6 +90,7 @@ impl AuditSink {
         let (tx, rx) = mpsc::sync_channel(cfg.capacity.max(1));
         let written = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
+        let exported = export.as_ref().map(super::otlp::Exporter::stats_handle);
         let w = Writer {
             store,
             rx,
@@ -108,6 +110,7 @@ impl AuditSink {
                 dropped: AtomicU64::new(0),
                 written,
                 failed,
+                exported,
             })),
         })
     }
@@ -139,6 +142,48 @@ impl AuditSink {
     /// Whether events are recorded at all.
     pub fn enabled(&self) -> bool {
         self.inner.is_some()
+    }
+
+    /// The counters in the OpenMetrics text format (for the admin `/metrics`).
+    pub fn render_metrics(&self) -> String {
+        let Some(i) = &self.inner else {
+            return String::new();
+        };
+        let s = self.stats();
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}_total {v}\n"
+            ));
+        };
+        counter(
+            "warden_audit_records_written",
+            "Audit records committed to the store.",
+            s.written,
+        );
+        counter(
+            "warden_audit_records_dropped",
+            "Audit events dropped because the queue was full.",
+            s.dropped,
+        );
+        counter(
+            "warden_audit_records_failed",
+            "Audit events lost to a store error.",
+            s.failed,
+        );
+        if let Some(x) = &i.exported {
+            counter(
+                "warden_audit_records_exported",
+                "Audit records accepted by the OTLP collector.",
+                x.exported.load(Ordering::Relaxed),
+            );
+            counter(
+                "warden_audit_export_dropped",
+                "Audit records not exported (queue full or collector failing).",
+                x.dropped.load(Ordering::Relaxed),
+            );
+        }
+        out
     }
 
     /// Counters so far.

@@ -198,6 +198,12 @@ fn a_full_sink_drops_and_counts_instead_of_blocking() {
     }
     let s = Store::open_read_only(&dir.path().join("audit.db")).unwrap();
     assert!(s.verify().unwrap().is_ok());
+    let text = sink.render_metrics();
+    let dropped = format!(
+        "warden_audit_records_dropped_total {}",
+        sink.stats().dropped
+    );
+    assert!(text.contains(&dropped), "{text}");
 }
 
 #[test]
