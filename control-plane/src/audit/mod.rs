@@ -1,8 +1,11 @@
 //! The audit trail: every identity issued and every decision, in one tamper-evident
 //! store. The pure core is the event schema (`event.rs`), the hash chain (`chain.rs`),
-//! sampling (`sample.rs`) and queries (`query.rs`); the I/O edges are the SQLite store
-//! (`store.rs`), the sink the control plane emits through (`sink.rs`) and the access-log
-//! receiver for sidecars' decisions (`als.rs`). See `docs/audit.md`.
+//! queries (`query.rs`), rule locations (`rules.rs`) and access-log entries to events
+//! (`als_entry.rs`); the I/O edges are the SQLite store (`store.rs`), the sink the control
+//! plane emits through (`sink.rs`, one-line helpers in `emit.rs`), the access-log service
+//! for sidecars' decisions (`als.rs`) and the OTLP export (`otlp.rs`). Sampling of allows
+//! happens in Envoy (an access-log filter, `xds/resources/audit_log.rs`). See
+//! `docs/audit.md`.
 
 pub mod als;
 pub mod als_entry;
@@ -12,7 +15,6 @@ pub mod event;
 pub mod otlp;
 pub mod query;
 pub mod rules;
-pub mod sample;
 pub mod sink;
 pub mod store;
 
