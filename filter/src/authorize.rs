@@ -247,7 +247,8 @@ impl Verdict {
     }
 
     /// The decision record for the audit trail (compact JSON; the control plane adds
-    /// source, destination, request and time from the access log entry).
+    /// source, destination, request and time from the access log entry). Serialised
+    /// from a borrowed struct: this runs on every request when records are on.
     pub fn record(&self, policy: &CompiledPolicy, eval_micros: u64) -> String {
         let config = policy.config();
         let (decision, reason, rule) = match &self.decision {
@@ -258,17 +259,17 @@ impl Verdict {
                 deny_rule(reason).unwrap_or(config.entrypoint.as_str()),
             ),
         };
-        serde_json::json!({
-            "id": self.id.to_string(),
-            "decision": decision,
-            "enforced": !self.lets_through() || self.decision.is_allow(),
-            "reason": reason,
-            "rule": rule,
-            "policy_version": config.policy_version,
-            "mode": config.mode,
-            "eval_us": eval_micros,
-        })
-        .to_string()
+        let record = Record {
+            id: self.id.to_string(),
+            decision,
+            enforced: !self.lets_through() || self.decision.is_allow(),
+            reason,
+            rule,
+            policy_version: &config.policy_version,
+            mode: config.mode,
+            eval_us: eval_micros,
+        };
+        serde_json::to_string(&record).unwrap_or_default()
     }
 
     /// Whether this decision is logged: always for denies, for allows when configured.
@@ -325,4 +326,17 @@ fn deny_rule(reason: &DenyReason) -> Option<&str> {
         | DenyReason::BadResult { rule, .. } => Some(rule),
         DenyReason::Error(_) | DenyReason::BadRequest(_) => None,
     }
+}
+
+/// The audit record's fields (see [`Verdict::record`]).
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    id: String,
+    decision: &'static str,
+    enforced: bool,
+    reason: Option<String>,
+    rule: &'a str,
+    policy_version: &'a str,
+    mode: Mode,
+    eval_us: u64,
 }
