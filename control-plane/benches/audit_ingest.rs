@@ -20,7 +20,11 @@ use warden::audit::{AuditSink, SinkConfig, What};
 fn entry(i: u64) -> HttpAccessLogEntry {
     let record = format!(
         r#"{{"id":"d-{i}","decision":"{}","reason":"data.envoy.authz.allow is false","rule":"data.envoy.authz.allow","policy_version":"74f5effbe53b","mode":"enforce","eval_us":12}}"#,
-        if i % 10 == 0 { "deny" } else { "allow" }
+        if i.is_multiple_of(10) {
+            "deny"
+        } else {
+            "allow"
+        }
     );
     let any = Any {
         type_url: "type.googleapis.com/google.protobuf.BytesValue".into(),

@@ -93,13 +93,23 @@ fn a_denied_call_is_found_by_its_decision_id(mesh: &Mesh, engine: &str) -> Resul
         "decision {id} found after {:?}:\n{story}",
         started.elapsed()
     );
-    for needle in [
-        spiffe_id("frontend"),
-        spiffe_id("backend"),
-        "/admin/users".to_string(),
-        "deny".to_string(),
+    let field = |name: &str| -> String {
+        story
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}:")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    for (name, want) in [
+        ("source", spiffe_id("frontend")),
+        ("destination", spiffe_id("backend")),
+        ("request", "/admin/users".to_string()),
+        ("decision", "deny".to_string()),
     ] {
-        ensure!(story.contains(&needle), "`{needle}` missing from:\n{story}");
+        ensure!(
+            field(name).contains(&want),
+            "{name} is not `{want}` in:\n{story}"
+        );
     }
     ensure!(
         !story.contains("secret=1"),
