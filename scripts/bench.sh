@@ -26,6 +26,10 @@ section "SVID minting (CA sign + fresh P-256 leaf key)"
 cargo bench -q -p warden --bench mint 2>/dev/null | grep '^|' >> "$report"
 echo >> "$report"
 
+section "Audit trail: control-plane ingest (access-log entries to SQLite)"
+cargo bench -q -p warden --bench audit_ingest 2>/dev/null | grep '^|' >> "$report"
+echo >> "$report"
+
 if [ -x bench/xds/run.sh ]; then
     section "xDS: simulated Envoy ADS streams"
     bench/xds/run.sh | tee -a "$report"

@@ -135,6 +135,13 @@ def warden_config(warden=None, root=ROOT):
     return json.dumps(config)
 
 
+def with_audit_records(config):
+    """`config` with the filter's decision records for the audit trail turned on."""
+    c = json.loads(config)
+    c["audit_records"] = True
+    return json.dumps(c)
+
+
 def warden_rbac_filter(warden=None):
     """The RBAC filter config the control plane compiles the sample policy to for the
     backend (`warden policy config --rbac`): what a native-path sidecar gets over ECDS."""
@@ -311,6 +318,8 @@ def main():
             ("Warden (native RBAC)", [warden_rbac_filter()]),
             ("empty Wasm", [wasm_filter(empty_wasm, "")]),
             ("Warden", [wasm_filter(warden_wasm, warden_config())]),
+            # The same with decision records for the audit trail (filter state per request).
+            ("Warden + audit records", [wasm_filter(warden_wasm, with_audit_records(warden_config()))]),
         ]
         if extended_wasm:
             variants.append(("Warden extended", [wasm_filter(extended_wasm, warden_config())]))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Filter benchmark: builds the Warden filter and the empty filter for wasm32-wasip1, then
-# runs bench.py (no authz vs RBAC vs empty Wasm vs Warden) and prints a markdown table.
+# runs bench.py (no authz vs RBAC vs empty Wasm vs Warden, with and without decision records
+# for the audit trail) and prints a markdown table.
 # Bounded: BENCH_ROUNDS (default 3) × 5 variants × (startup + 5 s warm-up + 2 × BENCH_SECONDS)
 # ≈ 4–5 min; the table shows per-variant medians. Needs `hey`.
 # Env: BENCH_SECONDS (default 5), BENCH_RATE (default 1000), BENCH_ROUNDS, WARDEN_ENVOY, BENCH_ONLY

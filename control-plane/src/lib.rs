@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod attest;
+pub mod audit;
 pub mod config;
 pub mod federation;
 #[doc(hidden)]

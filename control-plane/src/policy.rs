@@ -53,6 +53,7 @@ pub fn plugin_config(config: &Config, workload: &Workload) -> PluginConfig {
     plugin.deny_status = settings.deny_status;
     plugin.expose_reason = settings.expose_reason;
     plugin.destination_principal = workload.spiffe_id.to_string();
+    plugin.audit_records = config.audit.listen.is_some();
     plugin.data = if config.policies.data.is_object() {
         config.policies.data.clone()
     } else {

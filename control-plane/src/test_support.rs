@@ -56,6 +56,7 @@ pub(crate) fn handles(sh: &Shared) -> XdsHandles {
         cache: sh.cache.clone(),
         metrics: sh.metrics.clone(),
         status: sh.status.clone(),
+        audit: Default::default(),
     }
 }
 

@@ -246,6 +246,32 @@ impl Verdict {
         }
     }
 
+    /// The decision record for the audit trail (compact JSON; the control plane adds
+    /// source, destination, request and time from the access log entry). Serialised
+    /// from a borrowed struct: this runs on every request when records are on.
+    pub fn record(&self, policy: &CompiledPolicy, eval_micros: u64) -> String {
+        let config = policy.config();
+        let (decision, reason, rule) = match &self.decision {
+            Decision::Allow { .. } => ("allow", None, config.entrypoint.as_str()),
+            Decision::Deny { reason, .. } => (
+                "deny",
+                Some(reason.to_string()),
+                deny_rule(reason).unwrap_or(config.entrypoint.as_str()),
+            ),
+        };
+        let record = Record {
+            id: self.id.to_string(),
+            decision,
+            enforced: !self.lets_through() || self.decision.is_allow(),
+            reason,
+            rule,
+            policy_version: &config.policy_version,
+            mode: config.mode,
+            eval_us: eval_micros,
+        };
+        serde_json::to_string(&record).unwrap_or_default()
+    }
+
     /// Whether this decision is logged: always for denies, for allows when configured.
     pub fn should_log(&self, policy: &CompiledPolicy) -> bool {
         !self.decision.is_allow() || policy.config().log_decisions
@@ -289,4 +315,28 @@ pub fn deny_reason(verdict: &Verdict) -> Option<&DenyReason> {
         Decision::Deny { reason, .. } => Some(reason),
         Decision::Allow { .. } => None,
     }
+}
+
+/// The decision rule a deny reason names, if any.
+fn deny_rule(reason: &DenyReason) -> Option<&str> {
+    match reason {
+        DenyReason::False { rule }
+        | DenyReason::Undefined { rule }
+        | DenyReason::NotAllowed { rule }
+        | DenyReason::BadResult { rule, .. } => Some(rule),
+        DenyReason::Error(_) | DenyReason::BadRequest(_) => None,
+    }
+}
+
+/// The audit record's fields (see [`Verdict::record`]).
+#[derive(serde::Serialize)]
+struct Record<'a> {
+    id: String,
+    decision: &'static str,
+    enforced: bool,
+    reason: Option<String>,
+    rule: &'a str,
+    policy_version: &'a str,
+    mode: Mode,
+    eval_us: u64,
 }

@@ -54,6 +54,10 @@ pub struct PluginConfig {
     /// Log one structured line per decision (denies are always logged).
     #[serde(default)]
     pub log_decisions: bool,
+    /// Leave a decision record in the request's filter state (`wasm.warden_decision`)
+    /// for Envoy's gRPC access log to carry to the control plane's audit trail.
+    #[serde(default)]
+    pub audit_records: bool,
     /// This workload's SPIFFE ID: `input.attributes.destination.principal`.
     #[serde(default)]
     pub destination_principal: String,
@@ -140,6 +144,7 @@ impl PluginConfig {
             deny_status: default_deny_status(),
             expose_reason: false,
             log_decisions: false,
+            audit_records: false,
             destination_principal: String::new(),
             modules,
             program: String::new(),

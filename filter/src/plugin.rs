@@ -54,7 +54,13 @@ pub trait Host {
     fn increment(&self, counter: Counter, by: u64);
     /// Microseconds from some fixed point (only differences are used).
     fn now_micros(&self) -> u64;
+    /// `set_property(path, value)`: Envoy keeps it in the request's filter state as
+    /// `wasm.<path>` (read by the access log).
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError>;
 }
+
+/// The filter-state property holding a decision record (`wasm.warden_decision` in Envoy).
+pub const DECISION_RECORD_PROPERTY: &str = "warden_decision";
 
 /// What the HTTP context returns to Envoy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,18 +185,24 @@ impl Plugin {
                 );
             }
         };
-        let logging = policy.config().log_decisions;
+        let logging = policy.config().log_decisions || policy.config().audit_records;
         let started = if logging { host.now_micros() } else { 0 };
         let verdict = authorize_cached(&policy, &request, id, &mut self.decisions);
         for counter in verdict.counters() {
             self.count(counter);
         }
+        let elapsed = if logging {
+            host.now_micros().saturating_sub(started)
+        } else {
+            0
+        };
+        if policy.config().audit_records {
+            let record = verdict.record(&policy, elapsed);
+            if let Err(error) = host.set_property(&[DECISION_RECORD_PROPERTY], record.as_bytes()) {
+                host.log(Level::Warn, &format!("warden: {error}"));
+            }
+        }
         if verdict.should_log(&policy) {
-            let elapsed = if logging {
-                host.now_micros().saturating_sub(started)
-            } else {
-                0
-            };
             host.log(Level::Info, &verdict.log_line(&policy, &request, elapsed));
         }
         match verdict.action(&policy, &request) {

@@ -97,6 +97,7 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     let statuses = s.xds.status.dump();
     text.push_str(&crate::xds::status::render_rejected(&statuses, now));
     text.push_str(&crate::xds::status::render_instances(&statuses));
+    text.push_str(&s.xds.audit.render_metrics());
     text.push_str(crate::xds::metrics::EOF);
     (
         [(header::CONTENT_TYPE, crate::xds::metrics::CONTENT_TYPE)],

@@ -28,6 +28,7 @@ async fn admin_reports_readiness_metrics_and_nacks_in_the_config_dump() {
         cache: Arc::new(Cache::new()),
         metrics: Arc::new(Metrics::default()),
         status: Arc::new(StatusRegistry::default()),
+        audit: Default::default(),
     };
     let node = NodeId::new("backend-sidecar");
     xds.cache.set(&node, sample(&[("a", "1")], 1));

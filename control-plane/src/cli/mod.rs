@@ -5,6 +5,7 @@
 //! policy test, deny), 2 bad usage or an I/O error. Errors go to stderr in words a person
 //! can act on.
 
+mod audit;
 mod bootstrap;
 mod bundle;
 mod ca;
@@ -61,6 +62,9 @@ enum Command {
     /// SPIFFE federation: `status` shows each relationship's foreign bundle and refresh.
     #[command(subcommand)]
     Federation(federation::Command),
+    /// The audit trail: list records (filters; table or JSON lines), `show` one decision's
+    /// whole story, `verify` the hash chain.
+    Audit(audit::Args),
 }
 
 /// Entry point used by `main.rs`.
@@ -79,6 +83,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Token(cmd) => token::run(cmd),
         Command::Federation(cmd) => federation::run(cmd),
         Command::Instances(args) => instances::run(args),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(code) => code,

@@ -150,6 +150,7 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
     };
     let (ads, cert_renewal) = start_ads(&args, xds_addr, &cp, shared).await?;
     let federation = super::federation::start(&cp).await?;
+    let _audit_als = super::audit::start_als(&cp).await?;
     let mut running = Running {
         ads: tokio::spawn(ads),
         cert_renewal,
@@ -206,14 +207,18 @@ fn start_core(
     cfg: Config,
     modules: FilterModules,
 ) -> anyhow::Result<(Arc<ControlPlane>, Shared, Option<AttestorSlot>)> {
-    let xds = XdsHandles::default();
+    let xds = XdsHandles {
+        audit: super::audit::start_sink(&cfg)?,
+        ..XdsHandles::default()
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (authorizer, slot): (Arc<dyn NodeAuthorizer>, Option<AttestorSlot>) =
         if args.insecure_plaintext_xds {
             (Arc::new(AllowAnyCaller), None)
         } else {
             let auth = AttestingAuthorizer::new(cfg.clone(), clock.clone(), xds.metrics.clone())
-                .map_err(|e| anyhow::anyhow!("attestation settings: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("attestation settings: {e}"))?
+                .with_audit(xds.audit.clone());
             let auth = Arc::new(auth);
             let slot: AttestorSlot = {
                 let auth = auth.clone();

@@ -7,6 +7,8 @@
 
 mod admin_auth;
 mod attestation;
+mod audit;
+pub use audit::AuditSettings;
 mod ctx;
 mod data_value;
 mod diag;
@@ -58,6 +60,8 @@ pub struct Config {
     pub attestation: AttestationSettings,
     /// Join token records from `tokens.yaml`.
     pub tokens: Vec<JoinTokenRecord>,
+    /// The audit trail (`audit:` in warden.yaml).
+    pub audit: AuditSettings,
     /// Problems that do not stop the config from working (e.g. svid_ttl above 1/6 of the
     /// CA's ttl); `validate` prints them, `serve` logs them.
     pub warnings: Vec<Diagnostic>,

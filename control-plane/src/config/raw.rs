@@ -17,6 +17,18 @@ pub(crate) struct RawWarden {
     pub(crate) policy: RawPolicy,
     #[serde(default)]
     pub(crate) attestation: RawAttestation,
+    pub(crate) audit: Option<RawAudit>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub(crate) listen: Option<String>,
+    pub(crate) advertise: Option<String>,
+    pub(crate) sample_allows: Option<f64>,
+    pub(crate) retention: Option<String>,
+    pub(crate) max_size_mib: Option<u64>,
+    pub(crate) otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -36,8 +36,7 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
         check_upstream_ca(td, &ca, &mut ctx);
     }
     let server = server_settings(dir, raw, &mut ctx);
-    let policy = policy_settings(raw, &mut ctx);
-    let attestation = attestation_settings(dir, raw, &mut ctx);
+    let (policy, attestation, audit) = more_settings(dir, raw, &mut ctx);
 
     let mut workloads = Vec::new();
     for file in &files.workloads {
@@ -95,6 +94,7 @@ pub(crate) fn validate(dir: &Path, mut files: Files) -> Result<Config, Diagnosti
             policies,
             attestation,
             tokens,
+            audit,
         }),
         _ => Err(Diagnostics(errors)),
     }
@@ -293,6 +293,21 @@ fn check_upstream_files(up: &UpstreamCa, ctx: &mut Ctx<'_, RawWarden>) -> bool {
         ok = false;
     }
     ok
+}
+
+/// `policy:`, `attestation:` and `audit:` of warden.yaml.
+fn more_settings(
+    dir: &Path,
+    raw: &RawWarden,
+    ctx: &mut Ctx<'_, RawWarden>,
+) -> (
+    PolicySettings,
+    super::AttestationSettings,
+    super::AuditSettings,
+) {
+    let policy = policy_settings(raw, ctx);
+    let attestation = attestation_settings(dir, raw, ctx);
+    (policy, attestation, super::audit::audit_settings(raw, ctx))
 }
 
 fn server_settings(dir: &Path, raw: &RawWarden, ctx: &mut Ctx<'_, RawWarden>) -> ServerSettings {

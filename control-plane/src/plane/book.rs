@@ -111,12 +111,16 @@ impl ControlPlane {
                 out.minted += 1;
                 book.failing.remove(key);
                 tracing::info!(workload = %w.name, instance = %key, id = %w.spiffe_id, serial = %s.serial_hex, ca = %ca.serial_hex(), "SVID issued");
+                self.xds
+                    .audit
+                    .svid(&w.name, key.as_str(), &s, ca.serial_hex(), held.is_some());
                 out.hold(key, s, ca.serial_hex().to_string());
                 return Ok(());
             }
             Err(e) => e,
         };
         self.xds.metrics.svid_renewal_failed();
+        self.xds.audit.svid_failed(&w.name, &e);
         let f = Failing::after_failure(failing, now);
         book.failing.insert(key.clone(), f);
         match held.filter(|s| s.not_after > now) {

@@ -92,6 +92,8 @@ pub struct XdsHandles {
     pub metrics: Arc<Metrics>,
     /// ACK/NACK state per node, written by the stream tasks.
     pub status: Arc<StatusRegistry>,
+    /// The audit trail (disabled by default).
+    pub audit: crate::audit::AuditSink,
 }
 
 /// The SVID book: each instance's current SVID (by its node key, see `xds::node`), who

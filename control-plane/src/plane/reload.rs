@@ -168,12 +168,18 @@ impl Reloader {
                 self.plane.xds.metrics.config_reloaded();
                 *info = new_info;
                 log_applied(&applied, load_ms, started.elapsed().as_millis());
+                self.plane.xds.audit.reload_accepted(
+                    applied.changed.len(),
+                    applied.removed.len(),
+                    applied.minted,
+                );
                 Ok(applied)
             }
             Err(e) => {
                 self.plane.xds.metrics.config_reload_failed();
                 let msg = e.to_string();
                 tracing::error!("{msg}");
+                self.plane.xds.audit.reload_refused(&msg);
                 info.last_reload_error = Some(msg);
                 Err(e)
             }
@@ -198,7 +204,9 @@ impl Reloader {
         // Check the attestation settings before anything changes, apply them after.
         let attestor = Attestor::from_config(cfg.clone())
             .map_err(|e| ReloadError::Attestation(e.to_string()))?;
+        let (old_tokens, new_tokens) = (self.plane.config().tokens.clone(), cfg.tokens.clone());
         let applied = self.plane.reload(cfg)?;
+        self.plane.xds.audit.tokens(&old_tokens, &new_tokens);
         if let Some(install) = &self.attestor {
             install(attestor);
         }

@@ -107,6 +107,9 @@ impl ControlPlane {
     /// Forced `prepare`: creates the next CA and publishes the bundle holding it.
     pub fn ca_prepare(&self) -> Result<CaStatus, CaOpError> {
         self.authority().prepare(self.clock.as_ref())?;
+        self.xds
+            .audit
+            .ca_step(&Step::Prepare, true, &[], self.ca().serial_hex());
         self.after_step(Step::Prepare)?;
         Ok(self.ca_status())
     }
@@ -116,6 +119,9 @@ impl ControlPlane {
         let acks = self.node_acks(self.next_sequence());
         self.authority()
             .activate(&acks.lagging, self.clock.as_ref())?;
+        self.xds
+            .audit
+            .ca_step(&Step::Activate, true, &acks.lagging, self.ca().serial_hex());
         self.after_step(Step::Activate)?;
         Ok(self.ca_status())
     }
@@ -125,6 +131,9 @@ impl ControlPlane {
     pub fn ca_retire(&self, force: bool) -> Result<CaStatus, CaOpError> {
         let dropped = self.authority().retire(force, self.clock.as_ref())?;
         tracing::info!(?dropped, force, "retired CAs left the bundle");
+        self.xds
+            .audit
+            .ca_step(&Step::Retire, true, &[], self.ca().serial_hex());
         self.after_step(Step::Retire)?;
         Ok(self.ca_status())
     }
@@ -136,6 +145,7 @@ impl ControlPlane {
             (a.active().serial_hex().to_string(), a.bundle().sequence)
         };
         tracing::info!(?step, active_ca = %serial, bundle_sequence = seq, "CA rotation step");
+        self.xds.audit.bundle_updated(&self.bundle());
         let applied = match step {
             Step::Activate => self.renew_all(),
             Step::Prepare | Step::Retire => self.renew_due(),

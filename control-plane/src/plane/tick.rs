@@ -62,6 +62,9 @@ impl ControlPlane {
         match step {
             Ok(Some(step)) => {
                 tick.step = Some(step);
+                self.xds
+                    .audit
+                    .ca_step(&step, forced, &lagging, self.ca().serial_hex());
                 if forced && step == Step::Activate {
                     self.left_behind(&rs, lagging.clone());
                 }

@@ -39,6 +39,11 @@ pub trait IdentitySource: Send + Sync + std::fmt::Debug + 'static {
     fn federated(&self) -> Arc<Vec<crate::identity::ForeignBundle>> {
         Arc::default()
     }
+
+    /// Where issued SVIDs are recorded (none by default).
+    fn audit(&self) -> crate::audit::AuditSink {
+        crate::audit::AuditSink::disabled()
+    }
 }
 
 /// A source that never changes: one CA, one config (tests, embedding).
@@ -125,6 +130,7 @@ impl Issuer {
         let mut slots = BTreeMap::new();
         for e in entries {
             let (svid, due) = mint(&signer, clock.as_ref(), e, &lifetimes, now)?;
+            source.audit().workload_x509(e.spiffe_id.as_str(), &e.name);
             slots.insert(e.name.clone(), slot(e, svid, due));
         }
         let state = State {
@@ -171,7 +177,12 @@ impl Issuer {
                     ..s.clone()
                 },
                 None => match mint(&st.signer, self.clock.as_ref(), e, &lifetimes, now) {
-                    Ok((svid, due)) => slot(e, svid, due),
+                    Ok((svid, due)) => {
+                        self.source
+                            .audit()
+                            .workload_x509(e.spiffe_id.as_str(), &e.name);
+                        slot(e, svid, due)
+                    }
                     Err(err) => {
                         tracing::error!(workload = %e.name, %err, "minting an X.509-SVID for a reloaded entry failed; it is not served until a retry succeeds");
                         continue;
@@ -225,6 +236,9 @@ impl Issuer {
             match mint(&signer, self.clock.as_ref(), &slot.entry, &lifetimes, now) {
                 Ok((svid, due)) => {
                     tracing::info!(workload = %slot.entry.name, id = %slot.entry.spiffe_id, serial = %svid.serial_hex, "re-minted X.509-SVID");
+                    self.source
+                        .audit()
+                        .workload_x509(slot.entry.spiffe_id.as_str(), &slot.entry.name);
                     *slot = Slot {
                         svid,
                         due,
@@ -330,6 +344,11 @@ impl Issuer {
 
     pub fn lifetimes(&self) -> Lifetimes {
         self.read().lifetimes
+    }
+
+    /// Where issued SVIDs are recorded.
+    pub(crate) fn audit(&self) -> crate::audit::AuditSink {
+        self.source.audit()
     }
 
     /// The config of the identity source (for reloads).

@@ -196,4 +196,8 @@ impl IdentitySource for crate::plane::ControlPlane {
     fn federated(&self) -> Arc<Vec<crate::identity::ForeignBundle>> {
         self.federated_bundles()
     }
+
+    fn audit(&self) -> crate::audit::AuditSink {
+        self.xds().audit.clone()
+    }
 }

@@ -190,6 +190,9 @@ impl WorkloadApi {
                         JwtError::TooLong => Status::invalid_argument(err.to_string()),
                         _ => Status::internal(err.to_string()),
                     })?;
+            self.issuer
+                .audit()
+                .workload_jwt(e.spiffe_id.as_str(), &body.audience);
             svids.push(Jwtsvid {
                 spiffe_id: e.spiffe_id.to_string(),
                 svid: token,

@@ -22,6 +22,7 @@ struct FakeHost {
     counters: RefCell<Vec<Counter>>,
     header_reads: RefCell<usize>,
     property_reads: RefCell<Vec<String>>,
+    props_set: RefCell<Vec<(String, String)>>,
 }
 
 impl FakeHost {
@@ -99,6 +100,12 @@ impl Host for FakeHost {
     }
     fn now_micros(&self) -> u64 {
         0
+    }
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        self.props_set
+            .borrow_mut()
+            .push((path.join("."), String::from_utf8_lossy(value).into_owned()));
+        Ok(())
     }
 }
 
@@ -475,4 +482,51 @@ fn a_validated_certificate_whose_uri_san_is_not_a_spiffe_id_is_no_identity() {
             String::from_utf8_lossy(san)
         );
     }
+}
+
+fn configured_with_records(records: bool) -> Plugin {
+    let mut config: serde_json::Value =
+        serde_json::from_str(&config_json("enforce", false)).unwrap();
+    config["audit_records"] = serde_json::Value::Bool(records);
+    let mut plugin = Plugin::new(7);
+    assert!(plugin.configure(&FakeHost::default(), config.to_string().as_bytes()));
+    plugin
+}
+
+#[test]
+fn with_audit_records_a_deny_leaves_its_record_with_id_reason_and_rule_in_filter_state() {
+    let mut plugin = configured_with_records(true);
+    let host = FakeHost::default().request("GET", "/admin", &[]);
+    assert_eq!(plugin.on_request_headers(&host), Flow::Stop);
+    let sent = host.sent.borrow().clone().unwrap_or_default();
+    let id = sent
+        .1
+        .iter()
+        .find(|(k, _)| k == "x-warden-decision-id")
+        .unwrap()
+        .1
+        .clone();
+    let props = host.props_set.borrow();
+    assert_eq!(props.len(), 1);
+    assert_eq!(props[0].0, "warden_decision");
+    let record: serde_json::Value = serde_json::from_str(&props[0].1).unwrap();
+    assert_eq!(record["id"], id.as_str());
+    assert_eq!(record["decision"], "deny");
+    assert_eq!(record["rule"], "data.envoy.authz.allow");
+    assert_eq!(record["policy_version"], "v7");
+    assert!(record["reason"].as_str().unwrap().contains("allow"));
+}
+
+#[test]
+fn with_audit_records_an_allow_is_recorded_and_without_them_nothing_is_set() {
+    let mut plugin = configured_with_records(true);
+    let host = FakeHost::peer("spiffe://example.org/ns/demo/sa/frontend").request("GET", "/", &[]);
+    assert_eq!(plugin.on_request_headers(&host), Flow::Continue);
+    assert!(host.props_set.borrow()[0]
+        .1
+        .contains("\"decision\":\"allow\""));
+    let mut plugin = configured_with_records(false);
+    let host = FakeHost::peer("spiffe://example.org/ns/demo/sa/frontend").request("GET", "/", &[]);
+    plugin.on_request_headers(&host);
+    assert!(host.props_set.borrow().is_empty());
 }

@@ -114,6 +114,10 @@ impl Host for WasmHost {
         }
     }
 
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_property(path.to_vec(), Some(value)).map_err(host_error("set_property"))
+    }
+
     fn now_micros(&self) -> u64 {
         hostcalls::get_current_time()
             .ok()

@@ -71,13 +71,14 @@ pub(super) fn write_config(
     std::fs::create_dir_all(dir.join("workloads"))?;
     std::fs::create_dir_all(dir.join("policies"))?;
     let trust_domain = &spec.trust_domain;
-    let warden_yaml = format!(
+    let mut warden_yaml = format!(
         "trust_domain: {trust_domain}\n\
          ca:\n  key_type: ec-p256\n  ttl: {}\n  svid_ttl: {}\n  state_dir: .warden\n\
          server:\n  xds_listen: {xds}\n  admin_listen: {admin}\n\
          policy:\n  entrypoint: data.envoy.authz.allow\n  mode: {}\n  deny_status: 403\n  expose_reason: {}\n",
         spec.ca_ttl, spec.svid_ttl, spec.policy_mode, spec.expose_reason
     );
+    warden_yaml.push_str(&spec.extra_warden_yaml);
     write_if_changed(&dir.join("warden.yaml"), &warden_yaml)?;
     for w in workloads.values() {
         let mut yaml = format!(

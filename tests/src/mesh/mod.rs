@@ -76,6 +76,8 @@ pub struct MeshSpec {
     /// Whether [`Mesh::start`] waits for every outbound route (off when an upstream
     /// in another trust domain cannot answer yet).
     pub wait_routes: bool,
+    /// Extra top-level sections appended to warden.yaml (e.g. `audit:`).
+    pub extra_warden_yaml: String,
 }
 
 /// Allows frontend → backend and backend → database, denies everything else.
@@ -110,6 +112,7 @@ impl MeshSpec {
             trust_domain: TRUST_DOMAIN.to_owned(),
             files: Vec::new(),
             wait_routes: true,
+            extra_warden_yaml: String::new(),
         }
         .workload("frontend", &["backend"])
         .workload("backend", &[])

@@ -30,7 +30,7 @@ use crate::xds::ext::{
 /// (with `respect_dns_ttl` the record's TTL wins).
 pub(super) const DNS_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn static_cluster(name: &str, endpoint: std::net::SocketAddr) -> Cluster {
+pub(super) fn static_cluster(name: &str, endpoint: std::net::SocketAddr) -> Cluster {
     endpoints_cluster(name, &[endpoint])
 }
 

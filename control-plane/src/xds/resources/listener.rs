@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use xds_api::pb::envoy::config::accesslog::v3::AccessLog;
 use xds_api::pb::envoy::config::core::v3::ExtensionConfigSource;
 use xds_api::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use xds_api::pb::envoy::config::route::v3::{
@@ -131,6 +132,7 @@ pub(super) fn inbound(
     own_svid: &str,
     bundle: &str,
     settings: &PolicySettings,
+    audit_log: Option<AccessLog>,
 ) -> Listener {
     let authz = HttpFilter {
         name: super::AUTHZ_FILTER_NAME.to_string(),
@@ -153,7 +155,9 @@ pub(super) fn inbound(
         route_specifier: Some(http_connection_manager::RouteSpecifier::RouteConfig(routes)),
         http_filters: vec![authz, router()],
         local_reply_config: Some(super::native::local_reply(settings)),
-        access_log: vec![super::native::decision_log()],
+        access_log: std::iter::once(super::native::decision_log())
+            .chain(audit_log)
+            .collect(),
         normalize_path: Some(BoolValue { value: true }),
         merge_slashes: true,
         path_with_escaped_slashes_action: escaped_slashes_action(settings.escaped_slashes) as i32,

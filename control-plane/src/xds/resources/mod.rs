@@ -7,6 +7,7 @@
 //! listener per upstream with an mTLS cluster that checks the upstream's SPIFFE ID, the
 //! secrets (SPIRE/Istio names) and the ECDS filter config.
 
+pub mod audit_log;
 mod cluster;
 mod common;
 mod filter;
@@ -118,7 +119,9 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
     let app = cluster::local_app(w);
     b.add(ResourceType::Cluster, names::LOCAL_APP_CLUSTER, &app)
         .map_err(wrap)?;
-    let inbound = listener::inbound(w, &own_svid, &bundle_name, &inputs.config.policy);
+    let audit = audit_log::als_address(&inputs.config.audit);
+    let logs = audit.map(|_| audit_log::access_log(&inputs.config.audit));
+    let inbound = listener::inbound(w, &own_svid, &bundle_name, &inputs.config.policy, logs);
     b.add(ResourceType::Listener, names::INBOUND_LISTENER, &inbound)
         .map_err(wrap)?;
     let from = (ResourceType::Listener, names::INBOUND_LISTENER);
@@ -126,6 +129,9 @@ pub fn build_node_snapshot(inputs: &NodeInputs<'_>) -> Result<Snapshot, Resource
         .reference(from, (ResourceType::Secret, &bundle_name))
         .reference(from, (ResourceType::ExtensionConfig, AUTHZ_FILTER_NAME))
         .reference(from, (ResourceType::Cluster, names::LOCAL_APP_CLUSTER));
+    if let Some(at) = audit {
+        audit_log::add_cluster(&mut b, inputs, at, &own_svid, &bundle_name).map_err(wrap)?;
+    }
 
     for up in &w.upstreams {
         let cname = names::upstream_cluster(&up.workload);

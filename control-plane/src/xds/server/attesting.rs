@@ -23,6 +23,7 @@ pub struct AttestingAuthorizer {
     attestor: RwLock<Arc<Attestor>>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    audit: crate::audit::AuditSink,
 }
 
 impl AttestingAuthorizer {
@@ -36,7 +37,14 @@ impl AttestingAuthorizer {
             attestor: RwLock::new(Arc::new(Attestor::from_config(config)?)),
             clock,
             metrics,
+            audit: crate::audit::AuditSink::disabled(),
         })
+    }
+
+    /// Record attestations in `audit` too.
+    pub fn with_audit(mut self, audit: crate::audit::AuditSink) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Use `config` for the next streams. On error the previous config stays.
@@ -73,12 +81,15 @@ impl NodeAuthorizer for AttestingAuthorizer {
             Ok(who) => {
                 self.metrics.attested(who.method);
                 tracing::info!(target: "warden::audit", event = "xds_attested", %remote, node = %node, workload = %who.workload, method = who.method, "xDS caller attested");
+                self.audit
+                    .attested(who.method, node.as_str(), &who.workload);
                 Ok(())
             }
             Err(e) => {
                 let reason = e.reason();
                 self.metrics.attestation_failed(reason);
                 tracing::warn!(target: "warden::audit", event = "xds_attestation_refused", %remote, node = %node, reason, "xDS caller refused: {e}");
+                self.audit.attest_refused(node.as_str(), reason);
                 Err(status_for(&e))
             }
         }
