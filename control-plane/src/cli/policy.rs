@@ -111,7 +111,11 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             };
             let dry_run = cfg.policy.mode == warden::config::PolicyMode::DryRun;
-            let config = warden::rbac::emit::http_rbac(&rules, dry_run);
+            // As `warden serve` emits it once any federated bundle is trusted.
+            let federated = warden::config::federation::FederationSettings::load(&cfg)
+                .is_ok_and(|f| f.is_some_and(|f| !f.relationships.is_empty()));
+            let peers = warden::rbac::emit::Peers::from_federated(federated);
+            let config = warden::rbac::emit::http_rbac(&rules, dry_run, peers);
             println!("{:#}", warden::rbac::json::http_rbac(&config));
             Ok(ExitCode::SUCCESS)
         }

@@ -225,7 +225,7 @@ proptest! {
         let plugin = plugin(&source);
         let rules = compile_plugin(&plugin).unwrap_or_else(|e| panic!("{e}\n{source}"));
         let compiled = CompiledPolicy::load(&plugin).unwrap();
-        let rbac = emit::rules(&rules);
+        let rbac = emit::rules(&rules, emit::Peers::Federated);
         for r in &requests {
             let want = filter_allows(&compiled, r);
             let got = allows(&rbac, &rbac_seen(r));

@@ -97,7 +97,7 @@ fn sample_mesh_rbac_decides_as_the_filter_on_a_request_grid() {
         let AuthzPath::Native(rules) = path_for(&config, workload) else {
             panic!()
         };
-        let rbac = emit::rules(&rules);
+        let rbac = emit::rules(&rules, emit::Peers::Federated);
         let mut allowed = 0;
         for caller in &callers {
             for method in methods {
@@ -266,8 +266,8 @@ fn equal_policies_encode_to_equal_bytes() {
         panic!()
     };
     assert_eq!(
-        emit::http_rbac(&a, false).encode_to_vec(),
-        emit::http_rbac(&b, false).encode_to_vec()
+        emit::http_rbac(&a, false, emit::Peers::Federated).encode_to_vec(),
+        emit::http_rbac(&b, false, emit::Peers::Federated).encode_to_vec()
     );
 }
 
@@ -277,8 +277,8 @@ fn dry_run_moves_the_rules_to_shadow_rules() {
         "allow if input.attributes.request.http.method == \"GET\"",
     ))
     .unwrap();
-    let enforce = emit::http_rbac(&rules, false);
-    let dry = emit::http_rbac(&rules, true);
+    let enforce = emit::http_rbac(&rules, false, emit::Peers::Federated);
+    let dry = emit::http_rbac(&rules, true, emit::Peers::Federated);
     assert!(enforce.rules.is_some() && enforce.shadow_rules.is_none());
     assert_eq!(dry.rules, None);
     assert_eq!(dry.shadow_rules, enforce.rules);
@@ -378,7 +378,10 @@ fn xfcc_regex(test: Test) -> regex::Regex {
     use xds_api::pb::envoy::config::rbac::v3::principal::Identifier as I;
     use xds_api::pb::envoy::config::route::v3::header_matcher::HeaderMatchSpecifier as H;
     use xds_api::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern as P;
-    let p = super::emit::principal(&Cond::Match(Attr::Principal, test));
+    let p = super::emit::principal(
+        &Cond::Match(Attr::Principal, test),
+        super::emit::Peers::Federated,
+    );
     let Some(I::AndIds(set)) = p.identifier else {
         panic!("not and_ids: {p:?}")
     };
@@ -427,4 +430,28 @@ fn a_principal_test_holds_only_for_the_first_uri_san_never_a_later_one() {
     ] {
         assert!(!prefix.is_match(&format!("{head};{no}")), "{no}");
     }
+}
+
+#[test]
+fn a_principal_test_is_envoys_authenticated_matcher_alone_while_only_our_ca_vouches_for_peers() {
+    use xds_api::pb::envoy::config::rbac::v3::principal::Identifier as I;
+    let test = Test::Exact("spiffe://example.org/ns/demo/sa/frontend".into());
+    let own = super::emit::principal(
+        &Cond::Match(Attr::Principal, test.clone()),
+        super::emit::Peers::OwnTrustDomain,
+    );
+    assert!(
+        matches!(own.identifier, Some(I::Authenticated(_))),
+        "{own:?}"
+    );
+    let federated = super::emit::principal(
+        &Cond::Match(Attr::Principal, test),
+        super::emit::Peers::Federated,
+    );
+    assert!(
+        matches!(federated.identifier, Some(I::AndIds(_))),
+        "{federated:?}"
+    );
+    // The size that matters for large ID sets (120,000 IDs must fit one ADS message).
+    assert!(own.encoded_len() * 2 < federated.encoded_len());
 }

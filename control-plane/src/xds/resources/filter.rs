@@ -89,9 +89,10 @@ pub(super) fn extension_config(inputs: &NodeInputs<'_>) -> TypedExtensionConfig 
     match crate::rbac::path_for(inputs.config, inputs.workload) {
         crate::rbac::AuthzPath::Native(rules) => {
             let dry_run = inputs.config.policy.mode == crate::config::PolicyMode::DryRun;
+            let peers = crate::rbac::emit::Peers::from_federated(!inputs.federated.is_empty());
             TypedExtensionConfig {
                 name: AUTHZ_FILTER_NAME.to_string(),
-                typed_config: Some(any(&crate::rbac::emit::http_rbac(&rules, dry_run))),
+                typed_config: Some(any(&crate::rbac::emit::http_rbac(&rules, dry_run, peers))),
             }
         }
         crate::rbac::AuthzPath::Wasm(_) => wasm_extension_config(inputs),
