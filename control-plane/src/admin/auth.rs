@@ -19,10 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use sha2::{Digest, Sha256};
 
-/// Largest token file read (a token is a few dozen bytes).
-const MAX_TOKEN_FILE: u64 = 4096;
-/// Shortest token accepted (`warden validate` says the same).
-pub const MIN_TOKEN_LEN: usize = 16;
+pub use crate::config::MIN_OPERATOR_TOKEN_LEN as MIN_TOKEN_LEN;
 
 /// Why a mutating admin call was refused. Never contains a token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,22 +54,10 @@ impl OperatorAuth {
     }
 }
 
-/// The token in `file` (trimmed), refused when empty, short or oversized.
+/// The token in `file` (trimmed), refused when empty, short or oversized (the rule is
+/// [`crate::config::read_operator_token`]'s, which `warden validate` applies too).
 pub fn read_token(file: &std::path::Path) -> Result<String, AuthError> {
-    let shown =
-        |e: &dyn std::fmt::Display| AuthError::TokenFile(format!("{}: {e}", file.display()));
-    let len = std::fs::metadata(file).map_err(|e| shown(&e))?.len();
-    if len > MAX_TOKEN_FILE {
-        return Err(shown(&format!("larger than {MAX_TOKEN_FILE} bytes")));
-    }
-    let text = std::fs::read_to_string(file).map_err(|e| shown(&e))?;
-    let token = text.trim();
-    if token.len() < MIN_TOKEN_LEN {
-        return Err(shown(&format!(
-            "token shorter than {MIN_TOKEN_LEN} characters"
-        )));
-    }
-    Ok(token.to_owned())
+    crate::config::read_operator_token(file).map_err(|e| AuthError::TokenFile(e.to_string()))
 }
 
 /// Pure: does `authorization` carry `expected` as a bearer token?

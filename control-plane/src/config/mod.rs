@@ -6,6 +6,7 @@
 //! no network I/O and never writes; the CA state directory is only named here.
 
 mod admin_auth;
+pub use admin_auth::{read_operator_token, OperatorTokenError, MIN_OPERATOR_TOKEN_LEN};
 mod attestation;
 mod audit;
 pub use audit::AuditSettings;

@@ -6,8 +6,7 @@
 
 use serde_yaml::Value;
 
-use super::pod::{CA_DIR, TOKEN_DIR};
-use super::{InjectError, Options};
+use super::{InjectError, Options, CA_DIR, TOKEN_DIR};
 use crate::config::{Config, Workload};
 use crate::xds::bootstrap::{AdsFlavor, Channel, RootCerts};
 

@@ -31,6 +31,11 @@ use serde_yaml::{Mapping, Value};
 
 use crate::config::{Config, Workload};
 
+/// Where the projected token is mounted (the file is `token`).
+pub(super) const TOKEN_DIR: &str = "/var/run/secrets/warden";
+/// Where the trust anchor ConfigMap `warden-ca` is mounted (the file is `ca.crt`).
+pub(super) const CA_DIR: &str = "/etc/warden/ca";
+
 /// The annotation naming the workload of a pod template.
 pub const WORKLOAD_ANNOTATION: &str = "warden.dev/workload";
 /// `"false"` skips a manifest.

@@ -5,7 +5,8 @@ use serde_json::json;
 use serde_yaml::{Mapping, Value};
 
 use super::{
-    bootstrap, mapping_at, InjectError, Options, PodRef, INJECTED_ANNOTATION, MESHED_LABEL,
+    bootstrap, mapping_at, InjectError, Options, PodRef, CA_DIR, INJECTED_ANNOTATION, MESHED_LABEL,
+    TOKEN_DIR,
 };
 use crate::config::{Config, Workload};
 
@@ -13,10 +14,6 @@ use crate::config::{Config, Workload};
 const PREFIX: &str = "warden-";
 /// Where the filter modules are in the warden image, and where Envoy opens them.
 pub(super) const FILTER_DIR: &str = "/opt/warden/filter";
-/// Where the projected token is mounted (the file is `token`).
-pub(super) const TOKEN_DIR: &str = "/var/run/secrets/warden";
-/// Where the trust anchor ConfigMap `warden-ca` is mounted (the file is `ca.crt`).
-pub(super) const CA_DIR: &str = "/etc/warden/ca";
 /// Lifetime of the projected token: the shortest the API server issues.
 const TOKEN_SECONDS: u64 = 600;
 /// The sidecar's uid in the Envoy image.
