@@ -100,10 +100,12 @@ mod tests {
 
     fn with_audit(section: &str) -> tempfile::TempDir {
         let dir = sample();
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(dir.path().join("warden.yaml"))
-            .unwrap();
+        // The sample's own `audit:` section (the last one in the file) is replaced.
+        let path = dir.path().join("warden.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept = text.split("\naudit:").next().unwrap().to_string();
+        std::fs::write(&path, kept + "\n").unwrap();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         writeln!(f, "audit:\n{section}").unwrap();
         dir
     }

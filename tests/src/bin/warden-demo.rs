@@ -22,6 +22,8 @@ use warden_e2e::http::{self, Response};
 use warden_e2e::warden::{self as wcli, Warden};
 use warden_e2e::{locate, tls, wait};
 
+#[path = "warden-demo/audit.rs"]
+mod audit;
 #[path = "warden-demo/print.rs"]
 mod print;
 use print::{explain, print_control_plane, print_identities, print_table};
@@ -252,10 +254,15 @@ fn tour(demo: &Demo) -> Result<bool> {
         demo.call("frontend", "database", "GET", "/query"),
         &mut rows,
     )?;
+    let delete = demo.call("frontend", "backend", "DELETE", "/api/items");
+    let delete_id = delete
+        .as_ref()
+        .ok()
+        .and_then(|r| r.header("x-warden-decision-id").map(str::to_owned));
     step(
         "frontend → backend   DELETE /api/items",
         403,
-        demo.call("frontend", "backend", "DELETE", "/api/items"),
+        delete,
         &mut rows,
     )?;
     let backend = demo.cfg.workload("backend").context("backend")?;
@@ -293,6 +300,7 @@ fn tour(demo: &Demo) -> Result<bool> {
         &rows,
     );
 
+    ok &= audit::print_story(&demo.dir, &demo.env, delete_id.as_deref())?;
     print_identities(demo)?;
     ok &= print_control_plane(demo)?;
 
@@ -346,7 +354,11 @@ fn tour(demo: &Demo) -> Result<bool> {
         w("database")
     );
     println!(
-        "  why denied?      ./target/debug/warden policy eval --config {} --workload backend \\",
+        "  why denied?      ./target/debug/warden audit --config {} --decision deny",
+        demo.dir.display()
+    );
+    println!(
+        "                   ./target/debug/warden policy eval --config {} --workload backend \\",
         demo.dir.display()
     );
     println!("                     --source spiffe://example.org/ns/demo/sa/frontend --method DELETE --path /api/items");

@@ -319,7 +319,15 @@ fn a_policy_that_compiles_to_rbac_is_served_as_the_rbac_filter_with_its_rules() 
     assert_eq!(mapper.status_code, None);
     let added = mapper.headers_to_add[0].header.as_ref().unwrap();
     assert_eq!(added.key, "x-warden-decision-id");
-    assert_eq!(hcm.access_log.len(), 1);
+    let loggers: Vec<&str> = hcm.access_log.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(
+        loggers,
+        [
+            "envoy.access_loggers.stderr",
+            "envoy.access_loggers.http_grpc"
+        ],
+        "the deny line, and the audit trail (the sample sets audit.listen)"
+    );
 }
 
 #[test]
