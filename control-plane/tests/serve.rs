@@ -193,7 +193,11 @@ async fn serve_streams_a_node_its_config_and_reloads_changes_live() {
         .unwrap()
         .into_inner();
     let cds = next(&mut stream).await;
-    assert_eq!(cds.resources.len(), 3, "local app + backend + database");
+    assert_eq!(
+        cds.resources.len(),
+        4,
+        "local app + backend + database + warden-audit (the sample keeps an audit trail)"
+    );
     tx.send(request("frontend-sidecar", CDS, &[], Some(&cds)))
         .await
         .unwrap();

@@ -55,7 +55,8 @@ async fn start(dir: &Path, socket: &Path) -> Served {
     let text = std::fs::read_to_string(&yaml)
         .unwrap()
         .replace("127.0.0.1:18000", "127.0.0.1:0")
-        .replace("127.0.0.1:18001", "127.0.0.1:0");
+        .replace("127.0.0.1:18001", "127.0.0.1:0")
+        .replace("127.0.0.1:18002", "127.0.0.1:0");
     std::fs::write(&yaml, text).unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["serve", "--config"])

@@ -22,7 +22,9 @@ fn demo_tour_runs_end_to_end_and_cleans_up() {
         "{stdout}"
     );
     // Every process was stopped: the sample's ports are free again.
-    for port in [18000, 18001, 15001, 15002, 15003, 19001, 19002, 19003] {
+    for port in [
+        18000, 18001, 18002, 15001, 15002, 15003, 19001, 19002, 19003,
+    ] {
         assert!(
             std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
             "port {port} still in use after the demo"

@@ -13,13 +13,25 @@ pub(crate) fn warden(args: &[&str]) -> Output {
         .expect("warden runs")
 }
 
-/// A private copy of `examples/mesh` (so the CA state dir is per test).
+/// A private copy of `examples/mesh` (so the CA state dir is per test), its audit
+/// listener on an ephemeral port (tests run in parallel; these never start Envoy).
 pub(crate) fn sample() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mesh"),
         dir.path(),
     );
+    let main = dir.path().join("warden.yaml");
+    let text = fs::read_to_string(&main).unwrap();
+    assert!(
+        text.contains("listen: 127.0.0.1:18002"),
+        "the sample's audit.listen moved"
+    );
+    fs::write(
+        &main,
+        text.replace("listen: 127.0.0.1:18002", "listen: 127.0.0.1:0"),
+    )
+    .unwrap();
     dir
 }
 

@@ -394,6 +394,9 @@ fn check_ports(cfg: &warden_cp::config::Config) -> Result<()> {
             "server.admin_listen in warden.yaml".to_string(),
         ),
     ];
+    if let Some(audit) = cfg.audit.listen {
+        addrs.push((audit, "audit.listen in warden.yaml".to_string()));
+    }
     for w in &cfg.workloads {
         addrs.push((w.sidecar_admin, format!("sidecar.admin of {}", w.name)));
         addrs.push((w.inbound.listen, format!("inbound.listen of {}", w.name)));
