@@ -3,6 +3,9 @@
 //! the Workload API and the admin endpoint. The command line lives in the binary
 //! (`main.rs`, `cli/`), the only place that uses `anyhow`.
 
+#[macro_use]
+mod prost_name;
+
 pub mod admin;
 pub mod attest;
 pub mod audit;

@@ -10,21 +10,6 @@ use std::collections::BTreeMap;
 
 use xds_api::pb::envoy::config::rbac::v3::Policy;
 
-macro_rules! named {
-    ($ty:ty, $package:literal, $name:literal) => {
-        impl prost::Name for $ty {
-            const NAME: &'static str = $name;
-            const PACKAGE: &'static str = $package;
-            fn full_name() -> String {
-                format!("{}.{}", $package, $name)
-            }
-            fn type_url() -> String {
-                format!("type.googleapis.com/{}.{}", $package, $name)
-            }
-        }
-    };
-}
-
 /// `envoy.config.rbac.v3.RBAC.Action.ALLOW`.
 pub const ACTION_ALLOW: i32 = 0;
 
@@ -38,7 +23,7 @@ pub struct Rules {
     #[prost(btree_map = "string, message", tag = "2")]
     pub policies: BTreeMap<String, Policy>,
 }
-named!(Rules, "envoy.config.rbac.v3", "RBAC");
+prost_named!(Rules, "envoy.config.rbac.v3", "RBAC");
 
 /// `envoy.extensions.filters.http.rbac.v3.RBAC` (subset).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -57,7 +42,7 @@ pub struct HttpRbac {
     #[prost(string, tag = "6")]
     pub rules_stat_prefix: String,
 }
-named!(HttpRbac, "envoy.extensions.filters.http.rbac.v3", "RBAC");
+prost_named!(HttpRbac, "envoy.extensions.filters.http.rbac.v3", "RBAC");
 
 /// `envoy.extensions.access_loggers.stream.v3.StderrAccessLog`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -66,7 +51,7 @@ pub struct StderrAccessLog {
     #[prost(message, optional, tag = "1")]
     pub log_format: Option<xds_api::pb::envoy::config::core::v3::SubstitutionFormatString>,
 }
-named!(
+prost_named!(
     StderrAccessLog,
     "envoy.extensions.access_loggers.stream.v3",
     "StderrAccessLog"

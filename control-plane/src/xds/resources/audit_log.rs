@@ -39,21 +39,6 @@ pub use crate::audit::als_entry::DECISION_STATE;
 /// The access log's name (`StreamAccessLogsMessage.identifier.log_name`).
 pub const LOG_NAME: &str = "warden-decisions";
 
-macro_rules! named {
-    ($ty:ty, $package:literal, $name:literal) => {
-        impl prost::Name for $ty {
-            const NAME: &'static str = $name;
-            const PACKAGE: &'static str = $package;
-            fn full_name() -> String {
-                format!("{}.{}", $package, $name)
-            }
-            fn type_url() -> String {
-                format!("type.googleapis.com/{}.{}", $package, $name)
-            }
-        }
-    };
-}
-
 /// `envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig` (subset).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct HttpGrpcAccessLogConfig {
@@ -67,7 +52,7 @@ pub struct HttpGrpcAccessLogConfig {
     #[prost(string, repeated, tag = "3")]
     pub additional_response_headers_to_log: Vec<String>,
 }
-named!(
+prost_named!(
     HttpGrpcAccessLogConfig,
     "envoy.extensions.access_loggers.grpc.v3",
     "HttpGrpcAccessLogConfig"
@@ -95,7 +80,7 @@ pub struct CommonGrpcAccessLogConfig {
     #[prost(enumeration = "ApiVersion", tag = "6")]
     pub transport_api_version: i32,
 }
-named!(
+prost_named!(
     CommonGrpcAccessLogConfig,
     "envoy.extensions.access_loggers.grpc.v3",
     "CommonGrpcAccessLogConfig"
@@ -108,7 +93,7 @@ pub struct HttpProtocolOptions {
     #[prost(message, optional, tag = "3")]
     pub explicit_http_config: Option<ExplicitHttpConfig>,
 }
-named!(
+prost_named!(
     HttpProtocolOptions,
     "envoy.extensions.upstreams.http.v3",
     "HttpProtocolOptions"
@@ -121,7 +106,7 @@ pub struct ExplicitHttpConfig {
     #[prost(message, optional, tag = "2")]
     pub http2_protocol_options: Option<Http2ProtocolOptions>,
 }
-named!(
+prost_named!(
     ExplicitHttpConfig,
     "envoy.extensions.upstreams.http.v3",
     "HttpProtocolOptions.ExplicitHttpConfig"
